@@ -1,0 +1,17 @@
+"""The one place that selects Keras 2.
+
+tensorflow-model-optimization's quantization-aware training only accepts Keras 2
+models, and TF 2.21 ships Keras 3 as ``tf.keras``. Every module of the project takes
+``keras`` (tf_keras) and ``tf`` from here, so the switch is made once, before
+TensorFlow is first imported.
+"""
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+__all__ = ["tf", "keras"]

@@ -1,0 +1,219 @@
+"""Image classification data: an image folder, scikit-learn digits (offline default), or CIFAR-10.
+
+Images are decoded once into uint8 arrays (every file is checked up front, so a bad
+file fails before anything is written) and served by tf.data pipelines with
+random-crop and flip augmentation. A validation split is always carved from the
+training data, never from test: later stages score subnets on it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from factory.backend import tf
+from factory.errors import FactoryError
+
+# Model input = uint8 pixel * SCALE + OFFSET, i.e. [-1, 1]. Kept out of the graph and
+# recorded with every exported model.
+SCALE, OFFSET = 1.0 / 127.5, -1.0
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+
+
+@dataclass
+class ImageData:
+    """Decoded splits: uint8 ``(N, H, W, 3)`` images and int32 labels."""
+
+    name: str
+    class_names: list[str]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    flip: bool = True  # horizontal flips are label-preserving (not for digits)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.x_train.shape[1])
+
+    def summary(self) -> dict:
+        return {"name": self.name, "classes": self.class_names, "image_size": self.image_size,
+                "train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+    def resized(self, size: int) -> "ImageData":
+        """The same data at ``size`` x ``size`` (bilinear), e.g. a space's largest resolution."""
+        if size == self.image_size:
+            return self
+
+        def go(x):
+            out = tf.image.resize(x.astype(np.float32), (size, size), antialias=True)
+            return np.clip(np.round(out.numpy()), 0, 255).astype(np.uint8)
+
+        return ImageData(self.name, self.class_names, go(self.x_train), self.y_train,
+                         go(self.x_val), self.y_val, go(self.x_test), self.y_test, self.flip)
+
+
+def normalize(images):
+    return tf.cast(images, tf.float32) * SCALE + OFFSET
+
+
+def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, *, training: bool,
+                 flip: bool = True, seed: int = 0) -> tf.data.Dataset:
+    """Batches of normalized float images; training adds shuffling, random crops and flips."""
+    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    if training:
+        size = images.shape[1]
+        pad = max(1, size // 8)
+
+        def augment(x, y):
+            x = tf.image.resize_with_crop_or_pad(x, size + 2 * pad, size + 2 * pad)
+            x = tf.image.random_crop(x, (size, size, 3))
+            if flip:
+                x = tf.image.random_flip_left_right(x)
+            return x, y
+
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training and len(labels) >= batch_size)
+    ds = ds.map(lambda x, y: (normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def load_data(spec: str, *, val_fraction: float = 0.1, test_fraction: float = 0.2,
+              seed: int = 0) -> ImageData:
+    """``digits``, ``cifar10`` or the path of an image folder."""
+    if spec == "digits":
+        return _digits(val_fraction, test_fraction, seed)
+    if spec == "cifar10":
+        return _cifar10(val_fraction, seed)
+    return load_folder(spec, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+
+
+def _split(x, y, fraction, seed):
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
+    except ValueError as exc:
+        raise FactoryError(
+            f"cannot split {len(y)} images by class ({exc}): give every class more images"
+        ) from None
+
+
+def _with_val(name, classes, x_train, y_train, x_test, y_test, val_fraction, seed, flip=True):
+    x_tr, x_val, y_tr, y_val = _split(x_train, y_train, val_fraction, seed)
+    return ImageData(name, classes, x_tr, y_tr.astype(np.int32), x_val, y_val.astype(np.int32),
+                     x_test, y_test.astype(np.int32), flip)
+
+
+def _digits(val_fraction, test_fraction, seed) -> ImageData:
+    """scikit-learn's 8x8 digits, upsampled to 32x32 RGB so the spaces' resolutions apply."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images * (255.0 / 16.0)).astype(np.float32)[..., None]
+    x = tf.image.resize(x, (32, 32), method="bilinear").numpy()
+    x = np.repeat(np.clip(np.round(x), 0, 255).astype(np.uint8), 3, axis=-1)
+    x_train, x_test, y_train, y_test = _split(x, d.target, test_fraction, seed)
+    return _with_val("digits", [str(c) for c in range(10)], x_train, y_train, x_test, y_test,
+                     val_fraction, seed, flip=False)
+
+
+def _cifar10(val_fraction, seed) -> ImageData:
+    from factory.backend import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
+    except Exception as exc:  # any download failure: offline, proxy, corrupt cache
+        raise FactoryError(
+            f"could not download CIFAR-10 ({type(exc).__name__}): when offline, pass an "
+            "unpacked image folder instead, e.g. --data ~/.cache/mmf/cifar10"
+        ) from None
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    return _with_val("cifar10", classes, x_train, y_train.ravel(), x_test, y_test.ravel(),
+                     val_fraction, seed)
+
+
+# ------------------------------------------------------------------ folders
+def _class_dirs(root: Path) -> list[Path]:
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not dirs:
+        raise FactoryError(f"{root} has no class subfolders: put images in {root}/<class>/")
+    return dirs
+
+
+def _files(class_dir: Path) -> list[Path]:
+    files = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise FactoryError(f"class folder {class_dir} has no images: add images or remove the folder")
+    return files
+
+
+def _decode_folder(root: Path, classes: list[str] | None = None):
+    dirs = _class_dirs(root)
+    names = [d.name for d in dirs]
+    if classes is not None and names != classes:
+        raise FactoryError(
+            f"the classes of {root} {names} differ from the training classes {classes}: "
+            "give train/ and test/ the same class subfolders"
+        )
+    from PIL import Image, UnidentifiedImageError
+
+    images, labels, first = [], [], None
+    for label, d in enumerate(dirs):
+        for path in _files(d):
+            try:
+                with Image.open(path) as im:
+                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            except (UnidentifiedImageError, OSError, ValueError):
+                raise FactoryError(
+                    f"{path} is not a decodable image (JPEG, PNG, BMP or GIF): remove or replace it"
+                ) from None
+            if first is None:
+                first = (path, arr.shape)
+            elif arr.shape != first[1]:
+                raise FactoryError(
+                    f"images must all have one size: {path} is {arr.shape[1]}x{arr.shape[0]} but "
+                    f"{first[0]} is {first[1][1]}x{first[1][0]}; resize the folder to one size first"
+                )
+            images.append(arr)
+            labels.append(label)
+    return np.stack(images), np.asarray(labels, np.int32), names
+
+
+def load_folder(path: str | os.PathLike, *, val_fraction: float = 0.1, test_fraction: float = 0.2,
+                seed: int = 0) -> ImageData:
+    """``root/train/<class>/*`` and ``root/test/<class>/*``, or ``root/<class>/*`` split by ``seed``."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise FactoryError(
+            f"data folder {root} does not exist: pass 'digits', 'cifar10' or a folder of "
+            "train/<class>/ and test/<class>/ (or <class>/) images"
+        )
+    train_dir, test_dir = root / "train", root / "test"
+    if train_dir.is_dir() != test_dir.is_dir():
+        missing = test_dir if train_dir.is_dir() else train_dir
+        raise FactoryError(f"{root} has only one of train/ and test/: add {missing} or use <class>/ folders")
+    if train_dir.is_dir():
+        x_train, y_train, classes = _decode_folder(train_dir)
+        x_test, y_test, _ = _decode_folder(test_dir, classes)
+        if x_test.shape[1:] != x_train.shape[1:]:
+            raise FactoryError(
+                f"test images are {x_test.shape[2]}x{x_test.shape[1]} but train images are "
+                f"{x_train.shape[2]}x{x_train.shape[1]}: resize {test_dir} to match"
+            )
+    else:
+        x, y, classes = _decode_folder(root)
+        x_train, x_test, y_train, y_test = _split(x, y, test_fraction, seed)
+    if x_train.shape[1] != x_train.shape[2]:
+        raise FactoryError(f"images in {root} are not square ({x_train.shape[2]}x{x_train.shape[1]}): crop them first")
+    return _with_val(root.name, classes, x_train, y_train, x_test, y_test, val_fraction, seed)

@@ -1,0 +1,84 @@
+"""A subnet as a plain functional tf_keras model, built only of standard layers.
+
+:func:`build_subnet_model` makes the static network of a SubnetConfig (randomly
+initialised: the standalone baseline); :func:`extract` makes the same network and
+copies the supernet's weights into it. Plain layers are what QAT, the TFLite converter
+and app teams understand, so every later stage works on these models.
+"""
+
+from __future__ import annotations
+
+from factory import activations
+from factory.backend import keras
+from factory.space import SearchSpace, SubnetConfig
+
+_BN = dict(epsilon=1e-3, momentum=0.99)
+
+
+def _activation(name: str, layer_name: str):
+    if name == "relu":
+        return keras.layers.ReLU(name=layer_name)
+    return keras.layers.Activation(activations.hard_swish, name=layer_name)
+
+
+def _conv_bn_act(x, filters, kernel, stride, activation, prefix):
+    x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
+                            name=f"{prefix}_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{prefix}_bn", **_BN)(x)
+    return _activation(activation, f"{prefix}_act")(x)
+
+
+def build_subnet_model(space: SearchSpace, subnet: SubnetConfig, num_classes: int,
+                       name: str = "subnet") -> keras.Model:
+    """The static network of ``subnet``: input ``(resolution, resolution, 3)``, logits out."""
+    subnet.validate(space)
+    inputs = keras.Input((subnet.resolution, subnet.resolution, 3), name="image")
+    x = _conv_bn_act(inputs, space.stem_channels, 3, space.stem_stride, "hard_swish", "stem")
+    for block, k, e in subnet.blocks(space):
+        p = f"stage{block.stage}_block{block.index}"
+        hidden = block.in_channels * e
+        shortcut = x
+        x = keras.layers.Conv2D(hidden, 1, use_bias=False, name=f"{p}_expand")(x)
+        x = keras.layers.BatchNormalization(name=f"{p}_expand_bn", **_BN)(x)
+        x = _activation(block.activation, f"{p}_expand_act")(x)
+        x = keras.layers.DepthwiseConv2D(k, block.stride, padding="same", use_bias=False,
+                                         name=f"{p}_depthwise")(x)
+        x = keras.layers.BatchNormalization(name=f"{p}_depthwise_bn", **_BN)(x)
+        x = _activation(block.activation, f"{p}_depthwise_act")(x)
+        if block.se:
+            s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{p}_se_pool")(x)
+            s = keras.layers.Conv2D(space.se_channels(hidden), 1, name=f"{p}_se_reduce")(s)
+            s = keras.layers.ReLU(name=f"{p}_se_relu")(s)
+            s = keras.layers.Conv2D(hidden, 1, name=f"{p}_se_expand")(s)
+            s = keras.layers.Activation(activations.hard_sigmoid, name=f"{p}_se_gate")(s)
+            x = keras.layers.Multiply(name=f"{p}_se_scale")([x, s])
+        x = keras.layers.Conv2D(block.out_channels, 1, use_bias=False, name=f"{p}_project")(x)
+        x = keras.layers.BatchNormalization(name=f"{p}_project_bn", **_BN)(x)
+        if block.residual:
+            x = keras.layers.Add(name=f"{p}_add")([shortcut, x])
+    x = _conv_bn_act(x, space.head_channels, 1, 1, "hard_swish", "head")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(space.feature_channels, name="features")(x)
+    x = _activation("hard_swish", "features_act")(x)
+    x = keras.layers.Dropout(space.dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def extract(supernet, subnet: SubnetConfig, name: str = "subnet") -> keras.Model:
+    """The subnet with the supernet's weights (recalibrate its batch norm first)."""
+    space = supernet.space
+    model = build_subnet_model(space, subnet, supernet.num_classes, name=name)
+    layer = model.get_layer
+    layer("stem_conv").set_weights([supernet.stem.kernel.numpy()])
+    layer("stem_bn").set_weights(supernet.stem.bn.export())
+    by_name = {b.name: b for b in supernet.blocks}
+    for block, k, e in subnet.blocks(space):
+        p = f"stage{block.stage}_block{block.index}"
+        for role, weights in by_name[p].export(k, e).items():
+            layer(f"{p}_{role}").set_weights(weights)
+    layer("head_conv").set_weights([supernet.head.kernel.numpy()])
+    layer("head_bn").set_weights(supernet.head.bn.export())
+    layer("features").set_weights(supernet.features.get_weights())
+    layer("classifier").set_weights(supernet.classifier.get_weights())
+    return model

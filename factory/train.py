@@ -1,0 +1,188 @@
+"""Training a supernet into a work directory, resumably.
+
+Work directory layout::
+
+    space.json          the search space and its fingerprint
+    data.json           the data's name, classes and image size
+    train_config.json   the training settings (a resumed run must match them)
+    backup/             Keras BackupAndRestore state, saved every epoch, removed when done
+    train_log.csv       one row per epoch (CSVLogger)
+    tensorboard/        TensorBoard logs
+    supernet/           the trained weights and model config
+    training.json       epochs done, recalibrated validation accuracy, wall time
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory.backend import keras, tf
+from factory.data import ImageData, make_dataset
+from factory.errors import FactoryError
+from factory.files import atomic_directory, read_json, write_json
+from factory.space import SearchSpace, SubnetConfig, get_space, space_document
+from factory.supernet import Supernet
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Sandwich-rule training settings; defaults follow BigNAS scaled to small data."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    learning_rate: float = 0.05
+    warmup_epochs: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    clipnorm: float = 1.0
+    n_random: int = 2
+    label_smoothing: float = 0.1
+    zero_init_residual: bool = True
+    sort_channels: bool = True
+    calibration_images: int = 2000
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.n_random < 0:
+            raise FactoryError("epochs and batch size must be at least 1 and n_random at least 0")
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Nesterov SGD, linear warm-up then cosine decay, decoupled weight decay, clipping."""
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(total - 1, int(config.warmup_epochs * steps_per_epoch))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else config.learning_rate, decay_steps=max(1, total - warmup),
+        warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+    opt = keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True,
+                               weight_decay=config.weight_decay or None,
+                               global_clipnorm=config.clipnorm or None)
+    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "transform"])
+    return opt
+
+
+class SortChannels(keras.callbacks.Callback):
+    """Re-order hidden channels by importance at the start of every epoch after the first."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch > 0:
+            self.model.sort_channels()
+
+
+def calibration_batches(data: ImageData, config: TrainConfig):
+    n = min(config.calibration_images, len(data.y_train))
+    return make_dataset(data.x_train[:n], data.y_train[:n], config.batch_size, training=False)
+
+
+def _check_workdir(workdir: Path, space: SearchSpace, data: ImageData, config: TrainConfig):
+    """Refuse a work directory that belongs to another space, data set or schedule."""
+    if (workdir / "space.json").exists():
+        recorded = read_json(workdir / "space.json").get("fingerprint")
+        if recorded != space.fingerprint:
+            raise FactoryError(
+                f"{workdir} holds a supernet of another search space (fingerprint {recorded}, "
+                f"asked for {space.name} {space.fingerprint}): use another --workdir"
+            )
+    if (workdir / "data.json").exists():
+        recorded = read_json(workdir / "data.json")
+        if recorded.get("classes") != data.class_names:
+            raise FactoryError(
+                f"{workdir} was trained on data with classes {recorded.get('classes')}, not "
+                f"{data.class_names}: use another --workdir"
+            )
+    if (workdir / "train_config.json").exists() and not (workdir / "supernet").exists():
+        recorded = read_json(workdir / "train_config.json")
+        if recorded != dataclasses.asdict(config):
+            diff = {k: (recorded.get(k), v) for k, v in dataclasses.asdict(config).items()
+                    if recorded.get(k) != v}
+            raise FactoryError(
+                f"{workdir} holds an interrupted run with other settings {diff} "
+                "(recorded, asked): rerun with the recorded settings or use another --workdir"
+            )
+
+
+def build_supernet(space: SearchSpace, num_classes: int, config: TrainConfig) -> Supernet:
+    return Supernet(space, num_classes, n_random=config.n_random,
+                    label_smoothing=config.label_smoothing,
+                    zero_init_residual=config.zero_init_residual, seed=config.seed)
+
+
+def train_supernet(data: ImageData, space: SearchSpace | str, workdir: str | Path,
+                   config: TrainConfig = TrainConfig(), *, strategy=None, callbacks=(),
+                   verbose: int | None = None) -> Supernet:
+    """Train (or resume training) a supernet in ``workdir`` and return it.
+
+    A finished work directory is loaded instead of retrained; an interrupted one
+    resumes from its last completed epoch.
+    """
+    space = get_space(space)
+    workdir = Path(workdir)
+    data = data.resized(space.resolutions[-1])
+    _check_workdir(workdir, space, data, config)
+    if (workdir / "training.json").exists():
+        done = read_json(workdir / "training.json")["epochs"]
+        if done >= config.epochs:
+            print(f"{workdir} already holds a supernet trained for {done} epochs; loading it")
+            return load_supernet(workdir)
+        raise FactoryError(
+            f"{workdir} holds a supernet trained for {done} epochs: train {config.epochs} "
+            "epochs in another --workdir"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    write_json(workdir / "space.json", space_document(space))
+    write_json(workdir / "data.json", data.summary())
+    write_json(workdir / "train_config.json", dataclasses.asdict(config))
+
+    strategy = strategy or tf.distribute.get_strategy()
+    train_ds = make_dataset(data.x_train, data.y_train, config.batch_size, training=True,
+                            flip=data.flip, seed=config.seed)
+    steps = int(train_ds.cardinality().numpy())
+    with strategy.scope():
+        supernet = build_supernet(space, data.num_classes, config)
+        supernet.compile(optimizer=make_optimizer(config, steps))
+    if (workdir / "backup").exists():
+        print(f"resuming the interrupted run in {workdir}")
+    cbs = [keras.callbacks.BackupAndRestore(str(workdir / "backup")),
+           keras.callbacks.CSVLogger(str(workdir / "train_log.csv"), append=True),
+           keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False)]
+    if config.sort_channels:
+        cbs.insert(0, SortChannels())
+    start = time.time()
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    supernet.fit(train_ds, epochs=config.epochs, callbacks=cbs + list(callbacks), verbose=verbose)
+    seconds = time.time() - start
+
+    val = make_dataset(data.x_val, data.y_val, config.batch_size, training=False)
+    accuracy = {}
+    for label, subnet in (("largest", SubnetConfig.largest(space)), ("smallest", SubnetConfig.smallest(space))):
+        supernet.recalibrate(subnet, calibration_batches(data, config))
+        accuracy[label] = supernet.evaluate_subnet(subnet, val)
+    save_supernet(supernet, workdir / "supernet")
+    write_json(workdir / "training.json", {"epochs": config.epochs, "seconds_this_run": round(seconds, 1),
+                                           "val_accuracy_recalibrated": accuracy,
+                                           "space_fingerprint": space.fingerprint})
+    print(f"val accuracy after BN recalibration: largest {accuracy['largest']:.4f}, "
+          f"smallest {accuracy['smallest']:.4f}")
+    return supernet
+
+
+def save_supernet(supernet: Supernet, path: Path):
+    with atomic_directory(path) as tmp:
+        supernet.save_weights(str(tmp / "weights"))
+        write_json(tmp / "config.json", supernet.get_config())
+
+
+def load_supernet(workdir: str | Path) -> Supernet:
+    """The trained supernet of a work directory."""
+    path = Path(workdir) / "supernet"
+    if not (path / "config.json").exists():
+        raise FactoryError(f"{workdir} holds no trained supernet: run `factory train --workdir {workdir}` first")
+    config = read_json(path / "config.json")
+    supernet = Supernet(**{k: v for k, v in config.items() if k != "name"})
+    supernet.load_weights(str(path / "weights")).expect_partial()
+    return supernet

@@ -1,0 +1,1 @@
+"""Per-device latency lookup tables built from real TFLite benchmarks of every block of a search space."""
