@@ -15,6 +15,7 @@ Work directory layout::
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -144,9 +145,10 @@ def train_supernet(data: ImageData, space: SearchSpace | str, workdir: str | Pat
     with strategy.scope():
         supernet = build_supernet(space, data.num_classes, config)
         supernet.compile(optimizer=make_optimizer(config, steps))
-    if (workdir / "backup").exists():
-        print(f"resuming the interrupted run in {workdir}")
-    cbs = [keras.callbacks.BackupAndRestore(str(workdir / "backup")),
+    backup = workdir / "backup"
+    if backup.is_dir() and any(backup.iterdir()):
+        print(f"resuming the interrupted run in {workdir} from its last completed epoch")
+    cbs = [keras.callbacks.BackupAndRestore(str(backup)),
            keras.callbacks.CSVLogger(str(workdir / "train_log.csv"), append=True),
            keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False)]
     if config.sort_channels:
@@ -156,6 +158,7 @@ def train_supernet(data: ImageData, space: SearchSpace | str, workdir: str | Pat
         verbose = 1 if sys.stdout.isatty() else 2
     supernet.fit(train_ds, epochs=config.epochs, callbacks=cbs + list(callbacks), verbose=verbose)
     seconds = time.time() - start
+    shutil.rmtree(backup, ignore_errors=True)
 
     val = make_dataset(data.x_val, data.y_val, config.batch_size, training=False)
     accuracy = {}

@@ -1,0 +1,191 @@
+"""Supernet benchmark: the cost of elasticity, and accuracy after E epochs of sandwich training.
+
+    python bench/supernet.py --data ~/.cache/mmf/cifar10 --epochs 3 --workdir runs/bench-supernet
+
+1. Elasticity cost: one sandwich step (largest + smallest + 2 random subnets) against
+   the sum of one plain training step of each of the same four subnets built as static
+   Keras models, on the same batch, side by side, over ``--steps`` different steps.
+2. Accuracy: the supernet trained for E epochs; the largest, smallest and 5 random
+   subnets after BN recalibration on the test set, next to the largest and smallest
+   trained alone from scratch for the same E epochs with the same optimizer.
+
+Prints a table and writes JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from factory.backend import keras, tf  # noqa: E402
+from factory.data import load_data, make_dataset  # noqa: E402
+from factory.extract import build_subnet_model  # noqa: E402
+from factory.space import SubnetConfig, get_space  # noqa: E402
+from factory.train import TrainConfig, build_supernet, calibration_batches, make_optimizer, train_supernet  # noqa: E402
+
+
+def _time_call(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def elasticity_cost(data, space, steps: int, batch_size: int, repeats: int = 3):
+    """Median time of a sandwich step vs the summed plain steps of its four subnets."""
+    config = TrainConfig(batch_size=batch_size)
+    x = data.x_train[:batch_size]
+    y = data.y_train[:batch_size]
+    batch = make_dataset(x, y, batch_size, training=False)
+    images, labels = next(iter(batch))
+    supernet = build_supernet(space, data.num_classes, config)
+    supernet.compile(optimizer=make_optimizer(config, 1000))
+    train_fn = supernet.make_train_function()
+    repeated = iter(tf.data.Dataset.from_tensors((images, labels)).repeat())
+    rows = []
+    train_fn(repeated)  # trace once
+    for step in range(1, steps + 1):
+        subnets = supernet.sandwich_configs(step)
+
+        def sandwich():
+            supernet.optimizer.iterations.assign(step)  # same step -> same subnets
+            train_fn(repeated)
+
+        t_sandwich = _time_call(sandwich, repeats)
+        t_static = 0.0
+        for subnet in subnets:
+            model = build_subnet_model(space, subnet, data.num_classes)
+            model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            resized = tf.image.resize(images, (subnet.resolution, subnet.resolution))
+            static_it = iter(tf.data.Dataset.from_tensors((resized, labels)).repeat())
+            static_fn = model.make_train_function()
+            static_fn(static_it)  # trace
+            t_static += _time_call(lambda: static_fn(static_it), repeats)
+        rows.append({"step": step, "sandwich_s": t_sandwich, "static_sum_s": t_static,
+                     "subnets": [s.to_dict() for s in subnets]})
+        print(f"  step {step:2d}: sandwich {t_sandwich * 1e3:7.1f} ms  static sum {t_static * 1e3:7.1f} ms"
+              f"  ratio {t_sandwich / t_static:.2f}", flush=True)
+    sandwich_total = sum(r["sandwich_s"] for r in rows)
+    static_total = sum(r["static_sum_s"] for r in rows)
+    traces = train_fn.experimental_get_tracing_count()
+    return {"steps": rows, "sandwich_ms_mean": 1e3 * sandwich_total / steps,
+            "static_sum_ms_mean": 1e3 * static_total / steps,
+            "ratio": sandwich_total / static_total, "train_function_traces": traces}
+
+
+def train_standalone(data, space, subnet, config: TrainConfig, verbose):
+    """A static subnet trained alone from scratch with the supernet's optimizer settings."""
+    r = subnet.resolution
+    model = build_subnet_model(space, subnet, data.num_classes, name="standalone")
+    train = make_dataset(data.x_train, data.y_train, config.batch_size, training=True, flip=data.flip,
+                         seed=config.seed)
+    train = train.map(lambda x, y: (tf.image.resize(x, (r, r)), y))
+    steps = int(train.cardinality().numpy())
+    model.compile(optimizer=make_optimizer(config, steps),
+                  loss=lambda y, logits: tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
+                      _smooth(y, data.num_classes, config.label_smoothing), logits)),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
+    start = time.time()
+    model.fit(train, epochs=config.epochs, verbose=verbose)
+    seconds = time.time() - start
+    test = make_dataset(data.x_test, data.y_test, 256, training=False)
+    test = test.map(lambda x, y: (tf.image.resize(x, (r, r)), y))
+    _, acc = model.evaluate(test, verbose=0)
+    return acc, seconds
+
+
+def _smooth(y, n, eps):
+    onehot = tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), n)
+    return onehot * (1 - eps) + eps / n
+
+
+def accuracy_after_epochs(data, space, epochs, workdir, batch_size, verbose):
+    config = TrainConfig(epochs=epochs, batch_size=batch_size)
+    start = time.time()
+    supernet = train_supernet(data, space, workdir, config, verbose=verbose)
+    supernet_seconds = time.time() - start
+    test = make_dataset(data.x_test, data.y_test, 256, training=False)
+    subnets = [("largest", SubnetConfig.largest(space)), ("smallest", SubnetConfig.smallest(space))]
+    subnets += [(f"random{i}", SubnetConfig.random(space, 1000 + i)) for i in range(5)]
+    rows = []
+    for label, subnet in subnets:
+        supernet.recalibrate(subnet, calibration_batches(data, config))
+        rows.append({"subnet": label, "config": subnet.to_dict(),
+                     "supernet_acc": supernet.evaluate_subnet(subnet, test)})
+    for row in rows[:2]:
+        acc, seconds = train_standalone(data, space, SubnetConfig.from_dict(row["config"]), config, verbose)
+        row["standalone_acc"], row["standalone_seconds"] = acc, seconds
+    return {"epochs": epochs, "supernet_train_seconds": supernet_seconds, "subnets": rows}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(Path("~/.cache/mmf/cifar10").expanduser()))
+    parser.add_argument("--space", default="default")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--workdir", default="runs/bench-supernet")
+    parser.add_argument("--part", choices=["all", "elasticity", "accuracy"], default="all",
+                        help="run one part; its results are merged into --out")
+    parser.add_argument("--out", default="bench/results/supernet.json")
+    args = parser.parse_args()
+
+    space = get_space(args.space)
+    start = time.time()
+    data = load_data(args.data).resized(space.resolutions[-1])
+    print(f"loaded {data.name} in {time.time() - start:.1f} s")
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.exists() else {}
+    result |= {"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv),
+              "space": space.name, "space_fingerprint": space.fingerprint, "data": data.summary(),
+              "tensorflow": tf.__version__}
+    if args.part in ("all", "elasticity"):
+        print(f"1. elasticity cost ({args.steps} steps, batch {args.batch_size})")
+        result["elasticity"] = elasticity_cost(data, space, args.steps, args.batch_size)
+        result["elasticity"]["command"] = " ".join(sys.argv)
+    if args.part in ("all", "accuracy"):
+        print(f"\n2. accuracy after {args.epochs} epochs")
+        result["accuracy"] = accuracy_after_epochs(data, space, args.epochs, args.workdir,
+                                                   args.batch_size, verbose=2)
+        result["accuracy"]["command"] = " ".join(sys.argv)
+    print_tables(result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
+def print_tables(result):
+    e = result.get("elasticity")
+    if e:
+        print(f"\n| sandwich step (ms) | 4 static steps (ms) | ratio (goal <= 1.3) | traces |\n|---|---|---|---|\n"
+          f"| {e['sandwich_ms_mean']:.1f} | {e['static_sum_ms_mean']:.1f} | {e['ratio']:.2f} | "
+          f"{e['train_function_traces']} |")
+    acc = result.get("accuracy")
+    if acc:
+        print(f"\naccuracy after {acc['epochs']} epochs ({acc['supernet_train_seconds'] / 60:.0f} min of supernet training)")
+        print("\n| subnet | resolution | depths | supernet (BN recalibrated) | standalone | difference |")
+        print("|---|---|---|---|---|---|")
+        for row in acc["subnets"]:
+            c = row["config"]
+            alone = row.get("standalone_acc")
+            diff = f"{100 * (row['supernet_acc'] - alone):+.1f} pt" if alone is not None else ""
+            alone_s = f"{100 * alone:.1f}%" if alone is not None else ""
+            print(f"| {row['subnet']} | {c['resolution']} | {c['depths']} | {100 * row['supernet_acc']:.1f}% "
+                  f"| {alone_s} | {diff} |")
+
+
+if __name__ == "__main__":
+    main()

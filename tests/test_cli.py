@@ -1,0 +1,76 @@
+"""The `factory` command as a user runs it: in a subprocess, killed and rerun."""
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from factory.cli import main
+from factory.train import TrainConfig, load_supernet, train_supernet
+
+
+def factory(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "factory", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def epochs_logged(workdir):
+    path = workdir / "train_log.csv"
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_killed_training_resumes_where_it_stopped(tmp_path):
+    workdir = tmp_path / "w"
+    args = ["train", "--data", "digits", "--space", "tiny", "--epochs", "3", "--batch-size", "16",
+            "--workdir", str(workdir)]
+    proc = factory(*args)
+    deadline = time.time() + 300
+    while not epochs_logged(workdir) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = epochs_logged(workdir)
+    assert done_before and max(done_before) < 2, "the first run should be killed mid-training"
+    assert not (workdir / "training.json").exists()
+
+    rerun = factory(*args)
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-2000:]
+    assert "resuming the interrupted run" in out
+    assert epochs_logged(workdir) == [0, 1, 2]  # no epoch trained twice
+    assert not (workdir / "backup").exists()
+    assert (workdir / "training.json").exists()
+    assert "already holds a supernet" in factory(*args).communicate(timeout=600)[0]
+
+
+@pytest.mark.parametrize("data", ["/no/such/folder", "cifar-ten"])
+def test_bad_data_is_one_line_and_writes_nothing(tmp_path, capsys, data):
+    workdir = tmp_path / "w"
+    code = main(["train", "--data", data, "--space", "tiny", "--workdir", str(workdir)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and "does not exist" in err
+    assert not workdir.exists()
+
+
+def test_workdir_of_another_space_is_refused(tmp_path, digits, capsys):
+    workdir = tmp_path / "w"
+    train_supernet(digits, "tiny", workdir, TrainConfig(epochs=1, batch_size=64), verbose=0)
+    assert load_supernet(workdir).space.name == "tiny"
+    code = main(["train", "--data", "digits", "--space", "default", "--workdir", str(workdir)])
+    assert code == 2 and "another search space" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("factory")
+    assert exe, "pip install -e . should install the `factory` command"
+    out = subprocess.run([exe, "train", "--help"], capture_output=True, text=True, env=os.environ)
+    assert out.returncode == 0 and "--workdir" in out.stdout
