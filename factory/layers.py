@@ -27,9 +27,10 @@ def _conv(x, kernel, stride=1):
 class ElasticBatchNorm(keras.layers.Layer):
     """Batch normalization over the first ``channels`` channels of its largest width.
 
-    Moving statistics are updated with ``rate`` (``1 - momentum`` in training; ``1/(i+1)``
-    on the i-th batch of a recalibration, which makes them the exact average over the
-    calibration batches, as OFA does before evaluating a subnet).
+    Moving statistics change only when a ``rate`` is given: recalibration passes
+    ``1/(i+1)`` on its i-th batch, which makes them the exact average over the calibration
+    batches (OFA). Supernet training passes none: statistics accumulated over a mix of
+    subnets fit none of them, and every subnet is recalibrated before it is used.
     """
 
     def __init__(self, channels: int, epsilon: float = 1e-3, zero_gamma: bool = False, **kwargs):
@@ -46,6 +47,7 @@ class ElasticBatchNorm(keras.layers.Layer):
         self.moving_variance = self.add_weight("moving_variance", c, initializer="ones", **_ON_READ)
         super().build(input_shape)
 
+    @tf.autograph.experimental.do_not_convert
     def call(self, x, channels=None, training=False, rate=None):
         c = self.channels if channels is None else channels
         gamma, beta = self.gamma[:c], self.beta[:c]
@@ -87,6 +89,7 @@ class ConvBN(keras.layers.Layer):
         self.bn.build(None)
         super().build(input_shape)
 
+    @tf.autograph.experimental.do_not_convert
     def call(self, x, training=False, rate=None):
         x = self.bn(_conv(x, self.kernel, self.stride), training=training, rate=rate)
         return activations.get(self.activation)(x)
@@ -170,13 +173,23 @@ class ElasticMBConv(keras.layers.Layer):
         return out
 
     def depthwise_for(self, kernel_size):
-        """The depthwise kernel for a kernel-size tensor (one branch per choice)."""
-        choices = tf.constant(self.kernel_sizes)
-        index = tf.argmax(tf.cast(tf.equal(choices, kernel_size), tf.int32), output_type=tf.int32)
-        branches = [lambda k=k: self._effective_kernels(k)[k] for k in self.kernel_sizes]
-        return tf.switch_case(index, branches)
+        """The depthwise kernel for a kernel-size tensor, without control flow.
+
+        Every effective kernel is flattened into one vector; the chosen one is cut out
+        with a dynamic ``tf.slice`` at an offset from a constant table. Gradients of a
+        slice are cheap to build, unlike those of one ``switch_case`` per block.
+        """
+        kernels = self._effective_kernels(self.kernel_sizes[0])
+        flat = tf.concat([tf.reshape(kernels[k], [-1]) for k in self.kernel_sizes], axis=0)
+        sizes = [k * k * self.max_hidden for k in self.kernel_sizes]
+        offsets = tf.constant(np.cumsum([0] + sizes[:-1]), tf.int32)
+        index = tf.argmax(tf.cast(tf.equal(tf.constant(self.kernel_sizes), kernel_size), tf.int32),
+                          output_type=tf.int32)
+        chosen = tf.slice(flat, [offsets[index]], [kernel_size * kernel_size * self.max_hidden])
+        return tf.reshape(chosen, tf.stack([kernel_size, kernel_size, self.max_hidden, 1]))
 
     # ---------------------------------------------------------------- call
+    @tf.autograph.experimental.do_not_convert
     def call(self, x, kernel_size, expand_ratio, training=False, rate=None):
         act = activations.get(self.activation)
         e_index = tf.argmax(tf.cast(tf.equal(tf.constant(self.expand_ratios), expand_ratio), tf.int32),

@@ -28,14 +28,13 @@ class Supernet(keras.Model):
     """
 
     def __init__(self, space: SearchSpace | dict, num_classes: int, *, n_random: int = 2,
-                 label_smoothing: float = 0.1, bn_momentum: float = 0.99,
+                 label_smoothing: float = 0.1,
                  zero_init_residual: bool = True, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.space = space if isinstance(space, SearchSpace) else SearchSpace.from_dict(space)
         self.num_classes = num_classes
         self.n_random = n_random
         self.label_smoothing = label_smoothing
-        self.bn_momentum = bn_momentum
         self.zero_init_residual = zero_init_residual
         self.seed = seed
         sp = self.space
@@ -53,8 +52,8 @@ class Supernet(keras.Model):
         self.features = keras.layers.Dense(sp.feature_channels, name="features")
         self.dropout = keras.layers.Dropout(sp.dropout)
         self.classifier = keras.layers.Dense(num_classes, name="classifier")
-        # Moving-statistics update rate shared by every batch norm (see ElasticBatchNorm).
-        self.bn_rate = tf.Variable(1.0 - bn_momentum, trainable=False, name="bn_rate",
+        # Update rate of every batch norm's statistics during recalibration (see ElasticBatchNorm).
+        self.bn_rate = tf.Variable(0.0, trainable=False, name="bn_rate",
                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.loss_tracker = keras.metrics.Mean("loss")
         self.largest_acc = keras.metrics.SparseCategoricalAccuracy("largest_acc")
@@ -144,15 +143,14 @@ class Supernet(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             teacher = self.forward(resize(images, subnets[0][0]), subnets[0], training=True,
-                                   dropout=True, rate=self.bn_rate)
+                                   dropout=True)
             targets = tf.one_hot(labels, self.num_classes)
             smooth = targets * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
             loss = _soft_ce(smooth, teacher)
             soft = tf.stop_gradient(tf.nn.softmax(teacher))
             student_logits = []
             for i in range(1, 2 + self.n_random):
-                logits = self.forward(resize(images, subnets[i][0]), subnets[i], training=True,
-                                      rate=self.bn_rate)
+                logits = self.forward(resize(images, subnets[i][0]), subnets[i], training=True)
                 loss += _soft_ce(soft, logits)
                 student_logits.append(logits)
             scaled = loss / tf.cast(replicas, loss.dtype)
@@ -164,7 +162,8 @@ class Supernet(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
-        """Validation during ``fit`` scores the largest subnet with its moving statistics."""
+        """Validation during ``fit`` scores the largest subnet with the statistics of the
+        last recalibration (training itself leaves them alone)."""
         images, labels = data[0], tf.cast(tf.reshape(data[1], [-1]), tf.int32)
         logits = self(images, training=False)
         self.largest_acc.update_state(labels, logits)
@@ -195,16 +194,12 @@ class Supernet(keras.Model):
         batches used.
         """
         encoded = tf.constant(self.space.encode(subnet))
-        saved = self.bn_rate.numpy()
         n = 0
-        try:
-            for n, images in enumerate(batches, start=1):
-                if isinstance(images, (tuple, list)):
-                    images = images[0]
-                self._calibrate_fn(tf.convert_to_tensor(images, tf.float32), encoded,
-                                   tf.constant(1.0 / n, tf.float32))
-        finally:
-            self.bn_rate.assign(saved)
+        for n, images in enumerate(batches, start=1):
+            if isinstance(images, (tuple, list)):
+                images = images[0]
+            self._calibrate_fn(tf.convert_to_tensor(images, tf.float32), encoded,
+                               tf.constant(1.0 / n, tf.float32))
         return n
 
     def evaluate_subnet(self, subnet: SubnetConfig, dataset) -> float:
@@ -242,7 +237,7 @@ class Supernet(keras.Model):
     def get_config(self):
         return {"space": self.space.to_dict(), "num_classes": self.num_classes,
                 "n_random": self.n_random, "label_smoothing": self.label_smoothing,
-                "bn_momentum": self.bn_momentum, "zero_init_residual": self.zero_init_residual,
+                "zero_init_residual": self.zero_init_residual,
                 "seed": self.seed, "name": self.name}
 
 
