@@ -8,6 +8,7 @@
 2. Accuracy: the supernet trained for E epochs; the largest, smallest and 5 random
    subnets after BN recalibration on the test set, next to the largest and smallest
    trained alone from scratch for the same E epochs with the same optimizer.
+3. Ablation: short trainings with one of BigNAS's training details turned off.
 
 Prints a table and writes JSON (``--out``).
 """
@@ -130,6 +131,38 @@ def accuracy_after_epochs(data, space, epochs, workdir, batch_size, verbose):
     return {"epochs": epochs, "supernet_train_seconds": supernet_seconds, "subnets": rows}
 
 
+ABLATIONS = {
+    "all details on": {},
+    "no zero-init residual gamma": {"zero_init_residual": False},
+    "no label smoothing": {"label_smoothing": 0.0},
+    "no gradient clipping": {"clipnorm": 0.0},
+}
+
+
+def ablation(data, space, epochs, images, batch_size, workdir, verbose):
+    """Short sandwich trainings with one training detail off at a time, same data and seed.
+
+    Scores the largest and smallest subnets after BN recalibration on the validation
+    split. A short run on a subset is a coarse signal; it is what this machine affords.
+    """
+    from factory.data import ImageData
+
+    subset = ImageData(data.name, data.class_names, data.x_train[:images], data.y_train[:images],
+                       data.x_val, data.y_val, data.x_test, data.y_test, data.flip)
+    rows = []
+    for label, change in ABLATIONS.items():
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, **change)
+        path = Path(workdir) / label.replace(" ", "-")
+        start = time.time()
+        train_supernet(subset, space, path, config, verbose=verbose)
+        result = json.loads((path / "training.json").read_text())
+        rows.append({"setting": label, "change": change, "seconds": time.time() - start,
+                     **{f"val_{k}": v for k, v in result["val_accuracy_recalibrated"].items()}})
+        print(f"  {label}: largest {rows[-1]['val_largest']:.4f} smallest {rows[-1]['val_smallest']:.4f}",
+              flush=True)
+    return {"epochs": epochs, "train_images": images, "rows": rows}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(Path("~/.cache/mmf/cifar10").expanduser()))
@@ -138,7 +171,9 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workdir", default="runs/bench-supernet")
-    parser.add_argument("--part", choices=["all", "elasticity", "accuracy"], default="all",
+    parser.add_argument("--ablation-epochs", type=int, default=2)
+    parser.add_argument("--ablation-images", type=int, default=10000)
+    parser.add_argument("--part", choices=["all", "elasticity", "accuracy", "ablation"], default="all",
                         help="run one part; its results are merged into --out")
     parser.add_argument("--out", default="bench/results/supernet.json")
     args = parser.parse_args()
@@ -161,6 +196,11 @@ def main():
         result["accuracy"] = accuracy_after_epochs(data, space, args.epochs, args.workdir,
                                                    args.batch_size, verbose=2)
         result["accuracy"]["command"] = " ".join(sys.argv)
+    if args.part in ("all", "ablation"):
+        print(f"\n3. ablation: {args.ablation_epochs} epochs on {args.ablation_images} training images")
+        result["ablation"] = ablation(data, space, args.ablation_epochs, args.ablation_images,
+                                      args.batch_size, Path(args.workdir) / "ablation", verbose=2)
+        result["ablation"]["command"] = " ".join(sys.argv)
     print_tables(result)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -185,6 +225,13 @@ def print_tables(result):
             alone_s = f"{100 * alone:.1f}%" if alone is not None else ""
             print(f"| {row['subnet']} | {c['resolution']} | {c['depths']} | {100 * row['supernet_acc']:.1f}% "
                   f"| {alone_s} | {diff} |")
+    abl = result.get("ablation")
+    if abl:
+        print(f"\nablation: {abl['epochs']} epochs on {abl['train_images']} training images, "
+              "val accuracy after BN recalibration")
+        print("\n| setting | largest | smallest |\n|---|---|---|")
+        for row in abl["rows"]:
+            print(f"| {row['setting']} | {100 * row['val_largest']:.1f}% | {100 * row['val_smallest']:.1f}% |")
 
 
 if __name__ == "__main__":

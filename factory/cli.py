@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from factory.errors import FactoryError
@@ -26,6 +27,18 @@ def _train(args):
     train_supernet(data, args.space, args.workdir, config, strategy=strategy() if strategy else None)
 
 
+def _devices(args):
+    from devices.profile import list_profiles, load_profile
+
+    if args.action == "list":
+        for p in list_profiles():
+            print(f"{p.name:22s} {p.runner:5s} {p.threads} thread(s) {p.delegate:8s} {p.precision:8s} {p.description}")
+    else:
+        if not args.name:
+            raise FactoryError("`factory devices show` needs a profile name or file")
+        print(json.dumps(load_profile(args.name).to_dict(), indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="factory", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tf.distribute strategy: several GPUs (mirrored) or machines (multiworker)")
     train.add_argument("--workdir", required=True)
     train.set_defaults(run=_train)
+
+    devices = sub.add_parser("devices", help="list or show device profiles")
+    devices.add_argument("action", choices=["list", "show"])
+    devices.add_argument("name", nargs="?", help="profile name or JSON file (for show)")
+    devices.set_defaults(run=_devices)
     return parser
 
 

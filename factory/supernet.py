@@ -73,6 +73,7 @@ class Supernet(keras.Model):
         self.built = True
 
     # ------------------------------------------------------------- forward
+    @tf.autograph.experimental.do_not_convert
     def forward(self, images, subnet, training=False, dropout=False, rate=None):
         """Logits of the subnet encoded by ``subnet`` for images at its resolution."""
         sp, m = self.space, self.space.max_depth
@@ -137,6 +138,7 @@ class Supernet(keras.Model):
         return [self.space.decode(v) for v in self.sandwich(step).numpy()]
 
     # ------------------------------------------------------------ training
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         images, labels = data[0], tf.cast(tf.reshape(data[1], [-1]), tf.int32)
         subnets = self.sandwich(self.optimizer.iterations)
@@ -241,6 +243,7 @@ class Supernet(keras.Model):
                 "seed": self.seed, "name": self.name}
 
 
+@tf.autograph.experimental.do_not_convert
 def resize(images, resolution):
     """Bilinear resize to a square resolution given as a tensor (a no-op when equal)."""
     size = tf.shape(images)[1]

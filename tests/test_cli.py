@@ -74,3 +74,13 @@ def test_console_script_is_installed():
     assert exe, "pip install -e . should install the `factory` command"
     out = subprocess.run([exe, "train", "--help"], capture_output=True, text=True, env=os.environ)
     assert out.returncode == 0 and "--workdir" in out.stdout
+
+
+def test_devices_list_and_show(capsys):
+    assert main(["devices", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "host-cpu-1t" in listing and "android-arm64-gpu" in listing
+    assert main(["devices", "show", "host-cpu-2t"]) == 0
+    assert '"threads": 2' in capsys.readouterr().out
+    assert main(["devices", "show", "pixel-99"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown device 'pixel-99'")

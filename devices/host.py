@@ -1,0 +1,83 @@
+"""Timing a .tflite model on this machine with the LiteRT interpreter.
+
+The method matches LiteRT's own ``ai_edge_litert.tools.benchmark_litert_model``:
+random inputs, ``warmup_runs`` untimed invokes, then ``runs`` invokes each timed with
+``time.perf_counter``. It uses the ``Interpreter`` API (XNNPACK is its default CPU
+delegate) so the thread count is exactly the profile's, and pins the process to as
+many cores as threads while it measures, which removes most scheduler noise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+import numpy as np
+
+from devices.profile import DeviceProfile
+from devices.timing import Timing, summarize
+from factory.errors import FactoryError
+
+
+@contextlib.contextmanager
+def pinned(cores: int):
+    """Restrict this process to ``cores`` CPUs for the duration (Linux only; else a no-op)."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, sorted(before)[-cores:])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def random_inputs(interpreter, rng):
+    """Random data of each input's dtype and shape, as the benchmark tools feed."""
+    for detail in interpreter.get_input_details():
+        dtype = np.dtype(detail["dtype"])
+        shape = detail["shape"]
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            data = rng.integers(info.min, info.max, size=shape, endpoint=True, dtype=dtype)
+        else:
+            data = rng.standard_normal(shape).astype(dtype)
+        interpreter.set_tensor(detail["index"], data)
+
+
+class HostRunner:
+    """Runs a profile whose runner is ``host``."""
+
+    def __init__(self, profile: DeviceProfile):
+        self.profile = profile
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def measure(self, model: bytes | str | os.PathLike) -> Timing:
+        from ai_edge_litert.interpreter import Interpreter
+
+        content = model if isinstance(model, bytes) else open(model, "rb").read()
+        p = self.profile
+        with pinned(p.threads):
+            start = time.perf_counter()
+            try:
+                interpreter = Interpreter(model_content=content, num_threads=p.threads)
+                interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as exc:
+                raise FactoryError(f"LiteRT cannot load the model: {str(exc).splitlines()[0]}") from None
+            init_ms = (time.perf_counter() - start) * 1e3
+            random_inputs(interpreter, np.random.default_rng(0))
+            for _ in range(p.warmup_runs):
+                interpreter.invoke()
+            samples = []
+            for _ in range(p.runs):
+                start = time.perf_counter()
+                interpreter.invoke()
+                samples.append((time.perf_counter() - start) * 1e3)
+        return summarize(samples, init_ms=init_ms)

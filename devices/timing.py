@@ -1,0 +1,55 @@
+"""A latency measurement and the statistics every runner reports."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Latency of one model on one device, in milliseconds.
+
+    ``p10_ms``/``p90_ms`` are None where the tool does not report the distribution
+    (older ``benchmark_model`` builds print only count, avg, std, min and max).
+    """
+
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    runs: int
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    init_ms: float | None = None
+    peak_memory_mb: float | None = None
+    delegated_nodes: tuple[int, int] | None = None  # (delegated, total) from benchmark_model
+
+    @property
+    def cv(self) -> float:
+        """Coefficient of variation: how noisy the measurement was."""
+        return self.std_ms / self.mean_ms if self.mean_ms else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "cv": self.cv}
+
+
+def summarize(samples_ms, **extra) -> Timing:
+    """Statistics of per-run latencies in milliseconds."""
+    samples = np.asarray(samples_ms, dtype=np.float64)
+    if samples.size == 0:
+        raise ValueError("no timed runs to summarize")
+    return Timing(
+        median_ms=float(np.median(samples)),
+        mean_ms=float(samples.mean()),
+        std_ms=float(statistics.stdev(samples)) if samples.size > 1 else 0.0,
+        min_ms=float(samples.min()),
+        max_ms=float(samples.max()),
+        runs=int(samples.size),
+        p10_ms=float(np.percentile(samples, 10)),
+        p90_ms=float(np.percentile(samples, 90)),
+        **extra,
+    )
