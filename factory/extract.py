@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from factory import activations
 from factory.backend import keras
-from factory.space import SearchSpace, SubnetConfig
+from factory.space import BlockSpec, SearchSpace, SubnetConfig
 
 _BN = dict(epsilon=1e-3, momentum=0.99)
 
@@ -33,36 +33,51 @@ def build_subnet_model(space: SearchSpace, subnet: SubnetConfig, num_classes: in
     """The static network of ``subnet``: input ``(resolution, resolution, 3)``, logits out."""
     subnet.validate(space)
     inputs = keras.Input((subnet.resolution, subnet.resolution, 3), name="image")
-    x = _conv_bn_act(inputs, space.stem_channels, 3, space.stem_stride, "hard_swish", "stem")
+    x = stem(inputs, space)
     for block, k, e in subnet.blocks(space):
-        p = f"stage{block.stage}_block{block.index}"
-        hidden = block.in_channels * e
-        shortcut = x
-        x = keras.layers.Conv2D(hidden, 1, use_bias=False, name=f"{p}_expand")(x)
-        x = keras.layers.BatchNormalization(name=f"{p}_expand_bn", **_BN)(x)
-        x = _activation(block.activation, f"{p}_expand_act")(x)
-        x = keras.layers.DepthwiseConv2D(k, block.stride, padding="same", use_bias=False,
-                                         name=f"{p}_depthwise")(x)
-        x = keras.layers.BatchNormalization(name=f"{p}_depthwise_bn", **_BN)(x)
-        x = _activation(block.activation, f"{p}_depthwise_act")(x)
-        if block.se:
-            s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{p}_se_pool")(x)
-            s = keras.layers.Conv2D(space.se_channels(hidden), 1, name=f"{p}_se_reduce")(s)
-            s = keras.layers.ReLU(name=f"{p}_se_relu")(s)
-            s = keras.layers.Conv2D(hidden, 1, name=f"{p}_se_expand")(s)
-            s = keras.layers.Activation(activations.hard_sigmoid, name=f"{p}_se_gate")(s)
-            x = keras.layers.Multiply(name=f"{p}_se_scale")([x, s])
-        x = keras.layers.Conv2D(block.out_channels, 1, use_bias=False, name=f"{p}_project")(x)
-        x = keras.layers.BatchNormalization(name=f"{p}_project_bn", **_BN)(x)
-        if block.residual:
-            x = keras.layers.Add(name=f"{p}_add")([shortcut, x])
+        x = mbconv(x, block, k, e, space.se_channels(block.in_channels * e),
+                   f"stage{block.stage}_block{block.index}")
+    x = head(x, space, num_classes)
+    return keras.Model(inputs, x, name=name)
+
+
+def stem(x, space: SearchSpace):
+    return _conv_bn_act(x, space.stem_channels, 3, space.stem_stride, "hard_swish", "stem")
+
+
+def mbconv(x, block: BlockSpec, kernel_size: int, expand_ratio: int, se_channels: int, p: str):
+    """One inverted-residual block of standard layers, named ``{p}_{role}``."""
+    hidden = block.in_channels * expand_ratio
+    shortcut = x
+    x = keras.layers.Conv2D(hidden, 1, use_bias=False, name=f"{p}_expand")(x)
+    x = keras.layers.BatchNormalization(name=f"{p}_expand_bn", **_BN)(x)
+    x = _activation(block.activation, f"{p}_expand_act")(x)
+    x = keras.layers.DepthwiseConv2D(kernel_size, block.stride, padding="same", use_bias=False,
+                                     name=f"{p}_depthwise")(x)
+    x = keras.layers.BatchNormalization(name=f"{p}_depthwise_bn", **_BN)(x)
+    x = _activation(block.activation, f"{p}_depthwise_act")(x)
+    if block.se:
+        s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{p}_se_pool")(x)
+        s = keras.layers.Conv2D(se_channels, 1, name=f"{p}_se_reduce")(s)
+        s = keras.layers.ReLU(name=f"{p}_se_relu")(s)
+        s = keras.layers.Conv2D(hidden, 1, name=f"{p}_se_expand")(s)
+        s = keras.layers.Activation(activations.hard_sigmoid, name=f"{p}_se_gate")(s)
+        x = keras.layers.Multiply(name=f"{p}_se_scale")([x, s])
+    x = keras.layers.Conv2D(block.out_channels, 1, use_bias=False, name=f"{p}_project")(x)
+    x = keras.layers.BatchNormalization(name=f"{p}_project_bn", **_BN)(x)
+    if block.residual:
+        x = keras.layers.Add(name=f"{p}_add")([shortcut, x])
+    return x
+
+
+def head(x, space: SearchSpace, num_classes: int):
+    """1x1 expansion, pooling, hard-swish features, dropout and the classifier (logits)."""
     x = _conv_bn_act(x, space.head_channels, 1, 1, "hard_swish", "head")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dense(space.feature_channels, name="features")(x)
     x = _activation("hard_swish", "features_act")(x)
     x = keras.layers.Dropout(space.dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, name="classifier")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.layers.Dense(num_classes, name="classifier")(x)
 
 
 def extract(supernet, subnet: SubnetConfig, name: str = "subnet") -> keras.Model:

@@ -1,0 +1,95 @@
+"""The distinct layers a search space can produce, and the ones a subnet is made of.
+
+A latency table holds one entry per distinct layer: the stem at each resolution, every
+MBConv block shape (input size, channels, stride, kernel, expand ratio, squeeze-excite,
+activation) and the head at each final feature-map size. Positions inside a stage
+after its first block share one shape, so the table stays small although the space
+holds about 10^19 subnets. A subnet's predicted latency is the sum of its layers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from factory.space import BlockSpec, SearchSpace, SubnetConfig
+
+
+@dataclass(frozen=True, order=True)
+class LayerKey:
+    """One distinct layer to time; ``id`` is its name in a table file."""
+
+    kind: str  # "stem" | "mbconv" | "head"
+    size: int  # input height = width
+    in_channels: int
+    out_channels: int
+    stride: int = 1
+    kernel: int = 0
+    expand: int = 0
+    se: bool = False
+    activation: str = ""
+
+    @property
+    def id(self) -> str:
+        base = f"{self.kind}/{self.size}x{self.size}x{self.in_channels}->{self.out_channels}/s{self.stride}"
+        if self.kind != "mbconv":
+            return base
+        return f"{base}/k{self.kernel}/e{self.expand}/se{int(self.se)}/{self.activation}"
+
+    @property
+    def out_size(self) -> int:
+        return math.ceil(self.size / self.stride)
+
+
+def stem_key(space: SearchSpace, resolution: int) -> LayerKey:
+    return LayerKey("stem", resolution, 3, space.stem_channels, space.stem_stride)
+
+
+def block_key(block: BlockSpec, size: int, kernel: int, expand: int) -> LayerKey:
+    return LayerKey("mbconv", size, block.in_channels, block.out_channels, block.stride, kernel, expand,
+                    block.se, block.activation)
+
+
+def head_key(space: SearchSpace, size: int, num_classes: int) -> LayerKey:
+    return LayerKey("head", size, space.channels(space.stages[-1].width), num_classes)
+
+
+def block_input_sizes(space: SearchSpace, resolution: int) -> list[int]:
+    """Input size of every block position at a resolution ('same' padding: ceil division)."""
+    size = math.ceil(resolution / space.stem_stride)
+    sizes = []
+    for block in space.blocks():
+        sizes.append(size)
+        size = math.ceil(size / block.stride)
+    return sizes
+
+
+def final_size(space: SearchSpace, resolution: int) -> int:
+    size = math.ceil(resolution / space.stem_stride)
+    for stage in space.stages:
+        size = math.ceil(size / stage.stride)
+    return size
+
+
+def subnet_layers(space: SearchSpace, subnet: SubnetConfig, num_classes: int) -> list[LayerKey]:
+    """The layers ``subnet`` runs, in order."""
+    sizes = block_input_sizes(space, subnet.resolution)
+    positions = {(b.stage, b.index): i for i, b in enumerate(space.blocks())}
+    layers = [stem_key(space, subnet.resolution)]
+    for block, k, e in subnet.blocks(space):
+        layers.append(block_key(block, sizes[positions[(block.stage, block.index)]], k, e))
+    layers.append(head_key(space, final_size(space, subnet.resolution), num_classes))
+    return layers
+
+
+def all_layers(space: SearchSpace, num_classes: int) -> list[LayerKey]:
+    """Every distinct layer of every subnet of the space, sorted."""
+    keys = set()
+    for r in space.resolutions:
+        keys.add(stem_key(space, r))
+        keys.add(head_key(space, final_size(space, r), num_classes))
+        for block, size in zip(space.blocks(), block_input_sizes(space, r)):
+            for k in space.kernel_sizes:
+                for e in space.expand_ratios:
+                    keys.add(block_key(block, size, k, e))
+    return sorted(keys)
