@@ -39,6 +39,33 @@ def _devices(args):
         print(json.dumps(load_profile(args.name).to_dict(), indent=2))
 
 
+def _table(args):
+    from devices.profile import load_profile
+    from factory.space import get_space
+    from latency_tables.builder import build_table
+    from latency_tables.table import LatencyTable, default_table_path
+
+    space, profile = get_space(args.space), load_profile(args.device)
+    path = args.table or default_table_path(space, profile)
+    if args.action == "build":
+        doc = build_table(space, profile, path, num_classes=args.classes)
+        print(f"wrote {path}: {len(doc['entries'])} layers measured on {profile.name}")
+        return
+    from latency_tables.validate import validate_table
+
+    supernet = None
+    if args.workdir:
+        from factory.train import load_supernet
+
+        supernet = load_supernet(args.workdir)
+    table = LatencyTable.load(path, space, profile)
+    out = args.out or f"runs/validate__{space.name}__{profile.name}"
+    report = validate_table(table, profile, args.n, out, supernet=supernet, seed=args.seed)
+    print(f"{report['n']} subnets on {profile.name}: MAPE {report['mape_percent']:.2f}%, "
+          f"within 5% {100 * report['within_5_percent']:.0f}%, within 10% "
+          f"{100 * report['within_10_percent']:.0f}%, Kendall tau {report['kendall_tau']:.3f}; report in {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="factory", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tf.distribute strategy: several GPUs (mirrored) or machines (multiworker)")
     train.add_argument("--workdir", required=True)
     train.set_defaults(run=_train)
+
+    table = sub.add_parser("table", help="build or validate a latency table")
+    table.add_argument("action", choices=["build", "validate"])
+    table.add_argument("--device", required=True, help="profile name or JSON file")
+    table.add_argument("--space", default="default")
+    table.add_argument("--table", help="table path (default: latency_tables/tables/SPACE__DEVICE.json)")
+    table.add_argument("--classes", type=int, default=10, help="classifier size of the head entries")
+    table.add_argument("--n", type=int, default=100, help="random subnets to validate")
+    table.add_argument("--workdir", help="validate with subnets of this work directory's trained supernet")
+    table.add_argument("--out", help="validation report folder")
+    table.add_argument("--seed", type=int, default=0)
+    table.set_defaults(run=_table)
 
     devices = sub.add_parser("devices", help="list or show device profiles")
     devices.add_argument("action", choices=["list", "show"])

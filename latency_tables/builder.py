@@ -1,0 +1,109 @@
+"""Building a latency table: every distinct layer as a one-layer .tflite, timed on the device.
+
+Each layer is built from the same Keras code as extracted subnets (random weights),
+converted in the profile's precision (int8 through the converter with a representative
+dataset, int8 input and output), and timed with the profile's runner. The table is
+rewritten atomically after every entry, so an interrupted build resumes where it
+stopped; entries whose coefficient of variation is too wide are measured again.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from devices.profile import DeviceProfile, load_profile
+from devices.runners import get_runner
+from factory.backend import keras, tf
+from factory.extract import head, mbconv, stem
+from factory.files import read_json, write_json
+from factory.space import BlockSpec, SearchSpace, get_space
+from latency_tables.blocks import LayerKey, all_layers
+from latency_tables.table import FORMAT, check_compatible, new_table
+
+
+def layer_model(space: SearchSpace, key: LayerKey) -> keras.Model:
+    """A one-layer Keras model of ``key``, built like the extracted subnets."""
+    inputs = keras.Input((key.size, key.size, key.in_channels))
+    if key.kind == "stem":
+        outputs = stem(inputs, space)
+    elif key.kind == "head":
+        outputs = head(inputs, space, key.out_channels)
+    else:
+        block = BlockSpec(0, 0, key.in_channels, key.out_channels, key.stride, key.activation, key.se)
+        outputs = mbconv(inputs, block, key.kernel, key.expand,
+                         space.se_channels(key.in_channels * key.expand), "block")
+    return keras.Model(inputs, outputs)
+
+
+def overhead_model(key: LayerKey) -> keras.Model:
+    """The cheapest model with the same input: what a runner costs per invoke by itself."""
+    inputs = keras.Input((key.size, key.size, key.in_channels))
+    return keras.Model(inputs, keras.layers.ReLU()(inputs))
+
+
+def to_tflite(model: keras.Model, precision: str, seed: int = 0) -> bytes:
+    """Convert to float32, or to full int8 (int8 input and output) with random calibration."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if precision == "int8":
+        shape = [1, *model.input_shape[1:]]
+        rng = np.random.default_rng(seed)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([rng.standard_normal(shape).astype(np.float32)]
+                                                    for _ in range(16))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": random calibration
+        warnings.simplefilter("ignore", UserWarning)
+        return converter.convert()
+
+
+def _entry(timing) -> dict:
+    return {"median_ms": timing.median_ms, "p10_ms": timing.p10_ms, "p90_ms": timing.p90_ms,
+            "runs": timing.runs, "cv": timing.cv}
+
+
+def _measure(runner, content: bytes, max_cv: float, retries: int):
+    """Measure; if the spread is too wide, measure again and keep the steadiest run."""
+    best = runner.measure(content)
+    tries = 0
+    while best.cv > max_cv and tries < retries:
+        again = runner.measure(content)
+        best = again if again.cv < best.cv else best
+        tries += 1
+    return best, tries
+
+
+def build_table(space: SearchSpace | str, profile: DeviceProfile | str, path: str | Path,
+                num_classes: int = 10, max_cv: float = 0.05, retries: int = 2, verbose: int = 1) -> dict:
+    """Measure every layer of ``space`` on ``profile`` into the table at ``path`` (resumable)."""
+    space, profile, path = get_space(space), load_profile(profile), Path(path)
+    doc = new_table(space, profile, num_classes)
+    if path.exists():
+        old = read_json(path)
+        if old.get("format") == FORMAT:
+            check_compatible(old, space, profile, str(path))
+            if old.get("num_classes") == num_classes:
+                doc = old
+    keys = all_layers(space, num_classes)
+    todo = [k for k in keys if k.id not in doc["entries"]]
+    if verbose and len(todo) < len(keys):
+        print(f"resuming {path}: {len(keys) - len(todo)} of {len(keys)} layers already measured")
+    progress = keras.utils.Progbar(len(keys), verbose=verbose, unit_name="layer")
+    progress.update(len(keys) - len(todo))
+    with get_runner(profile) as runner:
+        if doc.get("overhead") is None:
+            timing, _ = _measure(runner, to_tflite(overhead_model(keys[0]), profile.precision), max_cv, retries)
+            doc["overhead"] = _entry(timing)
+            write_json(path, doc)
+        for key in todo:
+            timing, tries = _measure(runner, to_tflite(layer_model(space, key), profile.precision), max_cv, retries)
+            doc["entries"][key.id] = {**_entry(timing), "remeasured": tries}
+            write_json(path, doc)
+            progress.add(1)
+    doc["complete"] = True
+    write_json(path, doc)
+    return doc

@@ -1,0 +1,123 @@
+"""Latency lookup tables: one measured entry per distinct layer, summed to predict a subnet.
+
+The benchmark of a one-layer model includes the runner's fixed per-invoke cost (input
+copy, interpreter dispatch); so does a whole network, once. A table stores that
+overhead, measured on a trivial model, and predicts
+``overhead + sum(layer - overhead)``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import numpy as np
+
+from devices.profile import DeviceProfile, load_profile
+from factory.errors import FactoryError
+from factory.files import read_json
+from factory.space import SearchSpace, SubnetConfig
+from latency_tables.blocks import block_input_sizes, block_key, final_size, head_key, stem_key, subnet_layers
+
+FORMAT = 1
+SHIPPED = Path(__file__).parent / "tables"
+
+
+def default_table_path(space: SearchSpace, profile: DeviceProfile) -> Path:
+    """Where the table of a (space, device) pair lives; the shipped ones are here too."""
+    return SHIPPED / f"{space.name}__{profile.name}.json"
+
+
+def tool_versions() -> dict:
+    import ai_edge_litert
+
+    from factory.backend import tf
+
+    return {"tensorflow": tf.__version__, "ai_edge_litert": getattr(ai_edge_litert, "__version__", "unknown")}
+
+
+def new_table(space: SearchSpace, profile: DeviceProfile, num_classes: int) -> dict:
+    return {"format": FORMAT, "space": space.name, "space_fingerprint": space.fingerprint,
+            "device": profile.to_dict(), "precision": profile.precision, "num_classes": num_classes,
+            "tools": tool_versions(), "date": datetime.date.today().isoformat(),
+            "overhead": None, "entries": {}}
+
+
+def check_compatible(doc: dict, space: SearchSpace, profile: DeviceProfile | None, source: str):
+    """Refuse a table of another space, device or precision with one line."""
+    if doc.get("format") != FORMAT:
+        raise FactoryError(f"{source} is not a latency table of format {FORMAT}: rebuild it")
+    if doc["space_fingerprint"] != space.fingerprint:
+        raise FactoryError(f"{source} was built for space {doc['space']} ({doc['space_fingerprint']}), not "
+                           f"{space.name} ({space.fingerprint}): build a table for this space")
+    if profile is not None:
+        if doc["device"]["name"] != profile.name:
+            raise FactoryError(f"{source} was measured on device {doc['device']['name']}, not {profile.name}: "
+                               f"build a table with --device {profile.name}")
+        if doc["precision"] != profile.precision:
+            raise FactoryError(f"{source} holds {doc['precision']} latencies, the {profile.name} profile "
+                               f"asks for {profile.precision}: build a table in that precision")
+
+
+class LatencyTable:
+    """A measured table for one (space, device, precision); predicts subnet latency in ms."""
+
+    def __init__(self, doc: dict, space: SearchSpace, source: str = "table"):
+        check_compatible(doc, space, None, source)
+        self.doc, self.space, self.source = doc, space, source
+        self.num_classes = doc["num_classes"]
+        self.overhead_ms = float(doc["overhead"]["median_ms"]) if doc.get("overhead") else 0.0
+        self._arrays = self._cost_arrays()
+
+    @classmethod
+    def load(cls, path: str | Path, space: SearchSpace, profile: DeviceProfile | str | None = None) -> "LatencyTable":
+        doc = read_json(path)
+        check_compatible(doc, space, load_profile(profile) if profile is not None else None, str(path))
+        return cls(doc, space, str(path))
+
+    @property
+    def device(self) -> str:
+        return self.doc["device"]["name"]
+
+    def cost(self, key) -> float:
+        entry = self.doc["entries"].get(key.id)
+        if entry is None:
+            raise FactoryError(f"{self.source} has no entry {key.id}: finish building it with `factory table build`")
+        return entry["median_ms"] - self.overhead_ms
+
+    def predict(self, subnet: SubnetConfig) -> float:
+        """Predicted latency of one subnet in milliseconds."""
+        subnet.validate(self.space)
+        return self.overhead_ms + sum(self.cost(k) for k in subnet_layers(self.space, subnet, self.num_classes))
+
+    def _cost_arrays(self):
+        """Per-resolution stem+head cost and a (resolution, position, kernel, expand) block cost."""
+        sp = self.space
+        fixed = np.zeros(len(sp.resolutions))
+        blocks = np.zeros((len(sp.resolutions), len(sp.blocks()), len(sp.kernel_sizes), len(sp.expand_ratios)))
+        for r_i, r in enumerate(sp.resolutions):
+            fixed[r_i] = (self.overhead_ms + self.cost(stem_key(sp, r))
+                          + self.cost(head_key(sp, final_size(sp, r), self.num_classes)))
+            for p_i, (block, size) in enumerate(zip(sp.blocks(), block_input_sizes(sp, r))):
+                for k_i, k in enumerate(sp.kernel_sizes):
+                    for e_i, e in enumerate(sp.expand_ratios):
+                        blocks[r_i, p_i, k_i, e_i] = self.cost(block_key(block, size, k, e))
+        return fixed, blocks
+
+    def predict_encoded(self, encoded: np.ndarray) -> np.ndarray:
+        """Vectorised prediction for a batch of ``SearchSpace.encode`` vectors (N, L)."""
+        sp = self.space
+        enc = np.atleast_2d(np.asarray(encoded))
+        n_stages, n_pos = len(sp.stages), len(sp.blocks())
+        r_i = np.searchsorted(sp.resolutions, enc[:, 0])
+        kernels = enc[:, 1 + n_stages:1 + n_stages + n_pos]
+        expands = enc[:, 1 + n_stages + n_pos:]
+        active = kernels > 0
+        k_i = np.searchsorted(sp.kernel_sizes, np.where(active, kernels, sp.kernel_sizes[0]))
+        e_i = np.searchsorted(sp.expand_ratios, np.where(active, expands, sp.expand_ratios[0]))
+        fixed, blocks = self._arrays
+        per_block = blocks[r_i[:, None], np.arange(n_pos)[None, :], k_i, e_i]
+        return fixed[r_i] + (per_block * active).sum(axis=1)
+
+    def predict_many(self, subnets) -> np.ndarray:
+        return self.predict_encoded(np.stack([self.space.encode(s) for s in subnets]))

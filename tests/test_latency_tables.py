@@ -1,0 +1,98 @@
+"""Latency tables on a micro space: build (resumable), predict, refuse, validate."""
+
+import json
+
+import numpy as np
+import pytest
+
+from devices.host import HostRunner
+from devices.profile import DeviceProfile
+from factory.errors import FactoryError
+from factory.space import SearchSpace, StageSpec, SubnetConfig
+from latency_tables.blocks import all_layers
+from latency_tables.builder import build_table
+from latency_tables.table import LatencyTable
+from latency_tables.validate import error_report, validate_table
+
+MICRO = SearchSpace(name="micro", stages=(StageSpec(8, 2, "hard_swish", True),), resolutions=(16,),
+                    kernel_sizes=(3, 5), expand_ratios=(3, 6), depths=(1, 2), stem_width=8,
+                    head_width=16, feature_width=16)
+FAST = DeviceProfile("host-fast", "host", threads=1, runs=10, warmup_runs=2)
+
+
+@pytest.fixture(scope="module")
+def table_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tables") / "micro.json"
+    build_table(MICRO, FAST, path, num_classes=4, verbose=0)
+    return path
+
+
+def test_table_has_every_layer_with_statistics(table_path):
+    doc = json.loads(table_path.read_text())
+    assert doc["complete"] and doc["space_fingerprint"] == MICRO.fingerprint
+    assert set(doc["entries"]) == {k.id for k in all_layers(MICRO, 4)}
+    for entry in doc["entries"].values():
+        assert entry["runs"] == 10 and entry["p10_ms"] <= entry["median_ms"] <= entry["p90_ms"]
+    assert doc["tools"]["tensorflow"] and doc["device"]["name"] == "host-fast" and doc["precision"] == "int8"
+
+
+def test_prediction_sums_layers_and_vectorises(table_path):
+    table = LatencyTable.load(table_path, MICRO, FAST)
+    subnets = [SubnetConfig.smallest(MICRO), SubnetConfig.largest(MICRO)] + [
+        SubnetConfig.random(MICRO, s) for s in range(10)]
+    single = np.array([table.predict(s) for s in subnets])
+    np.testing.assert_allclose(table.predict_many(subnets), single, rtol=1e-12)
+    assert single[0] < single[1]
+    assert np.all(single > 0)
+
+
+def test_interrupted_build_resumes(tmp_path, monkeypatch):
+    path = tmp_path / "t.json"
+    calls = {"n": 0}
+    real = HostRunner.measure
+
+    def flaky(self, model):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(self, model)
+
+    monkeypatch.setattr(HostRunner, "measure", flaky)
+    once = dict(num_classes=4, verbose=0, max_cv=10.0)  # no re-measuring: one call per layer
+    with pytest.raises(KeyboardInterrupt):
+        build_table(MICRO, FAST, path, **once)
+    partial = json.loads(path.read_text())  # valid JSON, no half-written file
+    assert len(partial["entries"]) == 2 and not partial.get("complete")
+    calls["n"] = 100
+    build_table(MICRO, FAST, path, **once)
+    total = len(all_layers(MICRO, 4))
+    assert calls["n"] - 100 == total - 2  # only the missing layers were measured
+    assert len(json.loads(path.read_text())["entries"]) == total
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_tables_of_another_space_device_or_precision_are_refused(table_path):
+    other_space = SearchSpace.from_dict({**MICRO.to_dict(), "width_multiplier": 2.0})
+    with pytest.raises(FactoryError, match="built for space"):
+        LatencyTable.load(table_path, other_space)
+    with pytest.raises(FactoryError, match="measured on device host-fast, not host-cpu-2t"):
+        LatencyTable.load(table_path, MICRO, "host-cpu-2t")
+    float_profile = DeviceProfile("host-fast", "host", precision="float32")
+    with pytest.raises(FactoryError, match="int8 latencies"):
+        LatencyTable.load(table_path, MICRO, float_profile)
+
+
+def test_error_report():
+    report = error_report([1.0, 2.15, 2.9, 4.5], [1.0, 2.0, 3.0, 4.0])
+    assert report["within_5_percent"] == 0.5 and report["within_10_percent"] == 0.75
+    assert report["mape_percent"] == pytest.approx(100 * (0 + 0.075 + 1 / 30 + 0.125) / 4)
+    assert report["kendall_tau"] == 1.0
+
+
+def test_validation_measures_whole_subnets(table_path, tmp_path):
+    table = LatencyTable.load(table_path, MICRO, FAST)
+    report = validate_table(table, FAST, 4, tmp_path / "report", verbose=False)
+    assert report["n"] == 4 and len(report["subnets"]) == 4
+    assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in report["subnets"])
+    assert (tmp_path / "report" / "scatter.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["mape_percent"] >= 0
