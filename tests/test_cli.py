@@ -84,3 +84,24 @@ def test_devices_list_and_show(capsys):
     assert '"threads": 2' in capsys.readouterr().out
     assert main(["devices", "show", "pixel-99"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown device 'pixel-99'")
+
+
+def test_table_build_and_validate_from_user_files(tmp_path, capsys):
+    import json
+
+    from factory.space import space_document
+    from test_latency_tables import MICRO
+
+    space = tmp_path / "micro.json"
+    space.write_text(json.dumps(space_document(MICRO)))
+    device = tmp_path / "quick.json"
+    device.write_text(json.dumps({"name": "quick", "runner": "host", "runs": 5, "warmup_runs": 1}))
+    table = tmp_path / "t.json"
+    common = ["--device", str(device), "--space", str(space), "--table", str(table)]
+    assert main(["table", "build", *common, "--classes", "4"]) == 0
+    assert "layers measured on quick" in capsys.readouterr().out
+    assert main(["table", "validate", *common, "--n", "2", "--out", str(tmp_path / "v")]) == 0
+    assert "2 subnets on quick: MAPE" in capsys.readouterr().out
+    assert (tmp_path / "v" / "scatter.png").exists()
+    assert main(["table", "validate", "--device", "host-cpu-2t", "--space", str(space), "--table", str(table)]) == 2
+    assert "measured on device quick, not host-cpu-2t" in capsys.readouterr().err
