@@ -1,0 +1,54 @@
+"""Evolutionary search on problems whose constrained optimum is known."""
+
+import numpy as np
+import pytest
+
+from factory.errors import FactoryError
+from factory.evolution import EvolutionConfig, crossover, evolve, mutate
+from factory.space import DEFAULT, TINY, SubnetConfig
+
+N_STAGES = len(TINY.stages)
+KERNELS = slice(1 + N_STAGES, 1 + N_STAGES + N_STAGES * TINY.max_depth)
+
+
+def kernel_sum(encoded):  # maximise the summed kernel sizes of the active blocks
+    return encoded[:, KERNELS].sum(axis=1).astype(float)
+
+
+def at_most_three_blocks(encoded):  # a "budget": 3 blocks at most, lowest resolution only
+    return (encoded[:, 1:1 + N_STAGES].sum(axis=1) <= 3) & (encoded[:, 0] == TINY.resolutions[0])
+
+
+def test_finds_the_constrained_optimum():
+    result = evolve(TINY, kernel_sum, at_most_three_blocks, EvolutionConfig(population=20, generations=15))
+    assert result.score == 21  # three blocks, all 7x7
+    assert sum(result.best.depths) == 3 and result.best.resolution == 16
+    assert all(at_most_three_blocks(TINY.encode(c)[None])[0] for c, _ in result.top)
+    assert result.history == sorted(result.history)  # parents survive: the best never gets worse
+    assert result.history[-1] > result.history[0]
+
+
+def test_seeded_and_reproducible():
+    config = EvolutionConfig(population=16, generations=5, seed=4)
+    a = evolve(TINY, kernel_sum, at_most_three_blocks, config)
+    b = evolve(TINY, kernel_sum, at_most_three_blocks, config)
+    assert a.top == b.top and a.evaluated == b.evaluated
+
+
+def test_impossible_constraint_is_an_error():
+    with pytest.raises(FactoryError, match="loosen the budget"):
+        evolve(TINY, kernel_sum, lambda e: np.zeros(len(e), bool), EvolutionConfig(population=4, max_redraws=3))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_mutation_and_crossover_stay_in_the_space(seed):
+    import random
+
+    rng = random.Random(seed)
+    a, b = SubnetConfig.random(DEFAULT, rng), SubnetConfig.random(DEFAULT, rng)
+    for child in (mutate(DEFAULT, a, 0.5, rng), crossover(a, b, rng)):
+        child.validate(DEFAULT)
+    assert mutate(DEFAULT, a, 0.0, rng) == a
+    genes_a, genes_b = DEFAULT.encode(a), DEFAULT.encode(b)
+    child = DEFAULT.encode(crossover(a, b, rng))
+    assert child[0] in (genes_a[0], genes_b[0])
