@@ -1,0 +1,37 @@
+import json
+
+import pytest
+
+from factory.evaluate import as_arrays, evaluate_subnets, subnets_to_evaluate
+from factory.space import TINY, SubnetConfig
+from factory.supernet import Supernet
+
+
+def test_always_includes_the_extremes_and_is_seeded():
+    subnets = subnets_to_evaluate(TINY, 12, seed=3)
+    assert subnets[0] == SubnetConfig.smallest(TINY) and subnets[1] == SubnetConfig.largest(TINY)
+    assert len(set(subnets)) == 12 and subnets == subnets_to_evaluate(TINY, 12, seed=3)
+
+
+def test_evaluations_are_cached_and_resumed(digits, tmp_path, monkeypatch):
+    net = Supernet(TINY, 10)
+    path = tmp_path / "evals.json"
+    calls = {"n": 0}
+    real = Supernet.evaluate_subnet
+
+    def interrupted(self, subnet, dataset):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, subnet, dataset)
+
+    monkeypatch.setattr(Supernet, "evaluate_subnet", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_subnets(net, digits, path, n=5, verbose=0)
+    assert len(json.loads(path.read_text())["results"]) == 2
+    calls["n"] = 100
+    results = evaluate_subnets(net, digits, path, n=5, verbose=0)
+    assert calls["n"] == 103 and len(results) == 5
+    assert all(0 <= r["val_accuracy"] <= 1 for r in results)
+    encoded, acc = as_arrays(TINY, results)
+    assert encoded.shape == (5, TINY.encoding_length) and acc.shape == (5,)
