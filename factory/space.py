@@ -217,6 +217,24 @@ class SearchSpace:
         subnet.validate(self)
         return subnet
 
+    def param_count(self, subnet: "SubnetConfig", num_classes: int) -> int:
+        """Parameters of the extracted subnet (batch norm's 4 per channel included)."""
+        def bn(c):
+            return 4 * c
+
+        total = 27 * self.stem_channels + bn(self.stem_channels)
+        for block, k, e in subnet.blocks(self):
+            h = block.in_channels * e
+            total += block.in_channels * h + bn(h) + k * k * h + bn(h)
+            if block.se:
+                m = self.se_channels(h)
+                total += h * m + m + m * h + h
+            total += h * block.out_channels + bn(block.out_channels)
+        last = self.channels(self.stages[-1].width)
+        total += last * self.head_channels + bn(self.head_channels)
+        total += (self.head_channels + 1) * self.feature_channels + (self.feature_channels + 1) * num_classes
+        return total
+
     def size(self) -> int:
         """How many distinct subnets the space holds."""
         per_block = len(self.kernel_sizes) * len(self.expand_ratios)

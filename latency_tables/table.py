@@ -119,5 +119,18 @@ class LatencyTable:
         per_block = blocks[r_i[:, None], np.arange(n_pos)[None, :], k_i, e_i]
         return fixed[r_i] + (per_block * active).sum(axis=1)
 
+    def fastest_ms(self) -> float:
+        """The lowest latency any subnet of the space can have by this table (exact).
+
+        Layer costs add up, so the minimum is, per resolution, the fixed cost plus per stage
+        the cheapest depth of the cheapest (kernel, expand) per block position.
+        """
+        fixed, blocks = self._arrays
+        m = self.space.max_depth
+        cheapest = blocks.min(axis=(2, 3)).reshape(len(self.space.resolutions), len(self.space.stages), m)
+        prefix = np.cumsum(cheapest, axis=2)  # cost of the first d blocks
+        depth_idx = np.asarray(self.space.depths) - 1
+        return float((fixed + prefix[:, :, depth_idx].min(axis=2).sum(axis=1)).min())
+
     def predict_many(self, subnets) -> np.ndarray:
         return self.predict_encoded(np.stack([self.space.encode(s) for s in subnets]))

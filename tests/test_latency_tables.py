@@ -96,3 +96,16 @@ def test_validation_measures_whole_subnets(table_path, tmp_path):
     assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in report["subnets"])
     assert (tmp_path / "report" / "scatter.png").stat().st_size > 1000
     assert json.loads((tmp_path / "report" / "report.json").read_text())["mape_percent"] >= 0
+
+
+def test_fastest_is_the_exact_minimum(table_path):
+    import itertools
+
+    table = LatencyTable.load(table_path, MICRO)
+    space = MICRO
+    every = []
+    for r, d in itertools.product(space.resolutions, space.depths):
+        for ks in itertools.product(space.kernel_sizes, repeat=d):
+            for es in itertools.product(space.expand_ratios, repeat=d):
+                every.append(SubnetConfig(r, (d,), (ks,), (es,)))
+    assert table.fastest_ms() == pytest.approx(table.predict_many(every).min())

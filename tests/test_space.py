@@ -95,3 +95,11 @@ def test_space_size_counts_every_subnet():
     # tiny: 2 resolutions, per stage 9 + 81 block choices for depth 1 or 2, two stages
     assert TINY.size() == 2 * (9 + 81) ** 2
     assert DEFAULT.size() > 10**15
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_param_count_matches_the_keras_model(seed):
+    from factory.extract import build_subnet_model
+
+    subnet = SubnetConfig.random(DEFAULT, seed)
+    assert DEFAULT.param_count(subnet, 10) == build_subnet_model(DEFAULT, subnet, 10).count_params()
