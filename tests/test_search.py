@@ -1,0 +1,82 @@
+"""Constrained search over tiny-space subnets with synthetic latency tables for two devices."""
+
+import numpy as np
+import pytest
+
+from devices.profile import DeviceProfile
+from factory.errors import FactoryError
+from factory.evolution import EvolutionConfig
+from factory.search import Constraints, search
+from factory.space import TINY, SubnetConfig
+from latency_tables.blocks import all_layers
+from latency_tables.table import LatencyTable, new_table
+
+
+def synthetic_table(name, scale):
+    """Cost grows with spatial size, channels, kernel and expand ratio, like real layers."""
+    doc = new_table(TINY, DeviceProfile(name, "host"), 10)
+    doc["overhead"] = {"median_ms": 0.01}
+    for key in all_layers(TINY, 10):
+        work = key.size ** 2 * key.in_channels * max(key.expand, 1) * max(key.kernel, 1) ** 2
+        doc["entries"][key.id] = {"median_ms": 0.01 + scale * work * 1e-6}
+    return LatencyTable(doc, TINY, name)
+
+
+TABLES = {"phone": synthetic_table("phone", 1.0), "watch": synthetic_table("watch", 3.0)}
+
+
+def accuracy(encoded):  # bigger subnets are more accurate, as in a real supernet
+    return np.log1p(np.stack([TINY.param_count(TINY.decode(e), 10) for e in encoded]))
+
+
+def budgets(fraction):
+    """A budget per device between its fastest and its largest subnet."""
+    largest = SubnetConfig.largest(TINY)
+    return {d: t.fastest_ms() + fraction * (t.predict(largest) - t.fastest_ms()) for d, t in TABLES.items()}
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "random", "bayesian"])
+def test_every_candidate_fits_every_device(strategy):
+    limits = budgets(0.3)
+    top = search(TINY, accuracy, TABLES, Constraints(limits), 10, strategy=strategy,
+                 evolution=EvolutionConfig(population=20, generations=8), trials=25)
+    assert top and [s for _, s in top] == sorted((s for _, s in top), reverse=True)
+    for subnet, _ in top:
+        for device, table in TABLES.items():
+            assert table.predict(subnet) <= limits[device]
+
+
+def test_evolution_beats_the_random_population_it_starts_from():
+    limits = budgets(0.3)
+    config = EvolutionConfig(population=20, generations=15, seed=2)
+    best = search(TINY, accuracy, TABLES, Constraints(limits), 10, evolution=config)[0]
+    start = search(TINY, accuracy, TABLES, Constraints(limits), 10,
+                   evolution=EvolutionConfig(population=20, generations=0, seed=2))[0]
+    assert best[1] > start[1]
+
+
+def test_size_budget():
+    limits = budgets(1.0)
+    size = TINY.param_count(SubnetConfig.smallest(TINY), 10) + 2000
+    top = search(TINY, accuracy, TABLES, Constraints(limits, size_bytes=size), 10,
+                 evolution=EvolutionConfig(population=10, generations=3))
+    assert all(TINY.param_count(s, 10) <= size for s, _ in top)
+
+
+def test_budget_below_the_fastest_names_it():
+    fastest = TABLES["watch"].fastest_ms()
+    with pytest.raises(FactoryError, match=f"at least {fastest:.3f} ms"):
+        search(TINY, accuracy, TABLES, Constraints({"phone": 10.0, "watch": fastest * 0.9}), 10)
+
+
+def test_infeasible_candidates_do_not_crash_keras_tuner():
+    limits = budgets(0.02)  # most random candidates break it
+    top = search(TINY, accuracy, TABLES, Constraints(limits), 10, strategy="random", trials=40)
+    assert all(TABLES["phone"].predict(s) <= limits["phone"] for s, _ in top)
+
+
+def test_bad_strategy_or_missing_table():
+    with pytest.raises(FactoryError, match="unknown strategy"):
+        search(TINY, accuracy, TABLES, Constraints(budgets(0.5)), 10, strategy="annealing")
+    with pytest.raises(FactoryError, match="no latency table for \\['tablet'\\]"):
+        search(TINY, accuracy, TABLES, Constraints({"tablet": 1.0}), 10)
