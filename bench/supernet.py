@@ -145,10 +145,9 @@ def ablation(data, space, epochs, images, batch_size, workdir, verbose):
     Scores the largest and smallest subnets after BN recalibration on the validation
     split. A short run on a subset is a coarse signal; it is what this machine affords.
     """
-    from factory.data import ImageData
+    import dataclasses
 
-    subset = ImageData(data.name, data.class_names, data.x_train[:images], data.y_train[:images],
-                       data.x_val, data.y_val, data.x_test, data.y_test, data.flip)
+    subset = dataclasses.replace(data, x_train=data.x_train[:images], y_train=data.y_train[:images])
     rows = []
     for label, change in ABLATIONS.items():
         config = TrainConfig(epochs=epochs, batch_size=batch_size, **change)

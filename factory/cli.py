@@ -66,6 +66,28 @@ def _table(args):
           f"{100 * report['within_10_percent']:.0f}%, Kendall tau {report['kendall_tau']:.3f}; report in {out}")
 
 
+def _search(args):
+    from factory.evolution import EvolutionConfig
+    from factory.workflow import search_workdir
+
+    tables = dict(zip(args.device, args.table)) if args.table else None
+    if args.table and len(args.table) != len(args.device):
+        raise FactoryError("give one --table per --device, in the same order")
+    search_workdir(args.workdir, args.device, args.budget_ms, data=args.data, strategy=args.strategy,
+                   n_eval=args.n_eval, recheck=args.recheck, size_bytes=args.size_bytes,
+                   evolution=EvolutionConfig(population=args.population, generations=args.generations,
+                                             seed=args.seed),
+                   trials=args.trials, seed=args.seed, tables=tables)
+
+
+def _pareto(args):
+    from factory.workflow import pareto_plot
+
+    for i, device in enumerate(args.device):
+        table = args.table[i] if args.table else None
+        print(f"wrote {pareto_plot(args.workdir, device, table=table)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="factory", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +116,28 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--out", help="validation report folder")
     table.add_argument("--seed", type=int, default=0)
     table.set_defaults(run=_table)
+
+    search = sub.add_parser("search", help="find the most accurate subnet under latency budgets")
+    search.add_argument("--workdir", required=True)
+    search.add_argument("--device", nargs="+", required=True)
+    search.add_argument("--budget-ms", nargs="+", type=float, required=True)
+    search.add_argument("--strategy", choices=["evolution", "random", "bayesian"], default="evolution")
+    search.add_argument("--n-eval", type=int, default=300, help="subnets evaluated to fit the predictor")
+    search.add_argument("--recheck", type=int, default=5, help="top candidates re-checked with the supernet")
+    search.add_argument("--size-bytes", type=int, help="model-size budget (int8: one byte a parameter)")
+    search.add_argument("--population", type=int, default=100)
+    search.add_argument("--generations", type=int, default=50)
+    search.add_argument("--trials", type=int, default=500, help="keras-tuner trials (random, bayesian)")
+    search.add_argument("--table", nargs="+", help="latency table per device (default: the shipped ones)")
+    search.add_argument("--data", help="the training data, if the work directory does not record it")
+    search.add_argument("--seed", type=int, default=0)
+    search.set_defaults(run=_search)
+
+    pareto = sub.add_parser("pareto", help="plot accuracy against predicted latency, per device, to PNG")
+    pareto.add_argument("--workdir", required=True)
+    pareto.add_argument("--device", nargs="+", required=True)
+    pareto.add_argument("--table", nargs="+")
+    pareto.set_defaults(run=_pareto)
 
     devices = sub.add_parser("devices", help="list or show device profiles")
     devices.add_argument("action", choices=["list", "show"])

@@ -8,6 +8,7 @@ training data, never from test: later stages score subnets on it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ class ImageData:
     x_test: np.ndarray
     y_test: np.ndarray
     flip: bool = True  # horizontal flips are label-preserving (not for digits)
+    source: str = ""  # what load_data was given, so later stages can load the same data
 
     @property
     def num_classes(self) -> int:
@@ -46,7 +48,8 @@ class ImageData:
         return int(self.x_train.shape[1])
 
     def summary(self) -> dict:
-        return {"name": self.name, "classes": self.class_names, "image_size": self.image_size,
+        return {"name": self.name, "source": self.source, "classes": self.class_names,
+                "image_size": self.image_size,
                 "train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
     def resized(self, size: int) -> "ImageData":
@@ -58,8 +61,7 @@ class ImageData:
             out = tf.image.resize(x.astype(np.float32), (size, size), antialias=True)
             return np.clip(np.round(out.numpy()), 0, 255).astype(np.uint8)
 
-        return ImageData(self.name, self.class_names, go(self.x_train), self.y_train,
-                         go(self.x_val), self.y_val, go(self.x_test), self.y_test, self.flip)
+        return dataclasses.replace(self, x_train=go(self.x_train), x_val=go(self.x_val), x_test=go(self.x_test))
 
 
 def normalize(images):
@@ -92,10 +94,13 @@ def load_data(spec: str, *, val_fraction: float = 0.1, test_fraction: float = 0.
               seed: int = 0) -> ImageData:
     """``digits``, ``cifar10`` or the path of an image folder."""
     if spec == "digits":
-        return _digits(val_fraction, test_fraction, seed)
-    if spec == "cifar10":
-        return _cifar10(val_fraction, seed)
-    return load_folder(spec, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+        data = _digits(val_fraction, test_fraction, seed)
+    elif spec == "cifar10":
+        data = _cifar10(val_fraction, seed)
+    else:
+        data = load_folder(spec, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+        spec = str(Path(spec).expanduser().resolve())
+    return dataclasses.replace(data, source=spec)
 
 
 def _split(x, y, fraction, seed):

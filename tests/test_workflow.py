@@ -1,0 +1,54 @@
+"""`factory search` and `factory pareto` on a tiny supernet trained on digits."""
+
+import json
+
+import pytest
+
+from factory.cli import main
+from factory.space import SubnetConfig
+from factory.train import TrainConfig, train_supernet
+from latency_tables.table import LatencyTable
+from test_search import synthetic_table
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, digits):
+    path = tmp_path_factory.mktemp("work")
+    from factory.data import load_data
+
+    train_supernet(load_data("digits"), "tiny", path, TrainConfig(epochs=1, batch_size=64), verbose=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def table_file(tmp_path_factory):
+    doc = synthetic_table("host-cpu-1t", 1.0).doc
+    path = tmp_path_factory.mktemp("tables") / "tiny-host.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_search_writes_a_result_per_budget_and_a_pareto_plot(workdir, table_file, capsys):
+    from factory.space import TINY
+
+    table = LatencyTable(json.loads(table_file.read_text()), TINY)
+    budgets = [round(table.fastest_ms() * 1.5, 3), round(table.predict(SubnetConfig.largest(TINY)), 3)]
+    args = ["search", "--workdir", str(workdir), "--device", "host-cpu-1t", "--budget-ms", *map(str, budgets),
+            "--table", str(table_file), "--n-eval", "12", "--population", "12", "--generations", "4",
+            "--recheck", "3"]
+    assert main(args) == 0
+    for budget in budgets:
+        result = json.loads((workdir / "search" / f"host-cpu-1t__{budget:g}ms.json").read_text())
+        subnet = SubnetConfig.from_dict(result["subnet"]).validate(TINY)
+        assert table.predict(subnet) <= budget
+        assert 0 <= result["val_accuracy"] <= 1 and len(result["rechecked"]) == 3
+        assert result["val_accuracy"] == max(r["val_accuracy"] for r in result["rechecked"])
+    assert len(json.loads((workdir / "subnet_evals.json").read_text())["results"]) == 12
+    assert (workdir / "predictor" / "predictor.json").exists()
+    assert main(["pareto", "--workdir", str(workdir), "--device", "host-cpu-1t", "--table", str(table_file)]) == 0
+    assert (workdir / "pareto__host-cpu-1t.png").stat().st_size > 5000
+    capsys.readouterr()
+    too_low = ["search", "--workdir", str(workdir), "--device", "host-cpu-1t", "--budget-ms", "0.0001",
+               "--table", str(table_file), "--n-eval", "12"]
+    assert main(too_low) == 2
+    assert "below the fastest subnet" in capsys.readouterr().err
