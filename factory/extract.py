@@ -29,14 +29,21 @@ def _conv_bn_act(x, filters, kernel, stride, activation, prefix):
 
 
 def build_subnet_model(space: SearchSpace, subnet: SubnetConfig, num_classes: int,
-                       name: str = "subnet") -> keras.Model:
-    """The static network of ``subnet``: input ``(resolution, resolution, 3)``, logits out."""
+                       name: str = "subnet", fold_gate: bool = False) -> keras.Model:
+    """The static network of ``subnet``: input ``(resolution, resolution, 3)``, logits out.
+
+    ``fold_gate`` writes squeeze-excite's hard-sigmoid gate ``relu6(z + 3) / 6`` as a
+    ``ReLU(max_value=6)``, with the ``+ 3`` folded into the gate convolution's bias and the
+    ``/ 6`` into the following projection's kernel (:func:`extract` moves the weights).
+    The function is the same; every layer is then one tfmot quantizes natively, so QAT
+    gives each tensor of the int8 graph a range.
+    """
     subnet.validate(space)
     inputs = keras.Input((subnet.resolution, subnet.resolution, 3), name="image")
     x = stem(inputs, space)
     for block, k, e in subnet.blocks(space):
         x = mbconv(x, block, k, e, space.se_channels(block.in_channels * e),
-                   f"stage{block.stage}_block{block.index}")
+                   f"stage{block.stage}_block{block.index}", fold_gate)
     x = head(x, space, num_classes)
     return keras.Model(inputs, x, name=name)
 
@@ -45,7 +52,8 @@ def stem(x, space: SearchSpace):
     return _conv_bn_act(x, space.stem_channels, 3, space.stem_stride, "hard_swish", "stem")
 
 
-def mbconv(x, block: BlockSpec, kernel_size: int, expand_ratio: int, se_channels: int, p: str):
+def mbconv(x, block: BlockSpec, kernel_size: int, expand_ratio: int, se_channels: int, p: str,
+           fold_gate: bool = False):
     """One inverted-residual block of standard layers, named ``{p}_{role}``."""
     hidden = block.in_channels * expand_ratio
     shortcut = x
@@ -61,7 +69,8 @@ def mbconv(x, block: BlockSpec, kernel_size: int, expand_ratio: int, se_channels
         s = keras.layers.Conv2D(se_channels, 1, name=f"{p}_se_reduce")(s)
         s = keras.layers.ReLU(name=f"{p}_se_relu")(s)
         s = keras.layers.Conv2D(hidden, 1, name=f"{p}_se_expand")(s)
-        s = keras.layers.Activation(activations.hard_sigmoid, name=f"{p}_se_gate")(s)
+        s = (keras.layers.ReLU(max_value=6.0, name=f"{p}_se_gate") if fold_gate
+             else keras.layers.Activation(activations.hard_sigmoid, name=f"{p}_se_gate"))(s)
         x = keras.layers.Multiply(name=f"{p}_se_scale")([x, s])
     x = keras.layers.Conv2D(block.out_channels, 1, use_bias=False, name=f"{p}_project")(x)
     x = keras.layers.BatchNormalization(name=f"{p}_project_bn", **_BN)(x)
@@ -80,18 +89,23 @@ def head(x, space: SearchSpace, num_classes: int):
     return keras.layers.Dense(num_classes, name="classifier")(x)
 
 
-def extract(supernet, subnet: SubnetConfig, name: str = "subnet") -> keras.Model:
+def extract(supernet, subnet: SubnetConfig, name: str = "subnet", fold_gate: bool = False) -> keras.Model:
     """The subnet with the supernet's weights (recalibrate its batch norm first)."""
     space = supernet.space
-    model = build_subnet_model(space, subnet, supernet.num_classes, name=name)
+    model = build_subnet_model(space, subnet, supernet.num_classes, name=name, fold_gate=fold_gate)
     layer = model.get_layer
     layer("stem_conv").set_weights([supernet.stem.kernel.numpy()])
     layer("stem_bn").set_weights(supernet.stem.bn.export())
     by_name = {b.name: b for b in supernet.blocks}
     for block, k, e in subnet.blocks(space):
         p = f"stage{block.stage}_block{block.index}"
-        for role, weights in by_name[p].export(k, e).items():
-            layer(f"{p}_{role}").set_weights(weights)
+        weights = by_name[p].export(k, e)
+        if fold_gate and block.se:
+            kernel, bias = weights["se_expand"]
+            weights["se_expand"] = [kernel, bias + 3.0]
+            weights["project"] = [weights["project"][0] / 6.0]
+        for role, values in weights.items():
+            layer(f"{p}_{role}").set_weights(values)
     layer("head_conv").set_weights([supernet.head.kernel.numpy()])
     layer("head_bn").set_weights(supernet.head.bn.export())
     layer("features").set_weights(supernet.features.get_weights())

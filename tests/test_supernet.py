@@ -50,6 +50,16 @@ def test_extracted_model_matches_supernet(supernet, name, subnet):
     assert model.count_params() == build_subnet_model(TINY, subnet, 10).count_params()
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_folded_gate_computes_the_same_function(supernet, seed):
+    subnet = SubnetConfig.random(TINY, seed)
+    x = np.random.default_rng(seed).normal(size=(2, subnet.resolution, subnet.resolution, 3)).astype("float32")
+    folded = extract(supernet, subnet, fold_gate=True)
+    assert not any(getattr(layer, "activation", None).__name__ == "hard_sigmoid"
+                   for layer in folded.layers if isinstance(layer, keras.layers.Activation))
+    np.testing.assert_allclose(folded(x).numpy(), supernet.predict_subnet(subnet, x), atol=1e-4)
+
+
 def test_kernel_choices_give_different_functions(supernet):
     x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
     outs = [supernet.predict_subnet(uniform(TINY, 16, 2, k, 6), x) for k in TINY.kernel_sizes]
