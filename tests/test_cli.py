@@ -105,3 +105,19 @@ def test_table_build_and_validate_from_user_files(tmp_path, capsys):
     assert (tmp_path / "v" / "scatter.png").exists()
     assert main(["table", "validate", "--device", "host-cpu-2t", "--space", str(space), "--table", str(table)]) == 2
     assert "measured on device quick, not host-cpu-2t" in capsys.readouterr().err
+
+
+def test_written_files_are_ordinary_files(tmp_path):
+    import stat
+
+    from factory.files import write_json
+
+    path = write_json(tmp_path / "x.json", {"a": 1})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
