@@ -69,10 +69,20 @@ def test_budget_below_the_fastest_names_it():
         search(TINY, accuracy, TABLES, Constraints({"phone": 10.0, "watch": fastest * 0.9}), 10)
 
 
-def test_infeasible_candidates_do_not_crash_keras_tuner():
-    limits = budgets(0.02)  # most random candidates break it
-    top = search(TINY, accuracy, TABLES, Constraints(limits), 10, strategy="random", trials=40)
-    assert all(TABLES["phone"].predict(s) <= limits["phone"] for s, _ in top)
+@pytest.mark.parametrize("strategy", ["random", "bayesian"])
+def test_infeasible_candidates_do_not_crash_keras_tuner(strategy):
+    from factory.search import tuner_search
+
+    calls = []
+
+    def low_resolution_only(encoded):  # half of all candidates break this constraint
+        calls.append(int(encoded[0, 0]))
+        return encoded[:, 0] == TINY.resolutions[0]
+
+    top = tuner_search(TINY, accuracy, low_resolution_only, strategy, trials=40, top_k=100)
+    assert len(calls) == 40  # every trial ran, infeasible ones included
+    assert TINY.resolutions[-1] in calls
+    assert top and all(s.resolution == TINY.resolutions[0] for s, _ in top)
 
 
 def test_bad_strategy_or_missing_table():
