@@ -52,6 +52,11 @@ class ImageData:
                 "image_size": self.image_size,
                 "train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
+    def calibration(self, images: int = 2000, batch_size: int = 256) -> "tf.data.Dataset":
+        """The first ``images`` training images, un-augmented: what batch-norm recalibration reads."""
+        n = min(images, len(self.y_train))
+        return make_dataset(self.x_train[:n], self.y_train[:n], batch_size, training=False)
+
     def resized(self, size: int) -> "ImageData":
         """The same data at ``size`` x ``size`` (bilinear), e.g. a space's largest resolution."""
         if size == self.image_size:

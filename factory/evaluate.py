@@ -42,8 +42,7 @@ def evaluate_subnets(supernet, data: ImageData, path: str | Path, n: int = 300, 
     done = {SubnetConfig.from_dict(r["subnet"]) for r in cache["results"]}
     todo = [s for s in subnets_to_evaluate(space, n, seed) if s not in done]
     val = make_dataset(data.x_val, data.y_val, batch_size, training=False)
-    m = min(calibration_images, len(data.y_train))
-    calibration = make_dataset(data.x_train[:m], data.y_train[:m], batch_size, training=False)
+    calibration = data.calibration(calibration_images, batch_size)
     progress = keras.utils.Progbar(len(done) + len(todo), verbose=verbose, unit_name="subnet")
     progress.update(len(done))
     for subnet in todo:

@@ -75,8 +75,7 @@ class SortChannels(keras.callbacks.Callback):
 
 
 def calibration_batches(data: ImageData, config: TrainConfig):
-    n = min(config.calibration_images, len(data.y_train))
-    return make_dataset(data.x_train[:n], data.y_train[:n], config.batch_size, training=False)
+    return data.calibration(config.calibration_images, config.batch_size)
 
 
 def _check_workdir(workdir: Path, space: SearchSpace, data: ImageData, config: TrainConfig):

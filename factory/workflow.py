@@ -86,8 +86,7 @@ def search_workdir(workdir: str | Path, devices: list[str], budgets_ms: list[flo
     image_data = workdir_data(workdir, data).resized(space.resolutions[-1])
     predictor, _ = ensure_predictor(workdir, supernet, image_data, n_eval, seed, verbose)
     val = make_dataset(image_data.x_val, image_data.y_val, 256, training=False)
-    m = min(2000, len(image_data.y_train))
-    calibration = make_dataset(image_data.x_train[:m], image_data.y_train[:m], 256, training=False)
+    calibration = image_data.calibration()
     results = []
     for device, table in tables.items():
         for budget in budgets_ms:
