@@ -1,10 +1,11 @@
 """Quantization-aware training of an extracted subnet, and its conversion to a fully int8 .tflite.
 
 tfmot's default registry knows Conv2D, DepthwiseConv2D (folded with batch norm), ReLU,
-Add, pooling and Dense. It does not know squeeze-excite's ``Multiply`` or the
-``Activation(hard_swish | hard_sigmoid)`` layers; those get :class:`OutputQuantizeConfig`,
-which quantizes their outputs with tfmot's moving-average quantizer as the default
-registry does for Add, so QAT simulates every int8 tensor the converter will produce.
+Add, pooling and Dense. It does not know squeeze-excite's ``Multiply``, activations
+other than relu/relu6/swish/gelu (hard-swish, hard-sigmoid) or weightless op layers;
+those get :class:`OutputQuantizeConfig`, which quantizes their outputs with tfmot's
+moving-average quantizer as the default registry does for Add, so QAT simulates every
+int8 tensor the converter will produce.
 """
 
 from __future__ import annotations
@@ -43,11 +44,16 @@ class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return {}
 
 
+_REGISTRY = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme().get_quantize_registry()
+# activations whose output tfmot's Default8BitActivationQuantizeConfig knows how to quantize
+_KNOWN_ACTIVATIONS = {"relu", "relu6", "swish", "gelu", "linear", "softmax", "sigmoid", "tanh"}
+
+
 def _needs_config(layer) -> bool:
-    if isinstance(layer, keras.layers.Multiply):
-        return True
-    return isinstance(layer, keras.layers.Activation) and layer.activation in (
-        activations.hard_swish, activations.hard_sigmoid)
+    if isinstance(layer, keras.layers.Activation):
+        return getattr(layer.activation, "__name__", None) not in _KNOWN_ACTIVATIONS
+    # layers with weights (batch norm included, which tfmot folds into its convolution) are tfmot's own
+    return not layer.weights and not _REGISTRY.supports(layer)
 
 
 def quantize_scope():

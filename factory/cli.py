@@ -88,6 +88,67 @@ def _pareto(args):
         print(f"wrote {pareto_plot(args.workdir, device, table=table)}")
 
 
+def _export_config(args):
+    from export.pipeline import ExportConfig
+
+    return ExportConfig(qat_epochs=args.qat_epochs, learning_rate=args.qat_learning_rate, distill=not args.no_distill,
+                        max_drop_points=args.max_drop, allow_float_ops=args.allow_float_ops, seed=args.seed)
+
+
+def _export(args):
+    from export.pipeline import export_subnet, load_subnet
+
+    subnet, budget = load_subnet(args.subnet)
+    budget = args.budget_ms if args.budget_ms is not None else budget
+    export_subnet(args.workdir, subnet, args.device, args.out, budget_ms=budget, config=_export_config(args),
+                  data=args.data, table=args.table)
+
+
+def _make(args):
+    from factory.make import make
+    from factory.train import TrainConfig
+
+    make(args.data, args.device, args.budget_ms, args.workdir, space=args.space,
+         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed),
+         n_eval=args.n_eval, strategy=args.strategy, export=_export_config(args))
+
+
+def _bench(args):
+    from pathlib import Path
+
+    from devices.profile import load_profile
+    from devices.runners import get_runner
+
+    profile = load_profile(args.device)
+    if not Path(args.model).is_file():
+        raise FactoryError(f"{args.model} is not a file: give the path of a .tflite model")
+    with get_runner(profile) as runner:
+        timing = runner.measure(args.model)
+    rows = [("model", args.model), ("device", f"{profile.name} ({profile.runner}, {profile.threads} thread(s), "
+                                              f"{profile.delegate})"),
+            ("runs", f"{timing.runs} (after {profile.warmup_runs} warm-up)")]
+    for key in ("median_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "p10_ms", "p90_ms", "init_ms"):
+        value = getattr(timing, key)
+        if value is not None:
+            rows.append((key.replace("_ms", " (ms)"), f"{value:.3f}"))
+    rows.append(("cv", f"{timing.cv:.3f}"))
+    if timing.peak_memory_mb is not None:
+        rows.append(("peak memory (MB)", f"{timing.peak_memory_mb:.2f}"))
+    if timing.delegated_nodes is not None:
+        rows.append(("delegated nodes", "{} of {}".format(*timing.delegated_nodes)))
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+def _export_options(parser):
+    parser.add_argument("--qat-epochs", type=int, default=2, help="quantization-aware fine-tuning epochs")
+    parser.add_argument("--qat-learning-rate", type=float, default=0.005)
+    parser.add_argument("--no-distill", action="store_true", help="fine-tune on labels only")
+    parser.add_argument("--max-drop", type=float, default=1.0,
+                        help="most accuracy points the int8 model may lose against float")
+    parser.add_argument("--allow-float-ops", action="store_true", help="ship a model with float operators left")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="factory", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +199,37 @@ def build_parser() -> argparse.ArgumentParser:
     pareto.add_argument("--device", nargs="+", required=True)
     pareto.add_argument("--table", nargs="+")
     pareto.set_defaults(run=_pareto)
+
+    make = sub.add_parser("make", help="the whole factory: train, tables, search, export a bundle per budget")
+    make.add_argument("--data", default="digits", help="'digits' (offline default), 'cifar10' or an image folder")
+    make.add_argument("--device", nargs="+", required=True)
+    make.add_argument("--budget-ms", nargs="+", type=float, required=True)
+    make.add_argument("--workdir", required=True)
+    make.add_argument("--space", default="default")
+    make.add_argument("--epochs", type=int, default=5, help="supernet training epochs")
+    make.add_argument("--batch-size", type=int, default=128)
+    make.add_argument("--n-eval", type=int, default=300, help="subnets evaluated to fit the predictor")
+    make.add_argument("--strategy", choices=["evolution", "random", "bayesian"], default="evolution")
+    make.add_argument("--seed", type=int, default=0)
+    _export_options(make)
+    make.set_defaults(run=_make)
+
+    export = sub.add_parser("export", help="QAT, int8 conversion, parity and latency checks, bundle")
+    export.add_argument("--workdir", required=True)
+    export.add_argument("--subnet", required=True, help="a `factory search` result or a SubnetConfig JSON")
+    export.add_argument("--device", required=True)
+    export.add_argument("--budget-ms", type=float, help="default: the search result's budget")
+    export.add_argument("--out", required=True, help="bundle folder")
+    export.add_argument("--table", help="latency table (default: the shipped one)")
+    export.add_argument("--data", help="the training data, if the work directory does not record it")
+    export.add_argument("--seed", type=int, default=0)
+    _export_options(export)
+    export.set_defaults(run=_export)
+
+    bench = sub.add_parser("bench", help="time a .tflite on a device profile")
+    bench.add_argument("model")
+    bench.add_argument("--device", required=True)
+    bench.set_defaults(run=_bench)
 
     devices = sub.add_parser("devices", help="list or show device profiles")
     devices.add_argument("action", choices=["list", "show"])

@@ -12,6 +12,13 @@ from pathlib import Path
 from factory.errors import FactoryError
 
 
+def _ordinary(path, mode: int):
+    """mkstemp/mkdtemp make private entries; give the result the umask's usual permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
@@ -19,9 +26,7 @@ def atomic_file(path: str | os.PathLike):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".tmp")
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
+    _ordinary(tmp, 0o666)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -53,6 +58,7 @@ def atomic_directory(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    _ordinary(tmp, 0o777)
     try:
         yield tmp
         if path.exists():

@@ -74,12 +74,28 @@ def result_path(workdir: Path, device: str, budget: float) -> Path:
     return workdir / "search" / f"{device}__{budget:g}ms.json"
 
 
+def _reusable(workdir: Path, device: str, budget: float) -> dict | None:
+    path = result_path(workdir, device, budget)
+    if not path.exists():
+        return None
+    result = read_json(path)
+    recorded = read_json(workdir / "space.json").get("fingerprint")
+    return result if result.get("space_fingerprint") == recorded else None
+
+
 def search_workdir(workdir: str | Path, devices: list[str], budgets_ms: list[float], *, data: str | None = None,
                    strategy: str = "evolution", n_eval: int = 300, recheck: int = 5, size_bytes: int | None = None,
                    evolution: EvolutionConfig = EvolutionConfig(), trials: int = 500, seed: int = 0,
-                   tables: dict | None = None, verbose: int = 1) -> list[dict]:
-    """Search every (device, budget) pair; write and return one result each."""
+                   tables: dict | None = None, reuse: bool = False, verbose: int = 1) -> list[dict]:
+    """Search every (device, budget) pair; write and return one result each.
+
+    With ``reuse``, a pair whose result file is already there (for this space) is loaded, not searched again.
+    """
     workdir = Path(workdir)
+    if reuse:
+        done = [_reusable(workdir, load_profile(d).name, b) for d in devices for b in budgets_ms]
+        if all(done):
+            return done
     supernet = load_supernet(workdir)
     space = supernet.space
     tables = load_tables(space, devices, tables)
@@ -90,6 +106,9 @@ def search_workdir(workdir: str | Path, devices: list[str], budgets_ms: list[flo
     results = []
     for device, table in tables.items():
         for budget in budgets_ms:
+            if reuse and (result := _reusable(workdir, device, budget)):
+                results.append(result)
+                continue
             top = search(space, predictor.predict_encoded, {device: table},
                          Constraints({device: budget}, size_bytes=size_bytes), supernet.num_classes,
                          strategy=strategy, evolution=evolution, trials=trials)
@@ -115,8 +134,13 @@ def search_workdir(workdir: str | Path, devices: list[str], budgets_ms: list[flo
 
 
 def pareto_plot(workdir: str | Path, device: str, out: str | Path | None = None,
-                table: str | Path | None = None) -> Path:
-    """Validation accuracy against predicted latency: evaluated subnets, front, search results."""
+                table: str | Path | None = None, chosen: list[dict] | None = None,
+                size: tuple[float, float] = (6, 4.2)) -> Path:
+    """Validation accuracy against predicted latency: evaluated subnets, their front, chosen subnets.
+
+    ``chosen`` holds search results (``subnet``, ``val_accuracy``, ``budget_ms``); by default
+    every search result of ``device`` in the work directory.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,19 +149,23 @@ def pareto_plot(workdir: str | Path, device: str, out: str | Path | None = None,
     workdir = Path(workdir)
     space = load_space(workdir / "space.json")
     table = load_tables(space, [device], {device: table})[load_profile(device).name]
-    evals = read_json(workdir / "subnet_evals.json")["results"]
-    lat = table.predict_many([SubnetConfig.from_dict(r["subnet"]) for r in evals])
-    acc = np.array([r["val_accuracy"] for r in evals])
-    order = np.argsort(lat)
-    front = order[np.maximum.accumulate(acc[order]) == acc[order]]
-    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
-    ax.scatter(lat, 100 * acc, s=10, alpha=0.4, label="evaluated subnets")
-    ax.plot(lat[front], 100 * acc[front], "k-", lw=1, label="Pareto front")
-    for path in sorted((workdir / "search").glob(f"{table.device}__*ms.json")):
-        r = read_json(path)
-        ax.scatter([r["predicted_latency_ms"][table.device]], [100 * r["val_accuracy"]], marker="*", s=160,
-                   edgecolor="k", zorder=3, label=f"chosen for {r['budget_ms']:g} ms")
-        ax.axvline(r["budget_ms"], ls=":", lw=0.8, color="grey")
+    evals = read_json(workdir / "subnet_evals.json")["results"] if (workdir / "subnet_evals.json").exists() else []
+    if chosen is None:
+        chosen = [read_json(p) for p in sorted((workdir / "search").glob(f"{table.device}__*ms.json"))]
+    fig, ax = plt.subplots(figsize=size, dpi=120)
+    if evals:
+        lat = table.predict_many([SubnetConfig.from_dict(r["subnet"]) for r in evals])
+        acc = np.array([r["val_accuracy"] for r in evals])
+        order = np.argsort(lat)
+        front = order[np.maximum.accumulate(acc[order]) == acc[order]]
+        ax.scatter(lat, 100 * acc, s=10, alpha=0.4, label="evaluated subnets")
+        ax.plot(lat[front], 100 * acc[front], "k-", lw=1, label="Pareto front")
+    for r in chosen:
+        latency = table.predict(SubnetConfig.from_dict(r["subnet"]))
+        label = f"chosen for {r['budget_ms']:g} ms" if r.get("budget_ms") is not None else "chosen"
+        ax.scatter([latency], [100 * r["val_accuracy"]], marker="*", s=160, edgecolor="k", zorder=3, label=label)
+        if r.get("budget_ms") is not None:
+            ax.axvline(r["budget_ms"], ls=":", lw=0.8, color="grey")
     ax.set_xlabel(f"predicted latency on {table.device} (ms)")
     ax.set_ylabel("validation accuracy (%)")
     ax.legend(fontsize=7, loc="lower right")

@@ -1,0 +1,60 @@
+"""Quantization-aware fine-tuning of an extracted subnet, optionally distilled from a teacher.
+
+The teacher is the supernet's largest subnet (extracted like the student); its soft
+predictions on the same augmented batch are mixed with the labels, as OFA fine-tunes
+its subnets. Images reach the teacher resized to its own resolution.
+"""
+
+from __future__ import annotations
+
+from factory.backend import keras, tf
+from factory.data import ImageData, make_dataset
+from factory.train import TrainConfig, make_optimizer
+
+
+class Distillation(keras.Model):
+    """Trains ``student`` on ``alpha`` * labels + (1 - alpha) * the teacher's soft predictions."""
+
+    def __init__(self, student: keras.Model, teacher: keras.Model, alpha: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.student, self.teacher, self.alpha = student, teacher, alpha
+        self.teacher.trainable = False
+        self._hard = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self._soft = keras.losses.CategoricalCrossentropy(from_logits=True)
+
+    def call(self, images, training=None):
+        return self.student(images, training=training)
+
+    def train_step(self, data):
+        images, labels = data
+        size = self.teacher.input_shape[1:3]
+        soft = tf.nn.softmax(self.teacher(tf.image.resize(images, size), training=False))
+        with tf.GradientTape() as tape:
+            logits = self.student(images, training=True)
+            loss = self.alpha * self._hard(labels, logits) + (1 - self.alpha) * self._soft(soft, logits)
+            loss += tf.add_n(self.student.losses) if self.student.losses else 0.0
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {"loss": loss}
+
+
+def fine_tune(qat_model: keras.Model, data: ImageData, epochs: int, *, learning_rate: float = 0.005,
+              batch_size: int = 128, teacher: keras.Model | None = None, seed: int = 0, verbose: int = 2):
+    """A short cosine-decayed Nesterov SGD fine-tune of a QAT model on ``data``'s training split.
+
+    ``data`` must already be at the model's input resolution.
+    """
+    if epochs < 1:
+        return qat_model
+    train = make_dataset(data.x_train, data.y_train, batch_size, training=True, flip=data.flip, seed=seed)
+    config = TrainConfig(epochs=epochs, learning_rate=learning_rate, warmup_epochs=0, batch_size=batch_size)
+    optimizer = make_optimizer(config, int(train.cardinality().numpy()))
+    if teacher is not None:
+        trainer = Distillation(qat_model, teacher)
+        trainer.compile(optimizer=optimizer)
+    else:
+        trainer = qat_model
+        trainer.compile(optimizer=optimizer,
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    trainer.fit(train, epochs=epochs, verbose=verbose)
+    return qat_model

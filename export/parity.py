@@ -1,0 +1,61 @@
+"""Accuracy of the same test images through a float Keras model and through a .tflite in LiteRT.
+
+Both read uint8 images; the float model gets them normalized as in training
+(``factory.data.normalize``), the int8 model gets that float image quantized with its
+input tensor's scale and zero point, which is exactly what an app must do. The int8
+output is compared by argmax: dequantization is monotonic, so it picks the same class.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from factory.data import OFFSET, SCALE
+
+
+def quantization(detail: dict) -> dict:
+    """dtype, shape, scale and zero point of a LiteRT input or output tensor detail."""
+    scale, zero_point = detail["quantization"]
+    return {"dtype": np.dtype(detail["dtype"]).name, "shape": [int(d) for d in detail["shape"]],
+            "scale": float(scale), "zero_point": int(zero_point)}
+
+
+def quantize_images(images: np.ndarray, detail: dict) -> np.ndarray:
+    """uint8 pixels as the model's input tensor wants them (int8, uint8 or float32)."""
+    x = images.astype(np.float32) * SCALE + OFFSET
+    q = quantization(detail)
+    if q["dtype"] == "float32":
+        return x
+    info = np.iinfo(q["dtype"])
+    return np.clip(np.round(x / q["scale"]) + q["zero_point"], info.min, info.max).astype(q["dtype"])
+
+
+def tflite_predict(content: bytes, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Raw outputs of a .tflite for uint8 images, batched by resizing the input tensor."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content, num_threads=os.cpu_count())
+    index = interpreter.get_input_details()[0]["index"]
+    outputs, size = [], None
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        if len(batch) != size:
+            size = len(batch)
+            interpreter.resize_tensor_input(index, [size, *images.shape[1:]])
+            interpreter.allocate_tensors()
+        detail = interpreter.get_input_details()[0]
+        interpreter.set_tensor(index, quantize_images(batch, detail))
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy())
+    return np.concatenate(outputs)
+
+
+def tflite_accuracy(content: bytes, images: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(tflite_predict(content, images).argmax(-1) == labels))
+
+
+def keras_accuracy(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
+    x = images.astype(np.float32) * SCALE + OFFSET
+    return float(np.mean(model.predict(x, batch_size=batch_size, verbose=0).argmax(-1) == labels))

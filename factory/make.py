@@ -1,0 +1,98 @@
+"""The one-command factory: data and budgets in, one int8 bundle per (device, budget) out.
+
+Every stage leaves its output in the work directory and is skipped when that output is
+already there and belongs to this space, so an interrupted ``make`` is resumed by
+running it again:
+
+    supernet/ training.json       train          (resumes from the last epoch)
+    tables/SPACE__DEVICE.json     latency tables (shipped ones are used when they exist)
+    subnet_evals.json predictor/  evaluations and the accuracy predictor
+    search/DEVICE__Bms.json       one search result per (device, budget)
+    bundles/DEVICE__Bms/          one bundle per (device, budget)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devices.profile import load_profile
+from export.bundle import is_complete
+from export.pipeline import ExportConfig, export_subnet
+from factory.data import load_data
+from factory.files import read_json
+from factory.space import SubnetConfig, get_space, load_space
+from factory.train import TrainConfig, train_supernet
+from factory.workflow import search_workdir
+from latency_tables.builder import build_table
+from latency_tables.table import default_table_path
+
+
+def _stage(title: str):
+    print(f"\n== {title}", flush=True)
+
+
+def ensure_table(space, device: str, workdir: Path, num_classes: int) -> Path:
+    """The shipped table of (space, device) if there is one, else one built (resumably) in the work directory."""
+    profile = load_profile(device)
+    shipped = default_table_path(space, profile)
+    if shipped.exists():
+        print(f"{profile.name}: shipped latency table {shipped}")
+        return shipped
+    path = workdir / "tables" / f"{space.name}__{profile.name}.json"
+    if path.exists() and read_json(path).get("complete"):
+        print(f"{profile.name}: latency table {path}")
+        return path
+    print(f"{profile.name}: measuring every layer of space {space.name} into {path}")
+    build_table(space, profile, path, num_classes=num_classes)
+    return path
+
+
+def bundle_path(workdir: Path, device: str, budget: float) -> Path:
+    return workdir / "bundles" / f"{device}__{budget:g}ms"
+
+
+def make(data: str, devices: list[str], budgets_ms: list[float], workdir: str | Path, *, space: str = "default",
+         train: TrainConfig = TrainConfig(), n_eval: int = 300, strategy: str = "evolution",
+         export: ExportConfig = ExportConfig()) -> list[dict]:
+    """Run every stage that has not run yet; return the model card of each bundle."""
+    workdir = Path(workdir)
+    _stage("1/4 supernet")
+    if (workdir / "training.json").exists():
+        search_space = load_space(workdir / "space.json")
+        print(f"{workdir} already holds a trained supernet ({read_json(workdir / 'training.json')['epochs']} epochs)")
+        num_classes = len(read_json(workdir / "data.json")["classes"])
+    else:
+        loaded = load_data(data, seed=train.seed)
+        search_space = get_space(space)
+        print(f"data {loaded.name}: {len(loaded.y_train)} train / {len(loaded.y_val)} val / "
+              f"{len(loaded.y_test)} test images, {loaded.num_classes} classes")
+        train_supernet(loaded, search_space, workdir, train)
+        num_classes = loaded.num_classes
+
+    _stage("2/4 latency tables")
+    profiles = [load_profile(d) for d in devices]
+    tables = {p.name: ensure_table(search_space, d, workdir, num_classes) for p, d in zip(profiles, devices)}
+
+    _stage("3/4 accuracy predictor and search")
+    results = search_workdir(workdir, [p.name for p in profiles], budgets_ms, strategy=strategy, n_eval=n_eval,
+                             seed=train.seed, tables=tables, data=data, reuse=True)
+
+    _stage("4/4 export")
+    cards = []
+    for result in results:
+        out = bundle_path(workdir, result["device"], result["budget_ms"])
+        if is_complete(out):
+            print(f"{out} is already there")
+            cards.append(read_json(out / "model_card.json"))
+            continue
+        device = next(d for p, d in zip(profiles, devices) if p.name == result["device"])
+        cards.append(export_subnet(workdir, SubnetConfig.from_dict(result["subnet"]), device, out,
+                                   budget_ms=result["budget_ms"], config=export, data=data,
+                                   table=tables[result["device"]]))
+    _stage("done")
+    for card in cards:
+        lat = card["latency"]
+        print(f"{card['device']['name']} <= {lat['budget_ms']:g} ms: int8 test accuracy "
+              f"{100 * card['accuracy']['qat_int8']:.2f}%, measured {lat['measured']['median_ms']:.3f} ms, "
+              f"{card['size_bytes']:,} bytes")
+    return cards
