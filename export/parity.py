@@ -22,13 +22,23 @@ def quantization(detail: dict) -> dict:
             "scale": float(scale), "zero_point": int(zero_point)}
 
 
+def pixel_shift(scale: float, zero_point: int) -> int | None:
+    """``k`` when quantizing a normalized pixel is exactly ``pixel + k`` (input scale == SCALE), else None."""
+    if abs(scale - SCALE) > 1e-9 * SCALE:
+        return None
+    return int(round(OFFSET / SCALE)) + zero_point
+
+
 def quantize_images(images: np.ndarray, detail: dict) -> np.ndarray:
     """uint8 pixels as the model's input tensor wants them (int8, uint8 or float32)."""
-    x = images.astype(np.float32) * SCALE + OFFSET
     q = quantization(detail)
     if q["dtype"] == "float32":
-        return x
+        return images.astype(np.float32) * SCALE + OFFSET
     info = np.iinfo(q["dtype"])
+    shift = pixel_shift(q["scale"], q["zero_point"])
+    if shift is not None:
+        return np.clip(images.astype(np.int32) + shift, info.min, info.max).astype(q["dtype"])
+    x = images.astype(np.float32) * SCALE + OFFSET
     return np.clip(np.round(x / q["scale"]) + q["zero_point"], info.min, info.max).astype(q["dtype"])
 
 

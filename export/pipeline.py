@@ -20,7 +20,7 @@ from devices.profile import load_profile
 from devices.runners import get_runner
 from export.bundle import count_macs, write_bundle
 from export.finetune import fine_tune
-from export.parity import keras_accuracy, quantization, tflite_accuracy
+from export.parity import keras_accuracy, pixel_shift, quantization, tflite_accuracy
 from export.quantize import float_operators, operator_report, quantize_model, to_int8_tflite
 from factory.data import OFFSET, SCALE, make_dataset
 from factory.errors import FactoryError
@@ -116,6 +116,8 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content)
+    input_detail = _tensor(interpreter.get_input_details()[0])
+    shift = pixel_shift(input_detail["scale"], input_detail["zero_point"])
     training = read_json(workdir / "training.json")
     card = {
         "name": f"{space.name}-{profile.name}" + (f"-{budget_ms:g}ms" if budget_ms is not None else ""),
@@ -124,10 +126,12 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
         "space": {"name": space.name, "fingerprint": space.fingerprint},
         "device": profile.to_dict(),
         "tools": tool_versions(),
-        "input": {**_tensor(interpreter.get_input_details()[0]),
-                  "normalization": f"resize the RGB image to {subnet.resolution}x{subnet.resolution}, "
-                                   f"x = pixel * {SCALE:.8g} + ({OFFSET:g}) (pixels 0..255 to -1..1), "
-                                   "then q = round(x / scale) + zero_point, clipped to int8"},
+        "input": {**input_detail, "pixel_scale": SCALE, "pixel_offset": OFFSET, "pixel_shift": shift,
+                  "normalization": f"resize the RGB image to {subnet.resolution}x{subnet.resolution}; "
+                                   + (f"then int8 = pixel {shift:+d} (pixels 0..255), which is exactly "
+                                      if shift is not None else "then ")
+                                   + f"q = round((pixel * {SCALE:g} + ({OFFSET:g})) / scale) + zero_point, "
+                                     "clipped to int8"},
         "output": {**_tensor(interpreter.get_output_details()[0]),
                    "meaning": "one logit per class, in labels.txt order; the argmax is the predicted class; "
                               "softmax((q - zero_point) * scale) gives probabilities"},

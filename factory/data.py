@@ -18,9 +18,10 @@ import numpy as np
 from factory.backend import tf
 from factory.errors import FactoryError
 
-# Model input = uint8 pixel * SCALE + OFFSET, i.e. [-1, 1]. Kept out of the graph and
+# Model input = uint8 pixel * SCALE + OFFSET, i.e. [-1, 127/128]: a power-of-two step, so an
+# int8 input quantized over that range is exactly ``pixel - 128`` (no rounding ties). Kept out of the graph and
 # recorded with every exported model.
-SCALE, OFFSET = 1.0 / 127.5, -1.0
+SCALE, OFFSET = 1.0 / 128, -1.0
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 
 

@@ -31,3 +31,25 @@ def randomize_statistics(supernet, seed=0):
         name = var.name.split("/")[-1]
         if name.startswith(("moving_", "gamma", "beta")):
             var.assign(rng.uniform(0.5, 1.5, var.shape).astype("float32"))
+
+
+@pytest.fixture(scope="session")
+def tiny_workdir(tmp_path_factory):
+    """A tiny supernet trained one epoch on digits, shared by the search and export tests."""
+    from factory.train import TrainConfig, train_supernet
+
+    path = tmp_path_factory.mktemp("work")
+    train_supernet(load_data("digits"), "tiny", path, TrainConfig(epochs=1, batch_size=64), verbose=0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_table_file(tmp_path_factory):
+    """A synthetic host-cpu-1t table of the tiny space (cost grows with the work of each layer)."""
+    import json
+
+    from test_search import synthetic_table
+
+    path = tmp_path_factory.mktemp("tables") / "tiny-host.json"
+    path.write_text(json.dumps(synthetic_table("host-cpu-1t", 1.0).doc))
+    return path

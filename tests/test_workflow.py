@@ -2,33 +2,13 @@
 
 import json
 
-import pytest
-
 from factory.cli import main
 from factory.space import SubnetConfig
-from factory.train import TrainConfig, train_supernet
 from latency_tables.table import LatencyTable
-from test_search import synthetic_table
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, digits):
-    path = tmp_path_factory.mktemp("work")
-    from factory.data import load_data
-
-    train_supernet(load_data("digits"), "tiny", path, TrainConfig(epochs=1, batch_size=64), verbose=0)
-    return path
-
-
-@pytest.fixture(scope="module")
-def table_file(tmp_path_factory):
-    doc = synthetic_table("host-cpu-1t", 1.0).doc
-    path = tmp_path_factory.mktemp("tables") / "tiny-host.json"
-    path.write_text(json.dumps(doc))
-    return path
-
-
-def test_search_writes_a_result_per_budget_and_a_pareto_plot(workdir, table_file, capsys):
+def test_search_writes_a_result_per_budget_and_a_pareto_plot(tiny_workdir, tiny_table_file, capsys):
+    workdir, table_file = tiny_workdir, tiny_table_file
     from factory.space import TINY
 
     table = LatencyTable(json.loads(table_file.read_text()), TINY)

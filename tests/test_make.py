@@ -1,0 +1,63 @@
+"""`factory make` end to end on digits (tiny space, real latency table), `factory export` and `factory bench`."""
+
+import json
+
+import pytest
+
+from factory.cli import main
+from factory.space import TINY, SubnetConfig
+from latency_tables.table import LatencyTable
+
+MAKE = ["make", "--data", "digits", "--space", "tiny", "--epochs", "1", "--batch-size", "64",
+        "--device", "host-cpu-1t", "--n-eval", "12", "--qat-epochs", "1", "--max-drop", "100"]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """One make run; its budget is the middle of what the measured table allows."""
+    workdir = tmp_path_factory.mktemp("make")
+    with pytest.raises(SystemExit):  # argparse: a budget is required
+        main(MAKE[:-2] + ["--workdir", str(workdir)])
+    code = main(MAKE + ["--workdir", str(workdir), "--budget-ms", "1000"])
+    assert code == 0
+    table = LatencyTable.load(workdir / "tables" / "tiny__host-cpu-1t.json", TINY, "host-cpu-1t")
+    return workdir, table
+
+
+def test_make_writes_a_bundle_per_budget_and_skips_what_is_done(made, capsys):
+    workdir, table = made
+    budget = round((table.fastest_ms() + table.predict(SubnetConfig.largest(TINY))) / 2, 4)
+    capsys.readouterr()
+    assert main(MAKE + ["--workdir", str(workdir), "--budget-ms", "1000", str(budget)]) == 0
+    out = capsys.readouterr().out
+    assert "already holds a trained supernet" in out and "host-cpu-1t__1000ms is already there" in out
+    for b in (1000, budget):
+        bundle = workdir / "bundles" / f"host-cpu-1t__{b:g}ms"
+        card = json.loads((bundle / "model_card.json").read_text())
+        subnet = SubnetConfig.from_dict(card["subnet"])
+        assert table.predict(subnet) <= b and card["latency"]["budget_ms"] == b
+        assert card["float_operators"] == [] and (bundle / "pareto.png").stat().st_size > 5000
+        assert card["input"]["pixel_shift"] == -128  # int8 input = pixel - 128, exactly
+    assert table.doc.get("complete") and len(table.doc["entries"]) > 20
+
+
+def test_make_names_the_fastest_latency_for_a_budget_too_low(made, capsys):
+    workdir, table = made
+    assert main(MAKE + ["--workdir", str(workdir), "--budget-ms", "0.00001"]) == 2
+    assert f"at least {table.fastest_ms():.3f} ms" in capsys.readouterr().err
+
+
+def test_export_and_bench_commands(made, tmp_path, capsys):
+    workdir, _ = made
+    result = workdir / "search" / "host-cpu-1t__1000ms.json"
+    out = tmp_path / "bundle"
+    assert main(["export", "--workdir", str(workdir), "--subnet", str(result), "--device", "host-cpu-1t",
+                 "--table", str(workdir / "tables" / "tiny__host-cpu-1t.json"), "--out", str(out),
+                 "--qat-epochs", "0", "--max-drop", "100"]) == 0
+    assert json.loads((out / "model_card.json").read_text())["latency"]["budget_ms"] == 1000
+    capsys.readouterr()
+    assert main(["bench", str(out / "model.tflite"), "--device", "host-cpu-2t"]) == 0
+    text = capsys.readouterr().out
+    assert "host-cpu-2t (host, 2 thread(s), xnnpack)" in text and "median (ms)" in text
+    assert main(["bench", str(tmp_path / "missing.tflite"), "--device", "host-cpu-1t"]) == 2
+    assert "is not a file" in capsys.readouterr().err
