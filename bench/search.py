@@ -78,7 +78,7 @@ def main():
            "space": space.name, "subnets_evaluated_for_predictor": len(evals), "predictor": predictor.report,
            "evaluations_per_search": args.evaluations, "seeds": args.seeds, "rows": rows,
            "evolution_10000_candidates_seconds": wall, "best_at_middle_budget": result[0][0].to_dict()}
-    print(f"\n| budget (ms) | evolution | keras-tuner random | keras-tuner bayesian |\n|---|---|---|---|")
+    print("\n| budget (ms) | evolution | keras-tuner random | keras-tuner bayesian |\n|---|---|---|---|")
     for budget in budgets:
         cells = [r for r in rows if r["budget_ms"] == budget]
         print(f"| {budget:.3f} | " + " | ".join(f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}%" for r in cells) + " |")

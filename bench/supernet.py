@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 
 from factory.backend import keras, tf  # noqa: E402
 from factory.data import load_data, make_dataset  # noqa: E402
 from factory.extract import build_subnet_model  # noqa: E402
 from factory.space import SubnetConfig, get_space  # noqa: E402
-from factory.train import TrainConfig, build_supernet, calibration_batches, make_optimizer, train_supernet  # noqa: E402
+from factory.train import (TrainConfig, build_supernet, calibration_batches, make_optimizer, train_model,  # noqa: E402
+                           train_supernet)
 
 
 def _time_call(fn, repeats):
@@ -90,26 +90,11 @@ def train_standalone(data, space, subnet, config: TrainConfig, verbose):
     """A static subnet trained alone from scratch with the supernet's optimizer settings."""
     r = subnet.resolution
     model = build_subnet_model(space, subnet, data.num_classes, name="standalone")
-    train = make_dataset(data.x_train, data.y_train, config.batch_size, training=True, flip=data.flip,
-                         seed=config.seed)
-    train = train.map(lambda x, y: (tf.image.resize(x, (r, r)), y))
-    steps = int(train.cardinality().numpy())
-    model.compile(optimizer=make_optimizer(config, steps),
-                  loss=lambda y, logits: tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(
-                      _smooth(y, data.num_classes, config.label_smoothing), logits)),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
-    start = time.time()
-    model.fit(train, epochs=config.epochs, verbose=verbose)
-    seconds = time.time() - start
+    seconds = train_model(model, data, config, verbose)
     test = make_dataset(data.x_test, data.y_test, 256, training=False)
-    test = test.map(lambda x, y: (tf.image.resize(x, (r, r)), y))
+    test = test.map(lambda x, y: (tf.image.resize(x, (r, r)), tf.one_hot(y, data.num_classes)))
     _, acc = model.evaluate(test, verbose=0)
     return acc, seconds
-
-
-def _smooth(y, n, eps):
-    onehot = tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), n)
-    return onehot * (1 - eps) + eps / n
 
 
 def accuracy_after_epochs(data, space, epochs, workdir, batch_size, verbose):

@@ -74,6 +74,21 @@ class SortChannels(keras.callbacks.Callback):
             self.model.sort_channels()
 
 
+def train_model(model: keras.Model, data: ImageData, config: TrainConfig, verbose: int = 2) -> float:
+    """Train a plain Keras model from scratch as the supernet is trained (optimizer, schedule,
+    label smoothing, augmentation): the fair standalone baseline. Returns the wall seconds."""
+    r, n = model.input_shape[1], data.num_classes
+    train = make_dataset(data.x_train, data.y_train, config.batch_size, training=True, flip=data.flip,
+                         seed=config.seed)
+    train = train.map(lambda x, y: (tf.image.resize(x, (r, r)), tf.one_hot(y, n)))
+    model.compile(optimizer=make_optimizer(config, int(train.cardinality().numpy())),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="acc")])
+    start = time.time()
+    model.fit(train, epochs=config.epochs, verbose=verbose)
+    return time.time() - start
+
+
 def calibration_batches(data: ImageData, config: TrainConfig):
     return data.calibration(config.calibration_images, config.batch_size)
 

@@ -1,6 +1,9 @@
 """Shared fixtures. The CPU is split into two logical devices before any TF op runs,
 so MirroredStrategy can be tested on a machine with no GPU."""
 
+import tarfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -53,3 +56,17 @@ def tiny_table_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("tables") / "tiny-host.json"
     path.write_text(json.dumps(synthetic_table("host-cpu-1t", 1.0).doc))
     return path
+
+
+@pytest.fixture(scope="session")
+def cifar10_folder():
+    """The real CIFAR-10 from ../shared, unpacked once as an image folder (slow tests only)."""
+    archive = Path(__file__).parents[2] / "shared" / "datasets" / "cifar10-jpg.tar.gz"
+    cache = Path("~/.cache/mmf/cifar10").expanduser()
+    if not (cache / "train").is_dir():
+        if not archive.exists():
+            pytest.skip(f"{archive} is not here")
+        cache.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(cache, filter="data")
+    return cache

@@ -1,27 +1,15 @@
 """Slow: the supernet learns real CIFAR-10 from the image folder in ../shared (skipped without it)."""
 
-import tarfile
-from pathlib import Path
-
 import pytest
-
-ARCHIVE = Path(__file__).parents[2] / "shared" / "datasets" / "cifar10-jpg.tar.gz"
-CACHE = Path("~/.cache/mmf/cifar10").expanduser()
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cifar10():
-    if not (CACHE / "train").is_dir():
-        if not ARCHIVE.exists():
-            pytest.skip(f"{ARCHIVE} is not here")
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(ARCHIVE) as tar:
-            tar.extractall(CACHE, filter="data")
+def cifar10(cifar10_folder):
     from factory.data import load_data
 
-    return load_data(str(CACHE))
+    return load_data(str(cifar10_folder))
 
 
 def test_cifar10_folder_loads_all_images(cifar10):

@@ -5,7 +5,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from devices.adb import REMOTE_BINARY, AdbRunner, parse_benchmark_output

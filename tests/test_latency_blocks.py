@@ -1,6 +1,5 @@
 import pytest
 
-from factory.backend import tf
 from factory.extract import build_subnet_model
 from factory.space import DEFAULT, TINY, SubnetConfig
 from latency_tables.blocks import all_layers, block_input_sizes, subnet_layers

@@ -1,15 +1,49 @@
-"""The quick-start notebook runs top to bottom through the Python API."""
+"""The notebooks run top to bottom through the Python API."""
 
+import os
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+from test_devices import AARCH64_ELF, FAKES
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 
 
+def run(name: str, tmp_path) -> str:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", ""))
+                   for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs)
+
+
 def test_quickstart_notebook_executes(tmp_path):
-    nb = nbformat.read(NOTEBOOKS / "01_quickstart.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs)
+    outputs = run("01_quickstart.ipynb", tmp_path)
     assert "ms predicted" in outputs and "val acc" in outputs
+    assert "'model.tflite', 'model_card.json', 'model_card.md', 'pareto.png'" in outputs
+    assert "(QAT int8, LiteRT)" in outputs  # the model card is displayed
+
+
+def test_android_notebook_executes_against_the_adb_double(tmp_path, monkeypatch):
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(AARCH64_ELF)
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("MMF_BENCHMARK_MODEL", str(binary))
+    monkeypatch.setenv("MMF_SPACE", "tiny")
+    monkeypatch.setenv("MMF_VALIDATE_N", "3")
+    monkeypatch.setenv("FAKE_ADB_LOG", str(tmp_path / "adb.log"))
+    outputs = run("03_android.ipynb", tmp_path)
+    assert "R58M123ABC arm64-v8a" in outputs and '"median_ms": 4.718' in outputs
+    assert "layers; fastest subnet" in outputs and "'n': 3" in outputs
+    assert '"--use_xnnpack=true"' in (tmp_path / "adb.log").read_text()
+
+
+@pytest.mark.slow
+def test_cifar10_notebook_executes(tmp_path, monkeypatch, cifar10_folder):
+    monkeypatch.setenv("MMF_CIFAR10", str(cifar10_folder))
+    monkeypatch.setenv("MMF_EPOCHS", "1")
+    monkeypatch.setenv("MMF_N_EVAL", "30")
+    outputs = run("02_cifar10_pareto.ipynb", tmp_path)
+    assert outputs.count("wrote ") >= 3

@@ -1,0 +1,146 @@
+"""Export benchmark: the factory's int8 models against hand-designed MobileNets at equal latency.
+
+    python bench/export.py --workdir runs/bench-supernet --device host-cpu-1t
+
+On a supernet trained on CIFAR-10 (``bench/supernet.py`` leaves one in its work
+directory), at three latency budgets (25%, 50% and 75% of the way from the fastest to
+the largest subnet's predicted latency, as ``bench/search.py``): the factory's subnet
+for each budget exported through ``export_subnet`` (float, post-training int8 and QAT
+int8 test accuracy, .tflite size, predicted and measured latency). Next to each,
+keras.applications MobileNetV3Small and MobileNetV2 at the width multiplier (alpha)
+whose int8 model measures closest under the budget on the same profile, trained from
+scratch on the same data for as many epochs as the supernet (same optimizer, schedule,
+label smoothing, augmentation), converted to int8 by the same converter and timed by the
+same runner. keras.applications' MobileNetV3 writes hard-sigmoid with TF op layers
+that tfmot cannot wrap, so the baselines are post-training quantized; the factory's
+post-training int8 column is the like-for-like comparison. Results are cached per row
+in the output JSON, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from devices.profile import load_profile  # noqa: E402
+from devices.runners import get_runner  # noqa: E402
+from export.parity import keras_accuracy, tflite_accuracy  # noqa: E402
+from export.pipeline import ExportConfig, export_subnet  # noqa: E402
+from export.quantize import to_int8_tflite  # noqa: E402
+from factory.backend import keras  # noqa: E402
+from factory.data import OFFSET, SCALE  # noqa: E402
+from factory.files import read_json, write_json  # noqa: E402
+from factory.space import SubnetConfig, load_space  # noqa: E402
+from factory.train import TrainConfig, train_model  # noqa: E402
+from factory.workflow import load_tables, search_workdir, workdir_data  # noqa: E402
+
+ALPHAS = (0.25, 0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+
+
+def baseline(arch: str, alpha: float, size: int, num_classes: int) -> keras.Model:
+    if arch == "MobileNetV3Small":
+        return keras.applications.MobileNetV3Small(input_shape=(size, size, 3), alpha=alpha, weights=None,
+                                                   classes=num_classes, include_preprocessing=False,
+                                                   classifier_activation=None)
+    return keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None,
+                                          classes=num_classes, classifier_activation=None)
+
+
+def matching_alpha(arch, budget_ms, size, num_classes, representative, runner, cache) -> tuple[float, float]:
+    """The widest alpha whose (random-weight) int8 model measures within the budget, and its latency."""
+    best = None
+    for alpha in ALPHAS:
+        key = f"{arch}@{alpha}"
+        if key not in cache:
+            model = baseline(arch, alpha, size, num_classes)
+            cache[key] = runner.measure(to_int8_tflite(model, representative)).median_ms
+        if cache[key] <= budget_ms:
+            best = (alpha, cache[key])
+    return best or (ALPHAS[0], cache[f"{arch}@{ALPHAS[0]}"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default="runs/bench-supernet")
+    parser.add_argument("--device", default="host-cpu-1t")
+    parser.add_argument("--qat-epochs", type=int, default=2)
+    parser.add_argument("--baseline-epochs", type=int, help="default: the supernet's epochs")
+    parser.add_argument("--n-eval", type=int, default=300)
+    parser.add_argument("--out", default="bench/results/export.json")
+    args = parser.parse_args()
+
+    workdir, out = Path(args.workdir), Path(args.out)
+    doc = read_json(out) if out.exists() else {"rows": {}, "latency_by_alpha": {}}
+    space = load_space(workdir / "space.json")
+    device = load_profile(args.device).name
+    table = load_tables(space, [device])[device]
+    epochs = args.baseline_epochs or read_json(workdir / "training.json")["epochs"]
+    fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
+    budgets = [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
+    data = workdir_data(workdir).resized(space.resolutions[-1])
+    size = data.image_size
+    representative = data.x_train[:200].astype("float32") * SCALE + OFFSET
+
+    def save():
+        doc.update(date=datetime.date.today().isoformat(), command=" ".join(sys.argv), device=device,
+                   budgets_ms=budgets, baseline_epochs=epochs, qat_epochs=args.qat_epochs)
+        write_json(out, doc)
+
+    results = search_workdir(workdir, [device], budgets, n_eval=args.n_eval, reuse=True)
+    for budget, result in zip(budgets, results):
+        key = f"factory@{budget:g}"
+        if key not in doc["rows"]:
+            card = export_subnet(workdir, SubnetConfig.from_dict(result["subnet"]), device,
+                                 Path("runs/bench-export") / f"{device}__{budget:g}ms", budget_ms=budget,
+                                 config=ExportConfig(qat_epochs=args.qat_epochs, max_drop_points=100.0))
+            doc["rows"][key] = {"model": "factory", "budget_ms": budget, "subnet": card["subnet"],
+                                **{k: card["accuracy"][k] for k in ("float", "ptq_int8", "qat_int8")},
+                                "size_bytes": card["size_bytes"], "predicted_ms": card["latency"]["predicted_ms"],
+                                "measured_ms": card["latency"]["measured"]["median_ms"]}
+            save()
+    with get_runner(device) as runner:
+        for budget in budgets:
+            for arch in ("MobileNetV3Small", "MobileNetV2"):
+                key = f"{arch}@{budget:g}"
+                if key in doc["rows"]:
+                    continue
+                alpha, _ = matching_alpha(arch, budget, size, data.num_classes, representative, runner,
+                                          doc["latency_by_alpha"])
+                save()
+                trained = next((r for r in doc["rows"].values() if r["model"] == arch and r["alpha"] == alpha), None)
+                if trained is None:  # two budgets may pick the same alpha: train it once
+                    print(f"{arch} alpha {alpha} for {budget:g} ms: training {epochs} epochs", flush=True)
+                    model = baseline(arch, alpha, size, data.num_classes)
+                    seconds = train_model(model, data, TrainConfig(epochs=epochs, seed=0))
+                    content = to_int8_tflite(model, representative)
+                    trained = {"float": keras_accuracy(model, data.x_test, data.y_test), "ptq_int8":
+                               tflite_accuracy(content, data.x_test, data.y_test), "qat_int8": None,
+                               "size_bytes": len(content), "measured_ms": runner.measure(content).median_ms,
+                               "train_seconds": seconds}
+                doc["rows"][key] = {**trained, "model": arch, "alpha": alpha, "budget_ms": budget,
+                                    "predicted_ms": None}
+                save()
+    print_table(doc)
+    print(f"wrote {out}")
+
+
+def _pct(value):
+    return "" if value is None else f"{100 * value:.1f}%"
+
+
+def print_table(doc):
+    print("\n| budget (ms) | model | float | PTQ int8 | QAT int8 | size (KB) | predicted (ms) | measured (ms) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in sorted(doc["rows"].values(), key=lambda r: (r["budget_ms"], r["model"] != "factory", r["model"])):
+        name = row["model"] + (f" (alpha {row['alpha']:g})" if "alpha" in row else "")
+        predicted = "" if row["predicted_ms"] is None else f"{row['predicted_ms']:.3f}"
+        print(f"| {row['budget_ms']:g} | {name} | {_pct(row['float'])} | {_pct(row['ptq_int8'])} | "
+              f"{_pct(row['qat_int8'])} | {row['size_bytes'] / 1024:.0f} | {predicted} | {row['measured_ms']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
