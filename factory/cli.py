@@ -51,7 +51,7 @@ def _table(args):
         doc = build_table(space, profile, path, num_classes=args.classes)
         print(f"wrote {path}: {len(doc['entries'])} layers measured on {profile.name}")
         return
-    from latency_tables.validate import validate_table
+    from latency_tables.validate import store_correction, validate_table
 
     supernet = None
     if args.workdir:
@@ -59,11 +59,27 @@ def _table(args):
 
         supernet = load_supernet(args.workdir)
     table = LatencyTable.load(path, space, profile)
-    out = args.out or f"runs/validate__{space.name}__{profile.name}"
-    report = validate_table(table, profile, args.n, out, supernet=supernet, seed=args.seed)
-    print(f"{report['n']} subnets on {profile.name}: MAPE {report['mape_percent']:.2f}%, "
-          f"within 5% {100 * report['within_5_percent']:.0f}%, within 10% "
-          f"{100 * report['within_10_percent']:.0f}%, Kendall tau {report['kendall_tau']:.3f}; report in {out}")
+    out = args.out or f"runs/{args.action}__{space.name}__{profile.name}"
+    # calibrate and validate draw different subnets by default, so validation stays held out
+    seed = args.seed if args.seed is not None else int(args.action == "calibrate")
+    report = validate_table(table, profile, args.n, out, supernet=supernet, seed=seed)
+    if args.action == "validate":
+        applied = " (with the table's correction)" if table.correction else ""
+        print(f"{report['n']} subnets on {profile.name}{applied}: {_errors(report)}; report in {out}")
+        return
+    if "uncorrected" not in report:
+        raise FactoryError("calibration needs at least 5 measured subnets: raise --n")
+    store_correction(path, report["correction_fitted_on_all"], fitted_on_subnets=args.n, seed=seed,
+                     cross_validated=report["corrected_cross_validated"])
+    c = report["correction_fitted_on_all"]
+    print(f"{report['n']} subnets on {profile.name}: table alone {_errors(report['uncorrected'])}; corrected, "
+          f"held out (5-fold): {_errors(report['corrected_cross_validated'])}\n"
+          f"stored correction {c['slope']:.4f} x sum {c['intercept']:+.4f} ms in {path}")
+
+
+def _errors(r: dict) -> str:
+    return (f"MAPE {r['mape_percent']:.2f}%, within 5% {100 * r['within_5_percent']:.0f}%, within 10% "
+            f"{100 * r['within_10_percent']:.0f}%, Kendall tau {r['kendall_tau']:.3f}")
 
 
 def _search(args):
@@ -166,16 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", required=True)
     train.set_defaults(run=_train)
 
-    table = sub.add_parser("table", help="build or validate a latency table")
-    table.add_argument("action", choices=["build", "validate"])
+    table = sub.add_parser("table", help="build, validate or calibrate a latency table")
+    table.add_argument("action", choices=["build", "validate", "calibrate"],
+                       help="calibrate: measure --n whole subnets and store a linear correction in the table")
     table.add_argument("--device", required=True, help="profile name or JSON file")
     table.add_argument("--space", default="default")
     table.add_argument("--table", help="table path (default: latency_tables/tables/SPACE__DEVICE.json)")
     table.add_argument("--classes", type=int, default=10, help="classifier size of the head entries")
-    table.add_argument("--n", type=int, default=100, help="random subnets to validate")
+    table.add_argument("--n", type=int, default=100, help="random subnets to measure whole")
     table.add_argument("--workdir", help="validate with subnets of this work directory's trained supernet")
     table.add_argument("--out", help="validation report folder")
-    table.add_argument("--seed", type=int, default=0)
+    table.add_argument("--seed", type=int, help="subnet sampling seed (default: 0 to validate, 1 to calibrate)")
     table.set_defaults(run=_table)
 
     search = sub.add_parser("search", help="find the most accurate subnet under latency budgets")

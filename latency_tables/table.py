@@ -3,7 +3,10 @@
 The benchmark of a one-layer model includes the runner's fixed per-invoke cost (input
 copy, interpreter dispatch); so does a whole network, once. A table stores that
 overhead, measured on a trivial model, and predicts
-``overhead + sum(layer - overhead)``.
+``overhead + sum(layer - overhead)``. Whole networks still differ from that sum in a
+way that is systematic per device (one-layer models miss cache reuse between layers and
+pay thread-pool start-up per layer), so a table can carry a linear correction
+``slope * sum + intercept`` fitted on measured whole subnets (``validate.py``).
 """
 
 from __future__ import annotations
@@ -85,10 +88,20 @@ class LatencyTable:
             raise FactoryError(f"{self.source} has no entry {key.id}: finish building it with `factory table build`")
         return entry["median_ms"] - self.overhead_ms
 
-    def predict(self, subnet: SubnetConfig) -> float:
-        """Predicted latency of one subnet in milliseconds."""
+    @property
+    def correction(self) -> dict | None:
+        """The linear correction fitted on measured whole subnets (``factory table calibrate``), if any."""
+        return self.doc.get("correction")
+
+    def _corrected(self, raw, corrected: bool):
+        c = self.correction
+        return c["slope"] * raw + c["intercept"] if corrected and c else raw
+
+    def predict(self, subnet: SubnetConfig, corrected: bool = True) -> float:
+        """Predicted latency of one subnet in milliseconds (the sum of its layers, then the correction)."""
         subnet.validate(self.space)
-        return self.overhead_ms + sum(self.cost(k) for k in subnet_layers(self.space, subnet, self.num_classes))
+        raw = self.overhead_ms + sum(self.cost(k) for k in subnet_layers(self.space, subnet, self.num_classes))
+        return float(self._corrected(raw, corrected))
 
     def _cost_arrays(self):
         """Per-resolution stem+head cost and a (resolution, position, kernel, expand) block cost."""
@@ -104,7 +117,7 @@ class LatencyTable:
                         blocks[r_i, p_i, k_i, e_i] = self.cost(block_key(block, size, k, e))
         return fixed, blocks
 
-    def predict_encoded(self, encoded: np.ndarray) -> np.ndarray:
+    def predict_encoded(self, encoded: np.ndarray, corrected: bool = True) -> np.ndarray:
         """Vectorised prediction for a batch of ``SearchSpace.encode`` vectors (N, L)."""
         sp = self.space
         enc = np.atleast_2d(np.asarray(encoded))
@@ -117,7 +130,7 @@ class LatencyTable:
         e_i = np.searchsorted(sp.expand_ratios, np.where(active, expands, sp.expand_ratios[0]))
         fixed, blocks = self._arrays
         per_block = blocks[r_i[:, None], np.arange(n_pos)[None, :], k_i, e_i]
-        return fixed[r_i] + (per_block * active).sum(axis=1)
+        return self._corrected(fixed[r_i] + (per_block * active).sum(axis=1), corrected)
 
     def fastest_ms(self) -> float:
         """The lowest latency any subnet of the space can have by this table (exact).
@@ -130,7 +143,8 @@ class LatencyTable:
         cheapest = blocks.min(axis=(2, 3)).reshape(len(self.space.resolutions), len(self.space.stages), m)
         prefix = np.cumsum(cheapest, axis=2)  # cost of the first d blocks
         depth_idx = np.asarray(self.space.depths) - 1
-        return float((fixed + prefix[:, :, depth_idx].min(axis=2).sum(axis=1)).min())
+        raw = float((fixed + prefix[:, :, depth_idx].min(axis=2).sum(axis=1)).min())
+        return float(self._corrected(raw, True))  # the correction's slope is positive: order is kept
 
-    def predict_many(self, subnets) -> np.ndarray:
-        return self.predict_encoded(np.stack([self.space.encode(s) for s in subnets]))
+    def predict_many(self, subnets, corrected: bool = True) -> np.ndarray:
+        return self.predict_encoded(np.stack([self.space.encode(s) for s in subnets]), corrected)

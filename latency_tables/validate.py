@@ -1,4 +1,9 @@
-"""How far a table's predictions are from real measurements of whole subnets."""
+"""How far a table's predictions are from real measurements of whole subnets, and the
+linear correction that takes out the systematic part of that error.
+
+The correction is judged only on subnets it was not fitted on: k-fold cross-validation
+over the measured subnets (each subnet predicted by a correction fitted on the others).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import numpy as np
 from devices.profile import load_profile
 from devices.runners import get_runner
 from factory.extract import build_subnet_model, extract
-from factory.files import atomic_directory, write_json
+from factory.errors import FactoryError
+from factory.files import atomic_directory, read_json, write_json
 from factory.space import SubnetConfig
 from latency_tables.builder import to_tflite
 from latency_tables.table import LatencyTable
@@ -27,6 +33,46 @@ def error_report(predicted, measured) -> dict:
             "within_5_percent": float(np.mean(np.abs(error) <= 0.05)),
             "within_10_percent": float(np.mean(np.abs(error) <= 0.10)),
             "mean_error_percent": float(100 * np.mean(error)), "kendall_tau": float(tau)}
+
+
+def fit_correction(predicted, measured) -> dict:
+    """``slope * predicted + intercept`` minimising the squared relative error (what MAPE counts)."""
+    predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
+    if len(measured) < 3:
+        raise FactoryError("a latency correction needs at least 3 measured subnets: raise --n")
+    design = np.stack([predicted / measured, 1.0 / measured], axis=1)
+    (slope, intercept), *_ = np.linalg.lstsq(design, np.ones_like(measured), rcond=None)
+    if slope <= 0:
+        raise FactoryError("measured latencies do not grow with the table's predictions: rebuild the table")
+    return {"slope": float(slope), "intercept": float(intercept), "n": int(len(measured))}
+
+
+def cross_validated(predicted, measured, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Out-of-fold corrected predictions: each subnet corrected by a fit on the other folds."""
+    predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
+    order = np.random.default_rng(seed).permutation(len(measured))
+    out = np.empty_like(predicted)
+    for fold in np.array_split(order, min(folds, len(measured))):
+        train = np.setdiff1d(order, fold)
+        c = fit_correction(predicted[train], measured[train])
+        out[fold] = c["slope"] * predicted[fold] + c["intercept"]
+    return out
+
+
+def correction_report(predicted_raw, measured, folds: int = 5) -> dict:
+    """Error of the plain table and, held out by cross-validation, of the corrected one."""
+    return {"uncorrected": error_report(predicted_raw, measured),
+            "corrected_cross_validated": {**error_report(cross_validated(predicted_raw, measured, folds), measured),
+                                          "folds": folds},
+            "correction_fitted_on_all": fit_correction(predicted_raw, measured)}
+
+
+def store_correction(path: str | Path, correction: dict, **provenance) -> dict:
+    """Write the correction into the table file at ``path`` (atomically)."""
+    doc = read_json(path)
+    doc["correction"] = {**correction, **provenance}
+    write_json(path, doc)
+    return doc
 
 
 def scatter(predicted, measured, title: str, path: Path):
@@ -68,14 +114,16 @@ def validate_table(table: LatencyTable, profile, n: int, out_dir: str | Path, su
                      else build_subnet_model(space, subnet, table.num_classes))
             measured = runner.measure(to_tflite(model, profile.precision)).median_ms
             rows.append({"subnet": subnet.to_dict(), "predicted_ms": table.predict(subnet),
-                         "measured_ms": measured})
+                         "uncorrected_ms": table.predict(subnet, corrected=False), "measured_ms": measured})
             if verbose:
                 print(f"  {i + 1}/{n}: predicted {rows[-1]['predicted_ms']:.3f} ms, measured {measured:.3f} ms",
                       flush=True)
     predicted = [r["predicted_ms"] for r in rows]
     measured = [r["measured_ms"] for r in rows]
     report = {"device": profile.name, "precision": profile.precision, "space": space.name,
-              "table": table.source, **error_report(predicted, measured), "subnets": rows}
+              "table": table.source, "table_correction": table.correction, **error_report(predicted, measured),
+              **(correction_report([r["uncorrected_ms"] for r in rows], measured) if n >= 5 else {}),
+              "subnets": rows}
     with atomic_directory(out_dir) as tmp:
         write_json(tmp / "report.json", report)
         scatter(predicted, measured, f"{space.name} on {profile.name}: MAPE {report['mape_percent']:.1f}%, "

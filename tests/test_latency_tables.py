@@ -12,7 +12,8 @@ from factory.space import SearchSpace, StageSpec, SubnetConfig
 from latency_tables.blocks import all_layers
 from latency_tables.builder import build_table
 from latency_tables.table import LatencyTable
-from latency_tables.validate import error_report, validate_table
+from latency_tables.validate import (correction_report, cross_validated, error_report, fit_correction,
+                                     store_correction, validate_table)
 
 MICRO = SearchSpace(name="micro", stages=(StageSpec(8, 2, "hard_swish", True),), resolutions=(16,),
                     kernel_sizes=(3, 5), expand_ratios=(3, 6), depths=(1, 2), stem_width=8,
@@ -109,3 +110,50 @@ def test_fastest_is_the_exact_minimum(table_path):
             for es in itertools.product(space.expand_ratios, repeat=d):
                 every.append(SubnetConfig(r, (d,), (ks,), (es,)))
     assert table.fastest_ms() == pytest.approx(table.predict_many(every).min())
+
+
+def test_correction_recovers_a_linear_bias_and_is_judged_held_out():
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0.2, 3.0, 60)
+    measured = (1.05 * raw + 0.02) * rng.normal(1.0, 0.01, 60)
+    fit = fit_correction(raw, measured)
+    assert fit["slope"] == pytest.approx(1.05, abs=0.01) and fit["intercept"] == pytest.approx(0.02, abs=0.01)
+    report = correction_report(raw, measured)
+    assert report["uncorrected"]["mape_percent"] > 4 > 2 > report["corrected_cross_validated"]["mape_percent"]
+    # held out: one wild subnet's own correction must not be fitted on it
+    measured[0] *= 3
+    assert cross_validated(raw, measured)[0] < 0.5 * measured[0]
+    with pytest.raises(FactoryError, match="do not grow"):
+        fit_correction([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])
+
+
+def test_a_stored_correction_applies_to_every_prediction(table_path, tmp_path):
+    path = tmp_path / "micro.json"
+    path.write_text(table_path.read_text())
+    plain = LatencyTable.load(path, MICRO, FAST)
+    store_correction(path, {"slope": 1.1, "intercept": 0.01, "n": 10})
+    corrected = LatencyTable.load(path, MICRO, FAST)
+    subnets = [SubnetConfig.random(MICRO, seed) for seed in range(5)]
+    np.testing.assert_allclose(corrected.predict_many(subnets), 1.1 * plain.predict_many(subnets) + 0.01)
+    assert corrected.predict(subnets[0]) == pytest.approx(1.1 * plain.predict(subnets[0]) + 0.01)
+    assert corrected.predict(subnets[0], corrected=False) == pytest.approx(plain.predict(subnets[0]))
+    assert corrected.fastest_ms() == pytest.approx(1.1 * plain.fastest_ms() + 0.01)
+
+
+def test_calibrate_command_stores_a_correction_validate_then_uses(table_path, tmp_path, capsys):
+    from factory.cli import main
+
+    path, profile = tmp_path / "micro.json", tmp_path / "fast.json"
+    path.write_text(table_path.read_text())
+    profile.write_text(json.dumps(FAST.to_dict()))
+    space = tmp_path / "micro-space.json"
+    space.write_text(json.dumps(MICRO.to_dict()))
+    common = ["--device", str(profile), "--space", str(space), "--table", str(path), "--n", "6"]
+    assert main(["table", "calibrate", *common, "--out", str(tmp_path / "cal")]) == 0
+    assert "stored correction" in capsys.readouterr().out
+    correction = json.loads(path.read_text())["correction"]
+    assert correction["fitted_on_subnets"] == 6 and correction["slope"] > 0 and correction["seed"] == 1
+    assert main(["table", "validate", *common, "--out", str(tmp_path / "val")]) == 0
+    assert "with the table's correction" in capsys.readouterr().out
+    report = json.loads((tmp_path / "val" / "report.json").read_text())
+    assert report["table_correction"]["slope"] == correction["slope"]
