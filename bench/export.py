@@ -11,7 +11,8 @@ keras.applications MobileNetV3Small and MobileNetV2 at the width multiplier (alp
 whose int8 model measures closest under the budget on the same profile, trained from
 scratch on the same data for as many epochs as the supernet (same optimizer, schedule,
 label smoothing, augmentation), converted to int8 by the same converter and timed by the
-same runner. keras.applications' MobileNetV3 writes hard-sigmoid with TF op layers
+same runner; at the end every model is timed again side by side in rounds, and the
+median of the rounds is reported. keras.applications' MobileNetV3 writes hard-sigmoid with TF op layers
 that tfmot cannot wrap, so the baselines are post-training quantized; the factory's
 post-training int8 column is the like-for-like comparison. Results are cached per row
 in the output JSON, so an interrupted run resumes.
@@ -26,6 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
+
 from devices.profile import load_profile  # noqa: E402
 from devices.runners import get_runner  # noqa: E402
 from export.parity import keras_accuracy, tflite_accuracy  # noqa: E402
@@ -39,6 +42,7 @@ from factory.train import TrainConfig, train_model  # noqa: E402
 from factory.workflow import load_tables, search_workdir, workdir_data  # noqa: E402
 
 ALPHAS = (0.25, 0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+MODELS = Path("runs/bench-export")
 
 
 def baseline(arch: str, alpha: float, size: int, num_classes: int) -> keras.Model:
@@ -70,6 +74,7 @@ def main():
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--baseline-epochs", type=int, help="default: the supernet's epochs")
     parser.add_argument("--n-eval", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5, help="side-by-side timing rounds at the end")
     parser.add_argument("--out", default="bench/results/export.json")
     args = parser.parse_args()
 
@@ -90,40 +95,53 @@ def main():
                    budgets_ms=budgets, baseline_epochs=epochs, qat_epochs=args.qat_epochs)
         write_json(out, doc)
 
-    results = search_workdir(workdir, [device], budgets, n_eval=args.n_eval, reuse=True)
-    for budget, result in zip(budgets, results):
-        key = f"factory@{budget:g}"
-        if key not in doc["rows"]:
-            card = export_subnet(workdir, SubnetConfig.from_dict(result["subnet"]), device,
-                                 Path("runs/bench-export") / f"{device}__{budget:g}ms", budget_ms=budget,
-                                 config=ExportConfig(qat_epochs=args.qat_epochs, max_drop_points=100.0))
-            doc["rows"][key] = {"model": "factory", "budget_ms": budget, "subnet": card["subnet"],
-                                **{k: card["accuracy"][k] for k in ("float", "ptq_int8", "qat_int8")},
-                                "size_bytes": card["size_bytes"], "predicted_ms": card["latency"]["predicted_ms"],
-                                "measured_ms": card["latency"]["measured"]["median_ms"]}
-            save()
     with get_runner(device) as runner:
-        for budget in budgets:
-            for arch in ("MobileNetV3Small", "MobileNetV2"):
-                key = f"{arch}@{budget:g}"
-                if key in doc["rows"]:
-                    continue
-                alpha, _ = matching_alpha(arch, budget, size, data.num_classes, representative, runner,
-                                          doc["latency_by_alpha"])
+        # 1. widths of the baselines for each budget, measured first while nothing else runs
+        alphas = {(arch, budget): matching_alpha(arch, budget, size, data.num_classes, representative, runner,
+                                                 doc["latency_by_alpha"])[0]
+                  for budget in budgets for arch in ("MobileNetV3Small", "MobileNetV2")}
+        save()
+        # 2. the factory's model for each budget
+        results = search_workdir(workdir, [device], budgets, n_eval=args.n_eval, reuse=True)
+        for budget, result in zip(budgets, results):
+            key = f"factory@{budget:g}"
+            if key not in doc["rows"]:
+                bundle = MODELS / f"factory__{budget:g}ms"
+                card = export_subnet(workdir, SubnetConfig.from_dict(result["subnet"]), device, bundle,
+                                     budget_ms=budget, config=ExportConfig(qat_epochs=args.qat_epochs,
+                                                                           max_drop_points=100.0))
+                doc["rows"][key] = {"model": "factory", "budget_ms": budget, "subnet": card["subnet"],
+                                    **{k: card["accuracy"][k] for k in ("float", "ptq_int8", "qat_int8")},
+                                    "size_bytes": card["size_bytes"], "predicted_ms": card["latency"]["predicted_ms"],
+                                    "file": str(bundle / "model.tflite")}
                 save()
-                trained = next((r for r in doc["rows"].values() if r["model"] == arch and r["alpha"] == alpha), None)
-                if trained is None:  # two budgets may pick the same alpha: train it once
-                    print(f"{arch} alpha {alpha} for {budget:g} ms: training {epochs} epochs", flush=True)
-                    model = baseline(arch, alpha, size, data.num_classes)
-                    seconds = train_model(model, data, TrainConfig(epochs=epochs, seed=0))
-                    content = to_int8_tflite(model, representative)
-                    trained = {"float": keras_accuracy(model, data.x_test, data.y_test), "ptq_int8":
-                               tflite_accuracy(content, data.x_test, data.y_test), "qat_int8": None,
-                               "size_bytes": len(content), "measured_ms": runner.measure(content).median_ms,
-                               "train_seconds": seconds}
-                doc["rows"][key] = {**trained, "model": arch, "alpha": alpha, "budget_ms": budget,
-                                    "predicted_ms": None}
-                save()
+        # 3. the baselines, trained from scratch (two budgets may pick the same width: trained once)
+        for (arch, budget), alpha in alphas.items():
+            key, file = f"{arch}@{budget:g}", MODELS / f"{arch}__alpha{alpha:g}.tflite"
+            if key in doc["rows"]:
+                continue
+            trained = next((r for r in doc["rows"].values() if r["model"] == arch and r["alpha"] == alpha), None)
+            if trained is None:
+                print(f"{arch} alpha {alpha:g} for {budget:g} ms: training {epochs} epochs", flush=True)
+                model = baseline(arch, alpha, size, data.num_classes)
+                seconds = train_model(model, data, TrainConfig(epochs=epochs, seed=0))
+                content = to_int8_tflite(model, representative)
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_bytes(content)
+                trained = {"float": keras_accuracy(model, data.x_test, data.y_test),
+                           "ptq_int8": tflite_accuracy(content, data.x_test, data.y_test), "qat_int8": None,
+                           "size_bytes": len(content), "train_seconds": seconds, "file": str(file)}
+            doc["rows"][key] = {**trained, "model": arch, "alpha": alpha, "budget_ms": budget, "predicted_ms": None}
+            save()
+        # 4. every model timed again, side by side, in rounds (this machine is noisy)
+        rows = list(doc["rows"].values())
+        samples = {id(r): [] for r in rows}
+        for _ in range(args.rounds):
+            for r in rows:
+                samples[id(r)].append(runner.measure(Path(r["file"]).read_bytes()).median_ms)
+        for r in rows:
+            r["measured_ms"] = float(np.median(samples[id(r)]))
+    save()
     print_table(doc)
     print(f"wrote {out}")
 

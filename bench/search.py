@@ -53,7 +53,7 @@ def main():
     fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
     budgets = [fastest + f * (largest - fastest) for f in (0.25, 0.5, 0.75)]
     # evolution evaluates population * (generations + 1) candidates at most; match the others to it
-    population = 50
+    population = max(10, min(50, args.evaluations // 5))
     generations = max(1, args.evaluations // population - 1)
     rows = []
     for budget in budgets:
@@ -68,7 +68,8 @@ def main():
                 best.append(top[0][1])
             rows.append({"budget_ms": budget, "strategy": strategy, "best_predicted_accuracy": best,
                          "mean": float(np.mean(best)), "std": float(np.std(best)), "seconds": seconds})
-            print(f"  {budget:.3f} ms {strategy:9s}: {100 * np.mean(best):.2f} +- {100 * np.std(best):.2f} %", flush=True)
+            print(f"  {budget:.3f} ms {strategy:9s}: {100 * np.mean(best):.2f} +- {100 * np.std(best):.2f} % "
+                  f"({np.mean(seconds):.1f} s a search)", flush=True)
 
     start = time.perf_counter()
     result = search(space, predictor.predict_encoded, tables, Constraints({device: budgets[1]}),

@@ -67,9 +67,12 @@ def tuner_search(space: SearchSpace, score, feasible, strategy: str, trials: int
             hp.Choice(f"kernel_{s}_{i}", list(space.kernel_sizes))
             hp.Choice(f"expand_{s}_{i}", list(space.expand_ratios))
     objective = kt.Objective("predicted_accuracy", "max")
-    oracle_cls = {"random": kt.oracles.RandomSearchOracle, "bayesian": kt.oracles.BayesianOptimizationOracle}[strategy]
-    oracle = oracle_cls(objective=objective, max_trials=trials, seed=seed, hyperparameters=hp,
-                        allow_new_entries=False, tune_new_entries=False)
+    common = dict(objective=objective, max_trials=trials, seed=seed, hyperparameters=hp,
+                  allow_new_entries=False, tune_new_entries=False)
+    if strategy == "random":
+        oracle = kt.oracles.RandomSearchOracle(**common)
+    else:  # keras-tuner's default (3 random points per hyperparameter) would leave no trial to the GP
+        oracle = kt.oracles.BayesianOptimizationOracle(num_initial_points=max(5, trials // 5), **common)
     seen: dict[SubnetConfig, float] = {}
 
     class SubnetTuner(kt.engine.base_tuner.BaseTuner):
