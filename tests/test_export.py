@@ -92,3 +92,18 @@ def test_a_failed_bundle_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         write_bundle(tmp_path / "b", b"model", ["a"], {}, plot=broken_plot)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_float_operators_fail_the_export_unless_allowed(tiny_workdir, tiny_table_file, tmp_path, monkeypatch):
+    import export.pipeline
+
+    monkeypatch.setattr(export.pipeline, "float_operators", lambda content: ["LOGISTIC"])  # as if left in float
+    quick = ExportConfig(qat_epochs=0, max_drop_points=100.0)
+    with pytest.raises(FactoryError, match=r"\['LOGISTIC'\].*--allow-float-ops"):
+        export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", tmp_path / "b", config=quick,
+                      table=tiny_table_file, verbose=0)
+    assert not (tmp_path / "b").exists()
+    allowed = ExportConfig(qat_epochs=0, max_drop_points=100.0, allow_float_ops=True)
+    card = export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", tmp_path / "b", config=allowed,
+                         table=tiny_table_file, verbose=0)
+    assert card["float_operators"] == ["LOGISTIC"] and "LOGISTIC" in (tmp_path / "b" / "model_card.md").read_text()

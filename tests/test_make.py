@@ -1,6 +1,7 @@
 """`factory make` end to end on digits (tiny space, real latency table), `factory export` and `factory bench`."""
 
 import json
+import re
 
 import pytest
 
@@ -61,3 +62,24 @@ def test_export_and_bench_commands(made, tmp_path, capsys):
     assert "host-cpu-2t (host, 2 thread(s), xnnpack)" in text and "median (ms)" in text
     assert main(["bench", str(tmp_path / "missing.tflite"), "--device", "host-cpu-1t"]) == 2
     assert "is not a file" in capsys.readouterr().err
+
+
+def test_bench_times_a_model_on_a_phone_over_adb(made, tmp_path, monkeypatch, capsys):
+    import os
+
+    from test_devices import AARCH64_ELF, FAKES
+
+    workdir, _ = made
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(AARCH64_ELF)
+    profile = tmp_path / "phone.json"
+    profile.write_text(json.dumps({"name": "phone", "runner": "adb", "threads": 4, "delegate": "gpu",
+                                   "benchmark_binary": str(binary)}))
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_BENCH", "gpu_partial")
+    model = workdir / "bundles" / "host-cpu-1t__1000ms" / "model.tflite"
+    capsys.readouterr()
+    assert main(["bench", str(model), "--device", str(profile)]) == 0
+    text = capsys.readouterr().out
+    assert "phone (adb, 4 thread(s), gpu)" in text and re.search(r"delegated nodes\s+58 of 64", text)
+    assert "peak memory (MB)" in text
