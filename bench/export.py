@@ -7,8 +7,10 @@ directory), at three latency budgets (25%, 50% and 75% of the way from the faste
 the largest subnet's predicted latency, as ``bench/search.py``): the factory's subnet
 for each budget exported through ``export_subnet`` (float, post-training int8 and QAT
 int8 test accuracy, .tflite size, predicted and measured latency). Next to each,
-keras.applications MobileNetV3Small and MobileNetV2 at the width multiplier (alpha)
-whose int8 model measures closest under the budget on the same profile, trained from
+keras.applications MobileNetV3Small and MobileNetV2 at the width multiplier (alpha) and
+input resolution whose int8 model measures closest under the budget on the same profile
+(at CIFAR-10's own 32x32 both networks shrink the image to 1x1 and even alpha 1.4 stays far
+under every budget, so the images are upscaled as is usual for them), trained from
 scratch on the same data for as many epochs as the supernet (same optimizer, schedule,
 label smoothing, augmentation), converted to int8 by the same converter and timed by the
 same runner; at the end every model is timed again side by side in rounds, and the
@@ -34,14 +36,15 @@ from devices.runners import get_runner  # noqa: E402
 from export.parity import keras_accuracy, tflite_accuracy  # noqa: E402
 from export.pipeline import ExportConfig, export_subnet  # noqa: E402
 from export.quantize import to_int8_tflite  # noqa: E402
-from factory.backend import keras  # noqa: E402
+from factory.backend import keras, tf  # noqa: E402
 from factory.data import OFFSET, SCALE  # noqa: E402
 from factory.files import read_json, write_json  # noqa: E402
 from factory.space import SubnetConfig, load_space  # noqa: E402
 from factory.train import TrainConfig, train_model  # noqa: E402
 from factory.workflow import load_tables, search_workdir, workdir_data  # noqa: E402
 
-ALPHAS = (0.25, 0.35, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
+ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.4)
+RESOLUTIONS = (32, 64, 96, 128)
 MODELS = Path("runs/bench-export")
 
 
@@ -54,17 +57,26 @@ def baseline(arch: str, alpha: float, size: int, num_classes: int) -> keras.Mode
                                           classes=num_classes, classifier_activation=None)
 
 
-def matching_alpha(arch, budget_ms, size, num_classes, representative, runner, cache) -> tuple[float, float]:
-    """The widest alpha whose (random-weight) int8 model measures within the budget, and its latency."""
-    best = None
-    for alpha in ALPHAS:
-        key = f"{arch}@{alpha}"
-        if key not in cache:
-            model = baseline(arch, alpha, size, num_classes)
-            cache[key] = runner.measure(to_int8_tflite(model, representative)).median_ms
-        if cache[key] <= budget_ms:
-            best = (alpha, cache[key])
-    return best or (ALPHAS[0], cache[f"{arch}@{ALPHAS[0]}"])
+def matching_config(arch, budget_ms, num_classes, representative, runner, cache) -> tuple[int, float]:
+    """The (resolution, alpha) whose (random-weight) int8 model measures closest under the budget."""
+    for size in RESOLUTIONS:
+        images = resize(representative, size)
+        for alpha in ALPHAS:
+            key = f"{arch}@{size}@{alpha:g}"
+            if key not in cache:
+                cache[key] = runner.measure(to_int8_tflite(baseline(arch, alpha, size, num_classes), images)).median_ms
+    fits = [(ms, key) for key, ms in cache.items() if key.startswith(f"{arch}@") and ms <= budget_ms]
+    _, key = max(fits) if fits else min((ms, key) for key, ms in cache.items() if key.startswith(f"{arch}@"))
+    _, size, alpha = key.split("@")
+    return int(size), float(alpha)
+
+
+def resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of float or uint8 images (uint8 rounded back)."""
+    if images.shape[1] == size:
+        return images
+    out = tf.image.resize(images.astype(np.float32), (size, size)).numpy()
+    return np.clip(np.round(out), 0, 255).astype(np.uint8) if images.dtype == np.uint8 else out
 
 
 def main():
@@ -79,7 +91,9 @@ def main():
     args = parser.parse_args()
 
     workdir, out = Path(args.workdir), Path(args.out)
-    doc = read_json(out) if out.exists() else {"rows": {}, "latency_by_alpha": {}}
+    doc = read_json(out) if out.exists() else {"rows": {}, "latency_by_config": {}}
+    doc.setdefault("latency_by_config", {})
+    doc.pop("latency_by_alpha", None)
     space = load_space(workdir / "space.json")
     device = load_profile(args.device).name
     table = load_tables(space, [device])[device]
@@ -87,7 +101,6 @@ def main():
     fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
     budgets = [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
     data = workdir_data(workdir).resized(space.resolutions[-1])
-    size = data.image_size
     representative = data.x_train[:200].astype("float32") * SCALE + OFFSET
 
     def save():
@@ -96,10 +109,10 @@ def main():
         write_json(out, doc)
 
     with get_runner(device) as runner:
-        # 1. widths of the baselines for each budget, measured first while nothing else runs
-        alphas = {(arch, budget): matching_alpha(arch, budget, size, data.num_classes, representative, runner,
-                                                 doc["latency_by_alpha"])[0]
-                  for budget in budgets for arch in ("MobileNetV3Small", "MobileNetV2")}
+        # 1. width and resolution of the baselines for each budget, measured first while nothing else runs
+        configs = {(arch, budget): matching_config(arch, budget, data.num_classes, representative, runner,
+                                                   doc["latency_by_config"])
+                   for budget in budgets for arch in ("MobileNetV3Small", "MobileNetV2")}
         save()
         # 2. the factory's model for each budget
         results = search_workdir(workdir, [device], budgets, n_eval=args.n_eval, reuse=True)
@@ -116,22 +129,25 @@ def main():
                                     "file": str(bundle / "model.tflite")}
                 save()
         # 3. the baselines, trained from scratch (two budgets may pick the same width: trained once)
-        for (arch, budget), alpha in alphas.items():
-            key, file = f"{arch}@{budget:g}", MODELS / f"{arch}__alpha{alpha:g}.tflite"
+        for (arch, budget), (res, alpha) in configs.items():
+            key, file = f"{arch}@{budget:g}", MODELS / f"{arch}__{res}px__alpha{alpha:g}.tflite"
             if key in doc["rows"]:
                 continue
-            trained = next((r for r in doc["rows"].values() if r["model"] == arch and r["alpha"] == alpha), None)
+            trained = next((r for r in doc["rows"].values()
+                            if r["model"] == arch and (r["resolution"], r["alpha"]) == (res, alpha)), None)
             if trained is None:
-                print(f"{arch} alpha {alpha:g} for {budget:g} ms: training {epochs} epochs", flush=True)
-                model = baseline(arch, alpha, size, data.num_classes)
-                seconds = train_model(model, data, TrainConfig(epochs=epochs, seed=0))
-                content = to_int8_tflite(model, representative)
+                print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: training {epochs} epochs", flush=True)
+                model = baseline(arch, alpha, res, data.num_classes)
+                seconds = train_model(model, data, TrainConfig(epochs=epochs, seed=0))  # resizes to res
+                content = to_int8_tflite(model, resize(representative, res))
                 file.parent.mkdir(parents=True, exist_ok=True)
                 file.write_bytes(content)
-                trained = {"float": keras_accuracy(model, data.x_test, data.y_test),
-                           "ptq_int8": tflite_accuracy(content, data.x_test, data.y_test), "qat_int8": None,
+                x_test = resize(data.x_test, res)
+                trained = {"float": keras_accuracy(model, x_test, data.y_test),
+                           "ptq_int8": tflite_accuracy(content, x_test, data.y_test), "qat_int8": None,
                            "size_bytes": len(content), "train_seconds": seconds, "file": str(file)}
-            doc["rows"][key] = {**trained, "model": arch, "alpha": alpha, "budget_ms": budget, "predicted_ms": None}
+            doc["rows"][key] = {**trained, "model": arch, "resolution": res, "alpha": alpha, "budget_ms": budget,
+                                "predicted_ms": None}
             save()
         # 4. every model timed again, side by side, in rounds (this machine is noisy)
         rows = list(doc["rows"].values())
@@ -154,7 +170,7 @@ def print_table(doc):
     print("\n| budget (ms) | model | float | PTQ int8 | QAT int8 | size (KB) | predicted (ms) | measured (ms) |")
     print("|---|---|---|---|---|---|---|---|")
     for row in sorted(doc["rows"].values(), key=lambda r: (r["budget_ms"], r["model"] != "factory", r["model"])):
-        name = row["model"] + (f" (alpha {row['alpha']:g})" if "alpha" in row else "")
+        name = row["model"] + (f" ({row['resolution']}px, alpha {row['alpha']:g})" if "alpha" in row else "")
         predicted = "" if row["predicted_ms"] is None else f"{row['predicted_ms']:.3f}"
         print(f"| {row['budget_ms']:g} | {name} | {_pct(row['float'])} | {_pct(row['ptq_int8'])} | "
               f"{_pct(row['qat_int8'])} | {row['size_bytes'] / 1024:.0f} | {predicted} | {row['measured_ms']:.3f} |")
