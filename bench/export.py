@@ -87,6 +87,8 @@ def main():
     parser.add_argument("--baseline-epochs", type=int, help="default: the supernet's epochs")
     parser.add_argument("--n-eval", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5, help="side-by-side timing rounds at the end")
+    parser.add_argument("--no-train", action="store_true",
+                        help="leave baselines not trained yet out (report and time what is done)")
     parser.add_argument("--out", default="bench/results/export.json")
     args = parser.parse_args()
 
@@ -135,6 +137,9 @@ def main():
                 continue
             trained = next((r for r in doc["rows"].values()
                             if r["model"] == arch and (r["resolution"], r["alpha"]) == (res, alpha)), None)
+            if trained is None and args.no_train:
+                print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: not trained yet (--no-train)")
+                continue
             if trained is None:
                 print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: training {epochs} epochs", flush=True)
                 model = baseline(arch, alpha, res, data.num_classes)
