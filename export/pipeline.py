@@ -128,7 +128,7 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
         "tools": tool_versions(),
         "input": {**input_detail, "pixel_scale": SCALE, "pixel_offset": OFFSET, "pixel_shift": shift,
                   "normalization": f"resize the RGB image to {subnet.resolution}x{subnet.resolution}; "
-                                   + (f"then int8 = pixel {shift:+d} (pixels 0..255), which is exactly "
+                                   + (f"then int8 = pixel {'+' if shift >= 0 else '-'} {abs(shift)} (pixels 0..255), which is exactly "
                                       if shift is not None else "then ")
                                    + f"q = round((pixel * {SCALE:g} + ({OFFSET:g})) / scale) + zero_point, "
                                      "clipped to int8"},
