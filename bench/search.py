@@ -7,7 +7,8 @@ directory) and the shipped host table: at equal numbers of objective evaluations
 best feasible predicted accuracy each strategy finds, over ``--seeds`` seeds (mean and
 std) at three budgets (25%, 50% and 75% of the way from the fastest to the largest
 subnet's latency); and the wall time of an evolutionary search that scores 10,000
-candidates (goal: under 5 s here). Prints a table and writes JSON.
+candidates (goal: under 5 s here). Prints a table and writes JSON after every
+(budget, strategy) row, so an interrupted run resumes (same --evaluations and --seeds).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np  # noqa: E402
 
 from devices.profile import load_profile  # noqa: E402
 from factory.evolution import EvolutionConfig  # noqa: E402
+from factory.files import write_json  # noqa: E402
 from factory.search import Constraints, search  # noqa: E402
 from factory.space import SubnetConfig  # noqa: E402
 from factory.train import load_supernet  # noqa: E402
@@ -55,9 +57,16 @@ def main():
     # evolution evaluates population * (generations + 1) candidates at most; match the others to it
     population = max(10, min(50, args.evaluations // 5))
     generations = max(1, args.evaluations // population - 1)
+    path = Path(args.out)
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    same = (previous.get("evaluations_per_search"), previous.get("seeds")) == (args.evaluations, args.seeds)
+    done = {(round(r["budget_ms"], 6), r["strategy"]): r for r in previous.get("rows", [])} if same else {}
     rows = []
     for budget in budgets:
         for strategy in ("evolution", "random", "bayesian"):
+            if (round(budget, 6), strategy) in done:  # resumed: every seed of this row ran before
+                rows.append(done[(round(budget, 6), strategy)])
+                continue
             best, seconds = [], []
             for seed in range(args.seeds):
                 start = time.perf_counter()
@@ -70,6 +79,7 @@ def main():
                          "mean": float(np.mean(best)), "std": float(np.std(best)), "seconds": seconds})
             print(f"  {budget:.3f} ms {strategy:9s}: {100 * np.mean(best):.2f} +- {100 * np.std(best):.2f} % "
                   f"({np.mean(seconds):.1f} s a search)", flush=True)
+            write_json(path, {"evaluations_per_search": args.evaluations, "seeds": args.seeds, "rows": rows})
 
     start = time.perf_counter()
     result = search(space, predictor.predict_encoded, tables, Constraints({device: budgets[1]}),
@@ -84,9 +94,7 @@ def main():
         cells = [r for r in rows if r["budget_ms"] == budget]
         print(f"| {budget:.3f} | " + " | ".join(f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}%" for r in cells) + " |")
     print(f"\nevolutionary search over 10,000 candidates: {wall:.2f} s (goal < 5 s)")
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    write_json(path, out)
     print(f"wrote {path}")
 
 
