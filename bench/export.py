@@ -37,7 +37,7 @@ from export.parity import keras_accuracy, tflite_accuracy  # noqa: E402
 from export.pipeline import ExportConfig, export_subnet  # noqa: E402
 from export.quantize import to_int8_tflite  # noqa: E402
 from factory.backend import keras, tf  # noqa: E402
-from factory.data import OFFSET, SCALE  # noqa: E402
+from factory.data import normalize  # noqa: E402
 from factory.files import read_json, write_json  # noqa: E402
 from factory.space import SubnetConfig, load_space  # noqa: E402
 from factory.train import TrainConfig, train_model  # noqa: E402
@@ -103,7 +103,7 @@ def main():
     fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
     budgets = [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
     data = workdir_data(workdir).resized(space.resolutions[-1])
-    representative = data.x_train[:200].astype("float32") * SCALE + OFFSET
+    representative = normalize(data.x_train[:200]).numpy()
 
     def save():
         doc.update(date=datetime.date.today().isoformat(), command=" ".join(sys.argv), device=device,

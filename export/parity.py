@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from factory.data import OFFSET, SCALE
+from factory.data import OFFSET, SCALE, normalize
 
 
 def quantization(detail: dict) -> dict:
@@ -33,12 +33,12 @@ def quantize_images(images: np.ndarray, detail: dict) -> np.ndarray:
     """uint8 pixels as the model's input tensor wants them (int8, uint8 or float32)."""
     q = quantization(detail)
     if q["dtype"] == "float32":
-        return images.astype(np.float32) * SCALE + OFFSET
+        return normalize(images).numpy()
     info = np.iinfo(q["dtype"])
     shift = pixel_shift(q["scale"], q["zero_point"])
     if shift is not None:
         return np.clip(images.astype(np.int32) + shift, info.min, info.max).astype(q["dtype"])
-    x = images.astype(np.float32) * SCALE + OFFSET
+    x = normalize(images).numpy()
     return np.clip(np.round(x / q["scale"]) + q["zero_point"], info.min, info.max).astype(q["dtype"])
 
 
@@ -67,5 +67,5 @@ def tflite_accuracy(content: bytes, images: np.ndarray, labels: np.ndarray) -> f
 
 
 def keras_accuracy(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
-    x = images.astype(np.float32) * SCALE + OFFSET
+    x = normalize(images).numpy()
     return float(np.mean(model.predict(x, batch_size=batch_size, verbose=0).argmax(-1) == labels))

@@ -14,15 +14,13 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from devices.profile import load_profile
 from devices.runners import get_runner
 from export.bundle import count_macs, write_bundle
 from export.finetune import fine_tune
 from export.parity import keras_accuracy, pixel_shift, quantization, tflite_accuracy
 from export.quantize import float_operators, operator_report, quantize_model, to_int8_tflite
-from factory.data import OFFSET, SCALE, make_dataset
+from factory.data import OFFSET, SCALE, make_dataset, normalize
 from factory.errors import FactoryError
 from factory.extract import extract
 from factory.files import read_json
@@ -83,7 +81,7 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
 
     local = source.resized(subnet.resolution)  # what an app does: resize its image to the input size
     x_test, y_test = local.x_test, local.y_test
-    representative = local.x_train[:config.representative_images].astype(np.float32) * SCALE + OFFSET
+    representative = normalize(local.x_train[:config.representative_images]).numpy()
     accuracy = {"float": keras_accuracy(model, x_test, y_test)}
     accuracy["ptq_int8"] = tflite_accuracy(to_int8_tflite(model, representative), x_test, y_test)
     print(f"float {100 * accuracy['float']:.2f}%, post-training int8 {100 * accuracy['ptq_int8']:.2f}%; "

@@ -92,10 +92,12 @@ def search_workdir(workdir: str | Path, devices: list[str], budgets_ms: list[flo
     With ``reuse``, a pair whose result file is already there (for this space) is loaded, not searched again.
     """
     workdir = Path(workdir)
+    done = {}
     if reuse:
-        done = [_reusable(workdir, load_profile(d).name, b) for d in devices for b in budgets_ms]
-        if all(done):
-            return done
+        pairs = [(load_profile(d).name, b) for d in devices for b in budgets_ms]
+        done = {pair: result for pair in pairs if (result := _reusable(workdir, *pair))}
+        if len(done) == len(pairs):
+            return list(done.values())
     supernet = load_supernet(workdir)
     space = supernet.space
     tables = load_tables(space, devices, tables)
@@ -106,8 +108,8 @@ def search_workdir(workdir: str | Path, devices: list[str], budgets_ms: list[flo
     results = []
     for device, table in tables.items():
         for budget in budgets_ms:
-            if reuse and (result := _reusable(workdir, device, budget)):
-                results.append(result)
+            if (device, budget) in done:
+                results.append(done[(device, budget)])
                 continue
             top = search(space, predictor.predict_encoded, {device: table},
                          Constraints({device: budget}, size_bytes=size_bytes), supernet.num_classes,
