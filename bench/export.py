@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 
 from devices.profile import load_profile  # noqa: E402
 from devices.runners import get_runner  # noqa: E402
+from export.bundle import count_macs, is_complete  # noqa: E402
 from export.parity import keras_accuracy, tflite_accuracy  # noqa: E402
 from export.pipeline import ExportConfig, export_subnet  # noqa: E402
 from export.quantize import to_int8_tflite  # noqa: E402
@@ -116,22 +117,24 @@ def main():
                                                    doc["latency_by_config"])
                    for budget in budgets for arch in ("MobileNetV3Small", "MobileNetV2")}
         save()
-        # 2. the factory's model for each budget
+        # 2. the factory's model for each budget (its row is read from the bundle's card)
         results = search_workdir(workdir, [device], budgets, n_eval=args.n_eval, reuse=True)
         for budget, result in zip(budgets, results):
-            key = f"factory@{budget:g}"
-            if key not in doc["rows"]:
-                bundle = MODELS / f"factory__{budget:g}ms"
-                card = export_subnet(workdir, SubnetConfig.from_dict(result["subnet"]), device, bundle,
-                                     budget_ms=budget, config=ExportConfig(qat_epochs=args.qat_epochs,
-                                                                           max_drop_points=100.0))
-                doc["rows"][key] = {"model": "factory", "budget_ms": budget, "subnet": card["subnet"],
-                                    **{k: card["accuracy"][k] for k in ("float", "ptq_int8", "qat_int8")},
-                                    "size_bytes": card["size_bytes"], "predicted_ms": card["latency"]["predicted_ms"],
-                                    "file": str(bundle / "model.tflite")}
-                save()
-        # 3. the baselines, trained from scratch (two budgets may pick the same width: trained once)
-        for (arch, budget), (res, alpha) in configs.items():
+            bundle = MODELS / f"factory__{budget:g}ms"
+            if not is_complete(bundle):
+                export_subnet(workdir, SubnetConfig.from_dict(result["subnet"]), device, bundle, budget_ms=budget,
+                              config=ExportConfig(qat_epochs=args.qat_epochs, max_drop_points=100.0))
+            card = read_json(bundle / "model_card.json")
+            doc["rows"][f"factory@{budget:g}"] = {
+                "model": "factory", "budget_ms": budget, "subnet": card["subnet"],
+                **{k: card["accuracy"][k] for k in ("float", "ptq_int8", "qat_int8")},
+                "size_bytes": card["size_bytes"], "macs": card["macs"], "predicted_ms": card["latency"]["predicted_ms"],
+                "file": str(bundle / "model.tflite")}
+            save()
+        # 3. the baselines, trained from scratch, cheapest first (two budgets may pick the same one: trained once)
+        cost = {key: count_macs(baseline(key[0], alpha, res, data.num_classes))
+                for key, (res, alpha) in configs.items()}
+        for (arch, budget), (res, alpha) in sorted(configs.items(), key=lambda item: cost[item[0]]):
             key, file = f"{arch}@{budget:g}", MODELS / f"{arch}__{res}px__alpha{alpha:g}.tflite"
             if key in doc["rows"]:
                 continue
@@ -150,7 +153,8 @@ def main():
                 x_test = resize(data.x_test, res)
                 trained = {"float": keras_accuracy(model, x_test, data.y_test),
                            "ptq_int8": tflite_accuracy(content, x_test, data.y_test), "qat_int8": None,
-                           "size_bytes": len(content), "train_seconds": seconds, "file": str(file)}
+                           "size_bytes": len(content), "macs": cost[(arch, budget)], "train_seconds": seconds,
+                           "file": str(file)}
             doc["rows"][key] = {**trained, "model": arch, "resolution": res, "alpha": alpha, "budget_ms": budget,
                                 "predicted_ms": None}
             save()
@@ -172,13 +176,14 @@ def _pct(value):
 
 
 def print_table(doc):
-    print("\n| budget (ms) | model | float | PTQ int8 | QAT int8 | size (KB) | predicted (ms) | measured (ms) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| budget (ms) | model | float | PTQ int8 | QAT int8 | size (KB) | MMACs | predicted (ms) | measured (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in sorted(doc["rows"].values(), key=lambda r: (r["budget_ms"], r["model"] != "factory", r["model"])):
         name = row["model"] + (f" ({row['resolution']}px, alpha {row['alpha']:g})" if "alpha" in row else "")
         predicted = "" if row["predicted_ms"] is None else f"{row['predicted_ms']:.3f}"
         print(f"| {row['budget_ms']:g} | {name} | {_pct(row['float'])} | {_pct(row['ptq_int8'])} | "
-              f"{_pct(row['qat_int8'])} | {row['size_bytes'] / 1024:.0f} | {predicted} | {row['measured_ms']:.3f} |")
+              f"{_pct(row['qat_int8'])} | {row['size_bytes'] / 1024:.0f} | {row['macs'] / 1e6:.1f} | {predicted} | "
+              f"{row['measured_ms']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ made by mobile-model-factory on {card['date']}.
 ## How it was made
 - subnet: `{json.dumps(card['subnet'])}`
 - supernet search space {card['space']['name']} (fingerprint {card['space']['fingerprint']}), trained {card['training']['supernet_epochs']} epochs on {card['training']['data']}
-- quantization-aware fine-tuning: {card['training']['qat_epochs']} epoch(s){', distilled from the largest subnet' if card['training']['distilled'] else ''}
+- quantization-aware fine-tuning: {card['training']['qat_epochs_run']} epoch(s){', distilled from the largest subnet' if card['training']['distilled'] else ''}
 """
 
 

@@ -38,17 +38,31 @@ class Distillation(keras.Model):
         return {"loss": loss}
 
 
-def fine_tune(qat_model: keras.Model, data: ImageData, epochs: int, *, learning_rate: float = 0.005,
-              batch_size: int = 128, teacher: keras.Model | None = None, seed: int = 0, verbose: int = 2):
-    """A short cosine-decayed Nesterov SGD fine-tune of a QAT model on ``data``'s training split.
+def qat_epochs(epochs: int, min_steps: int, steps_per_epoch: int) -> int:
+    """``epochs``, raised so that fine-tuning takes at least ``min_steps`` steps (none if ``epochs`` is 0).
 
-    ``data`` must already be at the model's input resolution.
+    Small data sets give few steps an epoch (digits: 10), too few for the quantizers'
+    ranges and the weights to settle; a floor in steps makes one setting fit every data set.
     """
     if epochs < 1:
-        return qat_model
+        return 0
+    return max(epochs, -(-min_steps // max(steps_per_epoch, 1)))
+
+
+def fine_tune(qat_model: keras.Model, data: ImageData, epochs: int, *, min_steps: int = 0,
+              learning_rate: float = 0.005, batch_size: int = 128, teacher: keras.Model | None = None,
+              seed: int = 0, verbose: int = 2) -> int:
+    """A short cosine-decayed Nesterov SGD fine-tune of a QAT model on ``data``'s training split.
+
+    ``data`` must already be at the model's input resolution. Returns the epochs run.
+    """
     train = make_dataset(data.x_train, data.y_train, batch_size, training=True, flip=data.flip, seed=seed)
+    steps = int(train.cardinality().numpy())
+    epochs = qat_epochs(epochs, min_steps, steps)
+    if epochs < 1:
+        return 0
     config = TrainConfig(epochs=epochs, learning_rate=learning_rate, warmup_epochs=0, batch_size=batch_size)
-    optimizer = make_optimizer(config, int(train.cardinality().numpy()))
+    optimizer = make_optimizer(config, steps)
     if teacher is not None:
         trainer = Distillation(qat_model, teacher)
         trainer.compile(optimizer=optimizer)
@@ -57,4 +71,4 @@ def fine_tune(qat_model: keras.Model, data: ImageData, epochs: int, *, learning_
         trainer.compile(optimizer=optimizer,
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     trainer.fit(train, epochs=epochs, verbose=verbose)
-    return qat_model
+    return epochs

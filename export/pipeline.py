@@ -35,6 +35,7 @@ class ExportConfig:
     """QAT and acceptance settings of an export."""
 
     qat_epochs: int = 2
+    min_qat_steps: int = 300  # small data sets run more epochs to reach this many steps
     learning_rate: float = 0.005
     batch_size: int = 128
     distill: bool = True
@@ -85,11 +86,12 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
     accuracy = {"float": keras_accuracy(model, x_test, y_test)}
     accuracy["ptq_int8"] = tflite_accuracy(to_int8_tflite(model, representative), x_test, y_test)
     print(f"float {100 * accuracy['float']:.2f}%, post-training int8 {100 * accuracy['ptq_int8']:.2f}%; "
-          f"quantization-aware fine-tuning for {config.qat_epochs} epoch(s)", flush=True)
+          "quantization-aware fine-tuning", flush=True)
 
     qat = quantize_model(model)
-    fine_tune(qat, local, config.qat_epochs, learning_rate=config.learning_rate, batch_size=config.batch_size,
-              teacher=teacher, seed=config.seed, verbose=verbose)
+    epochs_run = fine_tune(qat, local, config.qat_epochs, min_steps=config.min_qat_steps,
+                           learning_rate=config.learning_rate, batch_size=config.batch_size,
+                           teacher=teacher, seed=config.seed, verbose=verbose)
     content = to_int8_tflite(qat, representative)
     floats = float_operators(content)
     if floats and not config.allow_float_ops:
@@ -145,7 +147,7 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
         "operators": dict(collections.Counter(op["op"] for op in operator_report(content))),
         "float_operators": floats,
         "training": {"data": source.name, "supernet_epochs": training["epochs"], **asdict(config),
-                     "distilled": teacher is not None},
+                     "qat_epochs_run": epochs_run, "distilled": teacher is not None},
     }
     result = {"subnet": subnet.to_dict(), "val_accuracy": val_accuracy, "budget_ms": budget_ms}
     write_bundle(out, content, source.class_names, card,

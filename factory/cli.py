@@ -107,7 +107,8 @@ def _pareto(args):
 def _export_config(args):
     from export.pipeline import ExportConfig
 
-    return ExportConfig(qat_epochs=args.qat_epochs, learning_rate=args.qat_learning_rate, distill=not args.no_distill,
+    return ExportConfig(qat_epochs=args.qat_epochs, min_qat_steps=args.min_qat_steps,
+                        learning_rate=args.qat_learning_rate, distill=not args.no_distill,
                         max_drop_points=args.max_drop, allow_float_ops=args.allow_float_ops, seed=args.seed)
 
 
@@ -157,7 +158,9 @@ def _bench(args):
 
 
 def _export_options(parser):
-    parser.add_argument("--qat-epochs", type=int, default=2, help="quantization-aware fine-tuning epochs")
+    parser.add_argument("--qat-epochs", type=int, default=2, help="quantization-aware fine-tuning epochs (0: none)")
+    parser.add_argument("--min-qat-steps", type=int, default=300,
+                        help="run more epochs when the data gives fewer fine-tuning steps than this")
     parser.add_argument("--qat-learning-rate", type=float, default=0.005)
     parser.add_argument("--no-distill", action="store_true", help="fine-tune on labels only")
     parser.add_argument("--max-drop", type=float, default=1.0,

@@ -7,6 +7,7 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from export.bundle import write_bundle
+from export.finetune import qat_epochs
 from export.pipeline import ExportConfig, export_subnet
 from factory.data import load_data
 from factory.errors import FactoryError
@@ -15,7 +16,7 @@ from latency_tables.table import LatencyTable
 
 SUBNETS = {"smallest": SubnetConfig.smallest(TINY), "largest": SubnetConfig.largest(TINY),
            "random": SubnetConfig.random(TINY, 5)}
-QUICK = ExportConfig(qat_epochs=1, max_drop_points=100.0)  # parity itself is tested on its own below
+QUICK = ExportConfig(qat_epochs=1, min_qat_steps=0, max_drop_points=100.0)  # parity is tested on its own below
 
 
 def app_accuracy(bundle, images, labels):
@@ -36,6 +37,12 @@ def app_accuracy(bundle, images, labels):
         interpreter.invoke()
         hits += int(interpreter.get_tensor(output_index)[0].argmax() == label)
     return hits / len(labels)
+
+
+@pytest.mark.parametrize("epochs, min_steps, steps_per_epoch, expected",
+                         [(2, 300, 352, 2), (2, 300, 10, 30), (5, 300, 100, 5), (1, 301, 100, 4), (0, 300, 10, 0)])
+def test_small_data_fine_tunes_for_at_least_the_minimum_steps(epochs, min_steps, steps_per_epoch, expected):
+    assert qat_epochs(epochs, min_steps, steps_per_epoch) == expected
 
 
 @pytest.mark.parametrize("name", list(SUBNETS))
@@ -60,6 +67,7 @@ def test_bundle_holds_a_fully_int8_model_that_matches_its_card(name, tiny_workdi
     assert card["latency"]["measured"]["median_ms"] > 0
     assert card["latency"]["within_budget"] is (name != "largest")
     assert card["params"] == TINY.param_count(subnet, 10) and card["macs"] > card["params"]
+    assert card["training"]["qat_epochs_run"] == 1 and card["training"]["distilled"]
     # the reported int8 accuracy is what an app following the card gets on the test split
     test = data.resized(r)
     assert app_accuracy(out, test.x_test, test.y_test) == pytest.approx(card["accuracy"]["qat_int8"])

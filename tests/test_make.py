@@ -10,7 +10,7 @@ from factory.space import TINY, SubnetConfig
 from latency_tables.table import LatencyTable
 
 MAKE = ["make", "--data", "digits", "--space", "tiny", "--epochs", "1", "--batch-size", "64",
-        "--device", "host-cpu-1t", "--n-eval", "12", "--qat-epochs", "1", "--max-drop", "100"]
+        "--device", "host-cpu-1t", "--n-eval", "12", "--qat-epochs", "1", "--min-qat-steps", "0", "--max-drop", "100"]
 
 
 @pytest.fixture(scope="module")
