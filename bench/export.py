@@ -146,7 +146,8 @@ def main():
             if trained is None:
                 print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: training {epochs} epochs", flush=True)
                 model = baseline(arch, alpha, res, data.num_classes)
-                seconds = train_model(model, data, TrainConfig(epochs=epochs, seed=0))  # resizes to res
+                seconds = train_model(model, data, TrainConfig(epochs=epochs, seed=0),  # resizes to res
+                                      backup_dir=file.with_suffix(".backup"))  # resumes by the epoch
                 content = to_int8_tflite(model, resize(representative, res))
                 file.parent.mkdir(parents=True, exist_ok=True)
                 file.write_bytes(content)

@@ -74,9 +74,12 @@ class SortChannels(keras.callbacks.Callback):
             self.model.sort_channels()
 
 
-def train_model(model: keras.Model, data: ImageData, config: TrainConfig, verbose: int = 2) -> float:
+def train_model(model: keras.Model, data: ImageData, config: TrainConfig, verbose: int = 2,
+                backup_dir: str | Path | None = None) -> float:
     """Train a plain Keras model from scratch as the supernet is trained (optimizer, schedule,
-    label smoothing, augmentation): the fair standalone baseline. Returns the wall seconds."""
+    label smoothing, augmentation): the fair standalone baseline. Returns the wall seconds.
+
+    With ``backup_dir``, an interrupted run resumes from its last finished epoch."""
     r, n = model.input_shape[1], data.num_classes
     train = make_dataset(data.x_train, data.y_train, config.batch_size, training=True, flip=data.flip,
                          seed=config.seed)
@@ -85,7 +88,8 @@ def train_model(model: keras.Model, data: ImageData, config: TrainConfig, verbos
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
                   metrics=[keras.metrics.CategoricalAccuracy(name="acc")])
     start = time.time()
-    model.fit(train, epochs=config.epochs, verbose=verbose)
+    callbacks = [keras.callbacks.BackupAndRestore(str(backup_dir))] if backup_dir else []
+    model.fit(train, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
     return time.time() - start
 
 

@@ -1,0 +1,34 @@
+"""Training a standalone model as the supernet is trained: the baselines of the benchmarks."""
+
+import pytest
+
+from factory.backend import keras, tf
+from factory.train import TrainConfig, train_model
+
+
+def small_model(size: int) -> keras.Model:
+    return keras.Sequential([keras.Input((size, size, 3)), keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("size", [16, 24])
+def test_an_interrupted_run_resumes_at_its_next_epoch(digits, tmp_path, capfd, size):
+    backup = tmp_path / "backup"
+    config = TrainConfig(epochs=2, batch_size=256)
+    first = small_model(size)
+    first.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(KeyboardInterrupt):  # what train_model's backup does, stopped after epoch 1
+        first.fit(tf.image.resize(digits.x_train[:512], (size, size)), digits.y_train[:512], epochs=2,
+                  callbacks=[keras.callbacks.BackupAndRestore(str(backup)), Interrupt()], verbose=0)
+    capfd.readouterr()
+    model = small_model(size)  # images are resized to the model's input
+    train_model(model, digits, config, verbose=2, backup_dir=backup)
+    out = capfd.readouterr().out
+    assert "Epoch 2/2" in out and "Epoch 1/2" not in out
+    assert not list(backup.rglob("*.index"))  # the checkpoint is removed once training finished
+    assert int(model.optimizer.iterations.numpy()) > 0
