@@ -167,9 +167,28 @@ def main():
                 samples[id(r)].append(runner.measure(Path(r["file"]).read_bytes()).median_ms)
         for r in rows:
             r["measured_ms"] = float(np.median(samples[id(r)]))
+        doc["comparisons"] = comparisons(rows)
     save()
     print_table(doc)
     print(f"wrote {out}")
+
+
+def comparisons(rows: list[dict]) -> list[dict]:
+    """Each baseline against the factory's model for its budget: the goal is more int8 accuracy at
+    equal or lower measured latency. Judged twice: the factory's shipped QAT int8 (which had the
+    fine-tune's extra epochs) and its post-training int8 (like for like) against the baseline's int8."""
+    factory = {r["budget_ms"]: r for r in rows if r["model"] == "factory"}
+    result = []
+    for r in rows:
+        mine = factory.get(r["budget_ms"])
+        if r["model"] == "factory" or mine is None:
+            continue
+        ratio = mine["measured_ms"] / r["measured_ms"]
+        gains = {f"{kind}_gain_points": 100 * (mine[kind] - r["ptq_int8"]) for kind in ("qat_int8", "ptq_int8")}
+        result.append({"budget_ms": r["budget_ms"], "baseline": f"{r['model']} {r['resolution']}px alpha {r['alpha']:g}",
+                       **gains, "latency_ratio": ratio,
+                       "factory_wins": all(g > 0 for g in gains.values()) and ratio <= 1.0})
+    return result
 
 
 def _pct(value):
@@ -185,6 +204,11 @@ def print_table(doc):
         print(f"| {row['budget_ms']:g} | {name} | {_pct(row['float'])} | {_pct(row['ptq_int8'])} | "
               f"{_pct(row['qat_int8'])} | {row['size_bytes'] / 1024:.0f} | {row['macs'] / 1e6:.1f} | {predicted} | "
               f"{row['measured_ms']:.3f} |")
+    print()
+    for c in doc.get("comparisons", []):
+        print(f"{c['budget_ms']:g} ms, {c['baseline']}: factory QAT int8 {c['qat_int8_gain_points']:+.1f} points, "
+              f"post-training int8 {c['ptq_int8_gain_points']:+.1f} points, at {c['latency_ratio']:.2f}x its "
+              f"measured latency: {'wins' if c['factory_wins'] else 'does not win'}")
 
 
 if __name__ == "__main__":
