@@ -151,6 +151,7 @@ def main():
                 content = to_int8_tflite(model, resize(representative, res))
                 file.parent.mkdir(parents=True, exist_ok=True)
                 file.write_bytes(content)
+                model.save(file.with_suffix(".keras"))  # the trained float model, to evaluate again
                 x_test = resize(data.x_test, res)
                 trained = {"float": keras_accuracy(model, x_test, data.y_test),
                            "ptq_int8": tflite_accuracy(content, x_test, data.y_test), "qat_int8": None,

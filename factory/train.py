@@ -79,7 +79,8 @@ def train_model(model: keras.Model, data: ImageData, config: TrainConfig, verbos
     """Train a plain Keras model from scratch as the supernet is trained (optimizer, schedule,
     label smoothing, augmentation): the fair standalone baseline. Returns the wall seconds.
 
-    With ``backup_dir``, an interrupted run resumes from its last finished epoch."""
+    Its batch-norm statistics are then recalibrated, as every subnet's are before it is
+    evaluated. With ``backup_dir``, an interrupted run resumes from its last finished epoch."""
     r, n = model.input_shape[1], data.num_classes
     train = make_dataset(data.x_train, data.y_train, config.batch_size, training=True, flip=data.flip,
                          seed=config.seed)
@@ -90,7 +91,28 @@ def train_model(model: keras.Model, data: ImageData, config: TrainConfig, verbos
     start = time.time()
     callbacks = [keras.callbacks.BackupAndRestore(str(backup_dir))] if backup_dir else []
     model.fit(train, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
+    recalibrate_batch_norm(model, calibration_batches(data, config).map(lambda x, y: tf.image.resize(x, (r, r))))
     return time.time() - start
+
+
+def recalibrate_batch_norm(model: keras.Model, batches) -> int:
+    """Set every batch norm's moving statistics to their average over ``batches`` of images.
+
+    keras.applications' MobileNets keep momentum 0.999, so after a short run from scratch
+    the moving statistics still mostly hold those of the first steps and the model predicts
+    one class at inference. Returns the number of batches used."""
+    layers = [layer for layer in model.submodules if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    n = 0
+    try:
+        for n, images in enumerate(batches, start=1):
+            for layer in layers:
+                layer.momentum = 1.0 - 1.0 / n  # the running mean of the batch statistics
+            model(images, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return n
 
 
 def calibration_batches(data: ImageData, config: TrainConfig):

@@ -2,7 +2,10 @@
 
 import pytest
 
+import numpy as np
+
 from factory.backend import keras, tf
+from factory.data import normalize
 from factory.train import TrainConfig, train_model
 
 
@@ -32,3 +35,17 @@ def test_an_interrupted_run_resumes_at_its_next_epoch(digits, tmp_path, capfd, s
     assert "Epoch 2/2" in out and "Epoch 1/2" not in out
     assert not list(backup.rglob("*.index"))  # the checkpoint is removed once training finished
     assert int(model.optimizer.iterations.numpy()) > 0
+
+
+@pytest.mark.parametrize("momentum", [0.9, 0.999])
+def test_batch_norm_statistics_are_those_of_the_data_after_training(digits, momentum):
+    """keras.applications' MobileNets use momentum 0.999: short runs would keep stale statistics."""
+    config = TrainConfig(epochs=1, batch_size=256, calibration_images=512)
+    bn = keras.layers.BatchNormalization(momentum=momentum)
+    model = keras.Sequential([keras.Input((16, 16, 3)), bn, keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10)])
+    train_model(model, digits, config, verbose=0)
+    images = tf.image.resize(normalize(digits.x_train[:512]), (16, 16)).numpy()
+    np.testing.assert_allclose(bn.moving_mean.numpy(), images.mean(axis=(0, 1, 2)), atol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), images.var(axis=(0, 1, 2)), rtol=0.02)
+    assert bn.momentum == momentum
