@@ -140,23 +140,26 @@ def main():
                 continue
             trained = next((r for r in doc["rows"].values()
                             if r["model"] == arch and (r["resolution"], r["alpha"]) == (res, alpha)), None)
-            if trained is None and args.no_train:
-                print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: not trained yet (--no-train)")
-                continue
-            if trained is None:
+            saved = file.with_suffix(".keras")  # the trained float model: training is done once it is there
+            if trained is None and not saved.exists():
+                if args.no_train:
+                    print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: not trained yet (--no-train)")
+                    continue
                 print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: training {epochs} epochs", flush=True)
                 model = baseline(arch, alpha, res, data.num_classes)
-                seconds = train_model(model, data, TrainConfig(epochs=epochs, seed=0),  # resizes to res
-                                      backup_dir=file.with_suffix(".backup"))  # resumes by the epoch
+                train_model(model, data, TrainConfig(epochs=epochs, seed=0),  # resizes to res
+                            backup_dir=file.with_suffix(".backup"))  # resumes by the epoch
+                partial = saved.with_name(f"{saved.stem}.partial.keras")
+                model.save(partial)
+                partial.replace(saved)
+            if trained is None:
+                model = keras.models.load_model(saved)
                 content = to_int8_tflite(model, resize(representative, res))
-                file.parent.mkdir(parents=True, exist_ok=True)
                 file.write_bytes(content)
-                model.save(file.with_suffix(".keras"))  # the trained float model, to evaluate again
                 x_test = resize(data.x_test, res)
                 trained = {"float": keras_accuracy(model, x_test, data.y_test),
                            "ptq_int8": tflite_accuracy(content, x_test, data.y_test), "qat_int8": None,
-                           "size_bytes": len(content), "macs": cost[(arch, budget)], "train_seconds": seconds,
-                           "file": str(file)}
+                           "size_bytes": len(content), "macs": cost[(arch, budget)], "file": str(file)}
             doc["rows"][key] = {**trained, "model": arch, "resolution": res, "alpha": alpha, "budget_ms": budget,
                                 "predicted_ms": None}
             save()

@@ -12,9 +12,9 @@ from test_devices import AARCH64_ELF, FAKES
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 
 
-def run(name: str, tmp_path) -> str:
+def run(name: str, tmp_path, cell_timeout: int = 1800) -> str:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     return "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", ""))
                    for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs)
 
@@ -45,5 +45,6 @@ def test_cifar10_notebook_executes(tmp_path, monkeypatch, cifar10_folder):
     monkeypatch.setenv("MMF_CIFAR10", str(cifar10_folder))
     monkeypatch.setenv("MMF_EPOCHS", "1")
     monkeypatch.setenv("MMF_N_EVAL", "30")
-    outputs = run("02_cifar10_pareto.ipynb", tmp_path)
+    monkeypatch.setenv("MMF_QAT_EPOCHS", "1")
+    outputs = run("02_cifar10_pareto.ipynb", tmp_path, cell_timeout=5400)  # its make cell runs the whole factory
     assert outputs.count("wrote ") >= 3
