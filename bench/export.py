@@ -39,7 +39,7 @@ from export.pipeline import ExportConfig, export_subnet  # noqa: E402
 from export.quantize import to_int8_tflite  # noqa: E402
 from factory.backend import keras, tf  # noqa: E402
 from factory.data import normalize  # noqa: E402
-from factory.files import read_json, write_json  # noqa: E402
+from factory.files import atomic_file, read_json, write_json  # noqa: E402
 from factory.space import SubnetConfig, load_space  # noqa: E402
 from factory.train import TrainConfig, train_model  # noqa: E402
 from factory.workflow import load_tables, search_workdir, workdir_data  # noqa: E402
@@ -149,13 +149,13 @@ def main():
                 model = baseline(arch, alpha, res, data.num_classes)
                 train_model(model, data, TrainConfig(epochs=epochs, seed=0),  # resizes to res
                             backup_dir=file.with_suffix(".backup"))  # resumes by the epoch
-                partial = saved.with_name(f"{saved.stem}.partial.keras")
-                model.save(partial)
-                partial.replace(saved)
+                with atomic_file(saved) as tmp:
+                    model.save(tmp)
             if trained is None:
                 model = keras.models.load_model(saved)
                 content = to_int8_tflite(model, resize(representative, res))
-                file.write_bytes(content)
+                with atomic_file(file) as tmp:
+                    tmp.write_bytes(content)
                 x_test = resize(data.x_test, res)
                 trained = {"float": keras_accuracy(model, x_test, data.y_test),
                            "ptq_int8": tflite_accuracy(content, x_test, data.y_test), "qat_int8": None,

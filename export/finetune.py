@@ -56,11 +56,11 @@ def fine_tune(qat_model: keras.Model, data: ImageData, epochs: int, *, min_steps
 
     ``data`` must already be at the model's input resolution. Returns the epochs run.
     """
+    if epochs < 1:
+        return 0
     train = make_dataset(data.x_train, data.y_train, batch_size, training=True, flip=data.flip, seed=seed)
     steps = int(train.cardinality().numpy())
     epochs = qat_epochs(epochs, min_steps, steps)
-    if epochs < 1:
-        return 0
     config = TrainConfig(epochs=epochs, learning_rate=learning_rate, warmup_epochs=0, batch_size=batch_size)
     optimizer = make_optimizer(config, steps)
     if teacher is not None:

@@ -1,8 +1,7 @@
 """Training a standalone model as the supernet is trained: the baselines of the benchmarks."""
 
-import pytest
-
 import numpy as np
+import pytest
 
 from factory.backend import keras, tf
 from factory.data import normalize
