@@ -76,7 +76,8 @@ def main():
         print(f"stored the correction in {path}")
     rate = prediction_rate(table)
     result = {"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv), "device": profile.name,
-              "space": space.name, "table": str(path), "table_entries": len(doc["entries"]),
+              "space": space.name, "table": str(path), "hardware": table.hardware,
+              "table_entries": len(doc["entries"]),
               "table_build_seconds_this_run": build_seconds, "predictions_per_second": rate, **analysis,
               "subnets": [{**r, "uncorrected_ms": p} for r, p in zip(rows, raw)]}
     print("\n| device | prediction | subnets | within +-10% (goal >= 99%) | within +-5% | MAPE (goal <= 3%) "

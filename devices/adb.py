@@ -16,8 +16,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from devices.hardware import parse_getprop
 from devices.profile import DeviceProfile
-from devices.timing import Timing
+from devices.timing import Timing, fastest_of
 from factory.errors import FactoryError
 
 REMOTE_DIR = "/data/local/tmp"
@@ -83,6 +84,7 @@ class AdbRunner:
         self.timeout_s = timeout_s
         self.serial: str | None = None
         self.abi: str | None = None
+        self._identity: dict | None = None
 
     # ------------------------------------------------------------- adb calls
     def _adb(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -127,8 +129,15 @@ class AdbRunner:
         if state != "device":
             raise FactoryError(f"device {wanted} is in state {state!r}: boot it normally with USB debugging on")
         self.serial = wanted
-        self.abi = self._adb("shell", "getprop", "ro.product.cpu.abi").stdout.strip()
+        self._identity = parse_getprop(self._adb("shell", "getprop").stdout)
+        self.abi = self._identity["abi"]
         return wanted
+
+    def hardware(self) -> dict:
+        """The attached phone's identity (model and SoC), which its latency tables record."""
+        if self.serial is None:
+            raise RuntimeError("use AdbRunner as a context manager: `with AdbRunner(profile) as r:`")
+        return self._identity
 
     def __enter__(self):
         self.connect()
@@ -173,11 +182,15 @@ class AdbRunner:
                 local = Path(f.name)
         try:
             self._adb("push", str(local), remote)
-            proc = self._adb(*self.command(remote), check=False)
+            return fastest_of(lambda: self._benchmark(remote), self.profile.repeats)
         finally:
             self._adb("shell", "rm", "-f", remote, check=False)
             if isinstance(model, bytes):
                 local.unlink(missing_ok=True)
+
+    def _benchmark(self, remote_model: str) -> Timing:
+        """One run of benchmark_model on a pushed model."""
+        proc = self._adb(*self.command(remote_model), check=False)
         output = proc.stdout + proc.stderr
         if proc.returncode != 0:
             errors = [line for line in output.splitlines() if "ERROR" in line or "Failed" in line]

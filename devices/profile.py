@@ -30,6 +30,7 @@ class DeviceProfile:
     precision: str = "int8"
     runs: int = 50
     warmup_runs: int = 10
+    repeats: int = 1  # measurements per model; the one with the lowest median is kept
     serial: str | None = None
     benchmark_binary: str | None = None
     cpu_mask: str | None = None
@@ -43,7 +44,7 @@ class DeviceProfile:
             bad("name", "must be a non-empty string")
         if self.runner not in RUNNERS:
             bad("runner", f"must be one of {list(RUNNERS)}, got {self.runner!r}")
-        for field in ("threads", "runs", "warmup_runs"):
+        for field in ("threads", "runs", "warmup_runs", "repeats"):
             value = getattr(self, field)
             minimum = 0 if field == "warmup_runs" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from devices.hardware import describe
 from factory.backend import keras
 from factory.files import atomic_directory
 
@@ -60,6 +61,7 @@ made by mobile-model-factory on {card['date']}.
 
 ## Latency on {card['device']['name']}
 - measured: median {measured['median_ms']:.3f} ms (p10 {_ms(measured['p10_ms'])}, p90 {_ms(measured['p90_ms'])}, {measured['runs']} runs, {card['device']['threads']} thread(s), {card['device']['delegate']})
+- measured on: {describe(lat['hardware'])}
 - predicted by the latency table: {lat['predicted_ms']:.3f} ms ({lat['prediction_error_percent']:+.1f}% against measured)
 - budget: {budget}
 - tools: {', '.join(f'{k} {v}' for k, v in card['tools'].items())}

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from devices.profile import load_profile
+from devices.hardware import check_same_hardware
 from devices.runners import get_runner
 from export.bundle import count_macs, write_bundle
 from export.finetune import fine_tune
@@ -27,7 +28,7 @@ from factory.files import read_json
 from factory.space import SubnetConfig
 from factory.train import load_supernet
 from factory.workflow import load_tables, pareto_plot, workdir_data
-from latency_tables.table import tool_versions
+from latency_tables.table import rebuild_hint, tool_versions
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
     subnet.validate(space)
     profile = load_profile(device)
     latency_table = load_tables(space, [device], {device: table} if table else None)[profile.name]
+    with get_runner(profile) as runner:  # before the fine-tune: a phone that is not the table's fails now
+        check_same_hardware(latency_table.hardware, runner.hardware(), latency_table.source,
+                            rebuild_hint(space, profile))
     source = workdir_data(workdir, data)
     full = source.resized(space.resolutions[-1])
     calibration = full.calibration()
@@ -106,7 +110,7 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
     print(f"parity on {len(y_test)} test images: {figures}", flush=True)
 
     with get_runner(profile) as runner:
-        timing = runner.measure(content)
+        timing, hardware = runner.measure(content), runner.hardware()
     predicted = latency_table.predict(subnet)
     within = None if budget_ms is None else timing.median_ms <= budget_ms
     if within is False:
@@ -138,7 +142,8 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
         "classes": source.class_names,
         "accuracy": {"data": source.name, "split": "test", "images": int(len(y_test)), **accuracy,
                      "val_supernet": float(val_accuracy)},
-        "latency": {"predicted_ms": predicted, "measured": timing.to_dict(), "budget_ms": budget_ms,
+        "latency": {"predicted_ms": predicted, "measured": timing.to_dict(), "hardware": hardware,
+                    "budget_ms": budget_ms,
                     "within_budget": within,
                     "prediction_error_percent": 100 * (predicted - timing.median_ms) / timing.median_ms},
         "size_bytes": len(content),

@@ -127,12 +127,13 @@ def _make(args):
 
     make(args.data, args.device, args.budget_ms, args.workdir, space=args.space,
          train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed),
-         n_eval=args.n_eval, strategy=args.strategy, export=_export_config(args))
+         n_eval=args.n_eval, strategy=args.strategy, export=_export_config(args), calibrate_n=args.calibrate_n)
 
 
 def _bench(args):
     from pathlib import Path
 
+    from devices.hardware import describe
     from devices.profile import load_profile
     from devices.runners import get_runner
 
@@ -140,10 +141,11 @@ def _bench(args):
     if not Path(args.model).is_file():
         raise FactoryError(f"{args.model} is not a file: give the path of a .tflite model")
     with get_runner(profile) as runner:
-        timing = runner.measure(args.model)
+        timing, hardware = runner.measure(args.model), runner.hardware()
     rows = [("model", args.model), ("device", f"{profile.name} ({profile.runner}, {profile.threads} thread(s), "
-                                              f"{profile.delegate})"),
-            ("runs", f"{timing.runs} (after {profile.warmup_runs} warm-up)")]
+                                              f"{profile.delegate})"), ("hardware", describe(hardware)),
+            ("runs", f"{timing.runs} (after {profile.warmup_runs} warm-up; the fastest of {timing.repeats} "
+                     f"measurement{'s' if timing.repeats > 1 else ''})")]
     for key in ("median_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "p10_ms", "p90_ms", "init_ms"):
         value = getattr(timing, key)
         if value is not None:
@@ -230,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--batch-size", type=int, default=128)
     make.add_argument("--n-eval", type=int, default=300, help="subnets evaluated to fit the predictor")
     make.add_argument("--strategy", choices=["evolution", "random", "bayesian"], default="evolution")
+    make.add_argument("--calibrate-n", type=int, default=20,
+                      help="whole subnets measured to calibrate a table make builds (under 5: none)")
     make.add_argument("--seed", type=int, default=0)
     _export_options(make)
     make.set_defaults(run=_make)

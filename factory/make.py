@@ -5,7 +5,8 @@ already there and belongs to this space, so an interrupted ``make`` is resumed b
 running it again:
 
     supernet/ training.json       train          (resumes from the last epoch)
-    tables/SPACE__DEVICE.json     latency tables (shipped ones are used when they exist)
+    tables/SPACE__DEVICE.json     latency tables (a shipped one is used when it was measured on
+                                  this hardware; a built one is calibrated on whole subnets)
     subnet_evals.json predictor/  evaluations and the accuracy predictor
     search/DEVICE__Bms.json       one search result per (device, budget)
     bundles/DEVICE__Bms/          one bundle per (device, budget)
@@ -19,31 +20,47 @@ from devices.profile import load_profile
 from export.bundle import is_complete
 from export.pipeline import ExportConfig, export_subnet
 from factory.data import load_data
+from factory.errors import FactoryError
 from factory.files import read_json
 from factory.space import SubnetConfig, get_space, load_space
 from factory.train import TrainConfig, train_supernet
 from factory.workflow import search_workdir
 from latency_tables.builder import build_table
-from latency_tables.table import default_table_path
+from latency_tables.table import LatencyTable, default_table_path
+from latency_tables.validate import store_correction, validate_table
 
 
 def _stage(title: str):
     print(f"\n== {title}", flush=True)
 
 
-def ensure_table(space, device: str, workdir: Path, num_classes: int) -> Path:
-    """The shipped table of (space, device) if there is one, else one built (resumably) in the work directory."""
+def ensure_table(space, device: str, workdir: Path, num_classes: int, calibrate_n: int = 20) -> Path:
+    """The shipped table of (space, device) when it was measured on this hardware, else one built
+    (resumably) in the work directory and calibrated on ``calibrate_n`` whole subnets."""
     profile = load_profile(device)
     shipped = default_table_path(space, profile)
     if shipped.exists():
-        print(f"{profile.name}: shipped latency table {shipped}")
-        return shipped
+        try:
+            LatencyTable.load(shipped, space, profile)
+            print(f"{profile.name}: shipped latency table {shipped}")
+            return shipped
+        except FactoryError as exc:
+            print(f"{profile.name}: not using the shipped table: {exc}")
     path = workdir / "tables" / f"{space.name}__{profile.name}.json"
-    if path.exists() and read_json(path).get("complete"):
-        print(f"{profile.name}: latency table {path}")
-        return path
-    print(f"{profile.name}: measuring every layer of space {space.name} into {path}")
-    build_table(space, profile, path, num_classes=num_classes)
+    if not (path.exists() and read_json(path).get("complete")):
+        print(f"{profile.name}: measuring every layer of space {space.name} into {path}")
+        build_table(space, profile, path, num_classes=num_classes)
+    table = LatencyTable.load(path, space, profile)
+    if calibrate_n >= 5 and table.correction is None:
+        print(f"{profile.name}: calibrating {path} on {calibrate_n} whole subnets")
+        report = validate_table(table, profile, calibrate_n, workdir / "tables" / f"calibrate__{profile.name}",
+                                seed=1, verbose=False)
+        store_correction(path, report["correction_fitted_on_all"], fitted_on_subnets=calibrate_n, seed=1,
+                         cross_validated=report["corrected_cross_validated"])
+        held_out = report["corrected_cross_validated"]
+        print(f"{profile.name}: stored correction; held-out MAPE {held_out['mape_percent']:.2f}% "
+              f"(table alone {report['uncorrected']['mape_percent']:.2f}%)")
+    print(f"{profile.name}: latency table {path}")
     return path
 
 
@@ -53,7 +70,7 @@ def bundle_path(workdir: Path, device: str, budget: float) -> Path:
 
 def make(data: str, devices: list[str], budgets_ms: list[float], workdir: str | Path, *, space: str = "default",
          train: TrainConfig = TrainConfig(), n_eval: int = 300, strategy: str = "evolution",
-         export: ExportConfig = ExportConfig()) -> list[dict]:
+         export: ExportConfig = ExportConfig(), calibrate_n: int = 20) -> list[dict]:
     """Run every stage that has not run yet; return the model card of each bundle."""
     workdir = Path(workdir)
     _stage("1/4 supernet")
@@ -71,7 +88,8 @@ def make(data: str, devices: list[str], budgets_ms: list[float], workdir: str | 
 
     _stage("2/4 latency tables")
     profiles = [load_profile(d) for d in devices]
-    tables = {p.name: ensure_table(search_space, d, workdir, num_classes) for p, d in zip(profiles, devices)}
+    tables = {p.name: ensure_table(search_space, d, workdir, num_classes, calibrate_n)
+              for p, d in zip(profiles, devices)}
 
     _stage("3/4 accuracy predictor and search")
     results = search_workdir(workdir, [p.name for p in profiles], budgets_ms, strategy=strategy, n_eval=n_eval,

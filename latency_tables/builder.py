@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from devices.hardware import check_same_hardware
 from devices.profile import DeviceProfile, load_profile
 from devices.runners import get_runner
 from factory.backend import keras, tf
@@ -81,20 +82,23 @@ def build_table(space: SearchSpace | str, profile: DeviceProfile | str, path: st
                 num_classes: int = 10, max_cv: float = 0.05, retries: int = 2, verbose: int = 1) -> dict:
     """Measure every layer of ``space`` on ``profile`` into the table at ``path`` (resumable)."""
     space, profile, path = get_space(space), load_profile(profile), Path(path)
-    doc = new_table(space, profile, num_classes)
-    if path.exists():
-        old = read_json(path)
-        if old.get("format") == FORMAT:
-            check_compatible(old, space, profile, str(path))
-            if old.get("num_classes") == num_classes:
-                doc = old
     keys = all_layers(space, num_classes)
-    todo = [k for k in keys if k.id not in doc["entries"]]
-    if verbose and len(todo) < len(keys):
-        print(f"resuming {path}: {len(keys) - len(todo)} of {len(keys)} layers already measured")
-    progress = keras.utils.Progbar(len(keys), verbose=verbose, unit_name="layer")
-    progress.update(len(keys) - len(todo))
     with get_runner(profile) as runner:
+        hardware = runner.hardware()
+        doc = new_table(space, profile, num_classes, hardware)
+        if path.exists():
+            old = read_json(path)
+            if old.get("format") == FORMAT:
+                check_compatible(old, space, profile, str(path))
+                check_same_hardware(old.get("hardware"), hardware, str(path),
+                                    "pass another --table path to measure this hardware")
+                if old.get("num_classes") == num_classes:
+                    doc = old
+        todo = [k for k in keys if k.id not in doc["entries"]]
+        if verbose and len(todo) < len(keys):
+            print(f"resuming {path}: {len(keys) - len(todo)} of {len(keys)} layers already measured")
+        progress = keras.utils.Progbar(len(keys), verbose=verbose, unit_name="layer")
+        progress.update(len(keys) - len(todo))
         if doc.get("overhead") is None:
             timing, _ = _measure(runner, to_tflite(overhead_model(keys[0]), profile.precision), max_cv, retries)
             doc["overhead"] = _entry(timing)

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from devices.hardware import check_same_hardware, host_hardware
 from devices.profile import DeviceProfile, load_profile
 from factory.errors import FactoryError
 from factory.files import read_json
 from factory.space import SearchSpace, SubnetConfig
 from latency_tables.blocks import block_input_sizes, block_key, final_size, head_key, stem_key, subnet_layers
 
-FORMAT = 1
+FORMAT = 2  # 2: tables record the hardware they were measured on
 SHIPPED = Path(__file__).parent / "tables"
 
 
@@ -39,9 +40,10 @@ def tool_versions() -> dict:
     return {"tensorflow": tf.__version__, "ai_edge_litert": getattr(ai_edge_litert, "__version__", "unknown")}
 
 
-def new_table(space: SearchSpace, profile: DeviceProfile, num_classes: int) -> dict:
+def new_table(space: SearchSpace, profile: DeviceProfile, num_classes: int, hardware: dict) -> dict:
     return {"format": FORMAT, "space": space.name, "space_fingerprint": space.fingerprint,
-            "device": profile.to_dict(), "precision": profile.precision, "num_classes": num_classes,
+            "device": profile.to_dict(), "hardware": hardware, "precision": profile.precision,
+            "num_classes": num_classes,
             "tools": tool_versions(), "date": datetime.date.today().isoformat(),
             "overhead": None, "entries": {}}
 
@@ -62,6 +64,11 @@ def check_compatible(doc: dict, space: SearchSpace, profile: DeviceProfile | Non
                                f"asks for {profile.precision}: build a table in that precision")
 
 
+def rebuild_hint(space: SearchSpace, profile: DeviceProfile) -> str:
+    return (f"measure a table here with `factory table build --device {profile.name} --space {space.name} "
+            f"--table NEW.json` and pass `--table NEW.json`")
+
+
 class LatencyTable:
     """A measured table for one (space, device, precision); predicts subnet latency in ms."""
 
@@ -74,13 +81,23 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace, profile: DeviceProfile | str | None = None) -> "LatencyTable":
+        """Load a table, refusing one of another space, device or precision, and a host table
+        measured on another CPU than this machine's (a phone's is checked where it is attached)."""
         doc = read_json(path)
-        check_compatible(doc, space, load_profile(profile) if profile is not None else None, str(path))
+        profile = load_profile(profile) if profile is not None else None
+        check_compatible(doc, space, profile, str(path))
+        if profile is not None and profile.runner == "host":
+            check_same_hardware(doc.get("hardware"), host_hardware(), str(path), rebuild_hint(space, profile))
         return cls(doc, space, str(path))
 
     @property
     def device(self) -> str:
         return self.doc["device"]["name"]
+
+    @property
+    def hardware(self) -> dict | None:
+        """The identity of the CPU or phone the table was measured on."""
+        return self.doc.get("hardware")
 
     def cost(self, key) -> float:
         entry = self.doc["entries"].get(key.id)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from devices.hardware import check_same_hardware
 from devices.profile import load_profile
 from devices.runners import get_runner
 from factory.extract import build_subnet_model, extract
@@ -108,6 +109,8 @@ def validate_table(table: LatencyTable, profile, n: int, out_dir: str | Path, su
     rng = random.Random(seed)
     rows = []
     with get_runner(profile) as runner:
+        check_same_hardware(table.hardware, runner.hardware(), table.source,
+                            "validate or calibrate it on the hardware it was measured on")
         for i in range(n):
             subnet = SubnetConfig.random(space, rng)
             model = (extract(supernet, subnet) if supernet is not None

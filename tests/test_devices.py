@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from devices.adb import REMOTE_BINARY, AdbRunner, parse_benchmark_output
+from devices.hardware import check_same_hardware, describe, host_hardware, parse_cpuinfo, parse_getprop
 from devices.host import HostRunner
 from devices.profile import DeviceProfile, list_profiles, load_profile
 from devices.runners import get_runner
+from devices.timing import fastest_of, summarize
 from factory.backend import keras, tf
 from factory.errors import FactoryError
 
@@ -45,6 +47,7 @@ def test_profile_file_path_works_like_a_name(tmp_path):
     ({"runner": "ssh"}, "runner"),
     ({"threads": 0}, "threads"),
     ({"runs": "many"}, "runs"),
+    ({"repeats": 0}, "repeats"),
     ({"delegate": "gpu"}, "delegate"),  # gpu is for phones, not the host runner
     ({"precision": "fp16"}, "precision"),
     ({"serial": "R58M"}, "serial"),  # adb-only field on a host profile
@@ -74,6 +77,14 @@ def test_host_runner_times_a_tflite_model(tflite_model, threads):
     assert 0 < timing.min_ms <= timing.p10_ms <= timing.median_ms <= timing.p90_ms <= timing.max_ms
     assert timing.cv >= 0 and timing.init_ms > 0
     assert os.sched_getaffinity(0) == affinity  # pinned only while measuring
+
+
+def test_the_fastest_of_repeated_measurements_is_kept(tflite_model):
+    medians = iter([3.0, 1.0, 2.0])
+    timing = fastest_of(lambda: summarize([next(medians)] * 4), 3)
+    assert timing.median_ms == 1.0 and timing.repeats == 3
+    with HostRunner(DeviceProfile("t", "host", runs=5, warmup_runs=1, repeats=3)) as runner:
+        assert runner.measure(tflite_model).repeats == 3
 
 
 def test_host_runner_refuses_a_non_model():
@@ -137,12 +148,15 @@ def test_adb_runner_runs_benchmark_model_with_exact_flags(phone, tflite_model):
     profile, calls, binary = phone
     with get_runner(profile) as runner:
         assert isinstance(runner, AdbRunner) and runner.abi == "arm64-v8a"
+        assert runner.hardware() == {"kind": "android", "manufacturer": "samsung", "model": "SM-S901B",
+                                     "device": "r0s", "soc_manufacturer": "Samsung", "soc_model": "s5e9925",
+                                     "platform": "s5e9925", "abi": "arm64-v8a"}
         timing = runner.measure(tflite_model)
     assert timing.median_ms == pytest.approx(4.718) and timing.runs == 211
     log = calls()
     serial = ["-s", "R58M123ABC"]
     assert log[0] == ["devices"]
-    assert log[1] == serial + ["shell", "getprop", "ro.product.cpu.abi"]
+    assert log[1] == serial + ["shell", "getprop"]
     assert log[2] == serial + ["push", str(binary), REMOTE_BINARY]
     assert log[3] == serial + ["shell", "chmod", "755", REMOTE_BINARY]
     assert log[4][:3] == serial + ["push"] and log[4][-1].startswith("/data/local/tmp/mmf_")
@@ -172,6 +186,17 @@ def test_adb_device_states(phone, monkeypatch, devices, message):
     with pytest.raises(FactoryError, match=message):
         with AdbRunner(phone[0]):
             pass
+
+
+def test_adb_repeats_keep_the_fastest_run_of_one_pushed_model(phone, monkeypatch, tflite_model):
+    profile, calls, _ = phone
+    monkeypatch.setenv("FAKE_BENCH", "new,gpu_partial,new")  # medians 4.718, 2.805, 4.718 ms
+    with AdbRunner(DeviceProfile(**{**profile.to_dict(), "repeats": 3})) as runner:
+        timing = runner.measure(tflite_model)
+    assert timing.median_ms == pytest.approx(2.805) and timing.repeats == 3
+    log = calls()
+    assert sum(REMOTE_BINARY in call and "--num_runs=50" in call for call in log) == 3
+    assert sum("push" in call[:3] for call in log) == 2  # the binary and the model, each once
 
 
 def test_adb_serial_picks_one_of_several(phone, monkeypatch, tflite_model):
@@ -207,3 +232,51 @@ def test_adb_benchmark_failure_is_one_line(phone, monkeypatch, tflite_model):
             runner.measure(tflite_model)
     assert "\n" not in str(err.value)
     assert phone[1]()[-1][-1] == REMOTE_BINARY  # cleaned up even so
+
+
+EPYC = """processor	: 0
+vendor_id	: AuthenticAMD
+cpu family	: 25
+model		: 17
+model name	: AMD EPYC 9R14 96-Core Processor
+stepping	: 1
+cpu MHz		: 2596.136
+cache size	: 1024 KB
+flags		: fpu sse4_2 avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni avx512_bf16 sha_ni
+
+processor	: 1
+vendor_id	: AuthenticAMD
+cpu MHz		: 3700.000
+"""
+NEOVERSE = """processor	: 0
+BogoMIPS	: 243.75
+Features	: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs
+CPU implementer	: 0x41
+CPU architecture: 8
+CPU variant	: 0x3
+CPU part	: 0xd0c
+CPU revision	: 1
+"""
+
+
+@pytest.mark.parametrize("text, expected", [
+    (EPYC, {"cpu": "AMD EPYC 9R14 96-Core Processor", "vendor": "AuthenticAMD", "family": "25", "model": "17",
+            "stepping": "1", "isa": ["avx", "avx2", "avx512_bf16", "avx512_vnni", "avx512bw", "avx512f",
+                                     "avx512vl", "f16c", "fma", "sse4_2"]}),
+    (NEOVERSE, {"cpu": "0xd0c", "vendor": "0x41", "family": "8", "model": "0xd0c", "stepping": "0x3",
+                "isa": ["asimd", "asimddp", "asimdhp"]}),
+])
+def test_cpu_identity_keeps_what_decides_kernel_speed_not_the_clock(text, expected):
+    assert parse_cpuinfo(text) == expected  # the first CPU only; MHz (which drifts) is left out
+
+
+def test_host_identity_and_phone_identity_describe_themselves():
+    identity = host_hardware()
+    assert identity["kind"] == "host" and identity["cpu"] and identity == HostRunner(None).hardware()
+    assert describe(identity).startswith(identity["cpu"])
+    phone = parse_getprop("[ro.product.model]: [Pixel 8]\n[ro.product.manufacturer]: [Google]\n"
+                          "[ro.soc.manufacturer]: [Google]\n[ro.soc.model]: [Tensor G3]\n[ro.product.cpu.abi]: [arm64-v8a]")
+    assert phone["model"] == "Pixel 8" and phone["abi"] == "arm64-v8a" and phone["platform"] == ""
+    assert describe(phone) == "Google Pixel 8 (Google Tensor G3)"
+    with pytest.raises(FactoryError, match=r"measured on Google Pixel 8 .*differs in model"):
+        check_same_hardware(phone, {**phone, "model": "Pixel 9"}, "t.json", "rebuild it")

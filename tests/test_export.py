@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
+from devices.hardware import describe, host_hardware
 from export.bundle import write_bundle
 from export.finetune import qat_epochs
 from export.pipeline import ExportConfig, export_subnet
@@ -74,6 +75,7 @@ def test_bundle_holds_a_fully_int8_model_that_matches_its_card(name, tiny_workdi
     assert card["accuracy"]["images"] == len(test.y_test)
     text = (out / "model_card.md").read_text()
     assert "EXCEEDED" in text if name == "largest" else "(met)" in text
+    assert card["latency"]["hardware"] == host_hardware() and f"measured on: {describe(host_hardware())}" in text
 
 
 def test_budget_overrun_is_warned(tiny_workdir, tiny_table_file, tmp_path, capsys):

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from devices.hardware import host_hardware
 from devices.host import HostRunner
 from devices.profile import DeviceProfile
 from factory.errors import FactoryError
@@ -81,6 +82,28 @@ def test_tables_of_another_space_device_or_precision_are_refused(table_path):
     float_profile = DeviceProfile("host-fast", "host", precision="float32")
     with pytest.raises(FactoryError, match="int8 latencies"):
         LatencyTable.load(table_path, MICRO, float_profile)
+
+
+def foreign(table_path, tmp_path):
+    """A copy of the table as if it had been measured on another CPU model."""
+    doc = json.loads(table_path.read_text())
+    doc["hardware"] = {**doc["hardware"], "model": "999", "cpu": "Other CPU"}
+    path = tmp_path / "foreign.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_table_records_this_host_and_is_refused_on_another(table_path, tmp_path):
+    assert json.loads(table_path.read_text())["hardware"] == host_hardware()
+    other = foreign(table_path, tmp_path)
+    with pytest.raises(FactoryError, match=r"measured on Other CPU .*differs in cpu, model.*factory table build"):
+        LatencyTable.load(other, MICRO, FAST)
+    table = LatencyTable.load(other, MICRO)  # no device named: nothing to compare with
+    with pytest.raises(FactoryError, match="validate or calibrate it on the hardware it was measured on"):
+        validate_table(table, FAST, 4, tmp_path / "report", verbose=False)
+    with pytest.raises(FactoryError, match="pass another --table path"):  # never resumed with other timings
+        build_table(MICRO, FAST, other, num_classes=4, verbose=0)
+    assert not (tmp_path / "report").exists()
 
 
 def test_error_report():

@@ -2,15 +2,18 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
+from devices.hardware import describe, host_hardware
 from factory.cli import main
 from factory.space import TINY, SubnetConfig
 from latency_tables.table import LatencyTable
 
 MAKE = ["make", "--data", "digits", "--space", "tiny", "--epochs", "1", "--batch-size", "64",
-        "--device", "host-cpu-1t", "--n-eval", "12", "--qat-epochs", "1", "--min-qat-steps", "0", "--max-drop", "100"]
+        "--device", "host-cpu-1t", "--n-eval", "12", "--calibrate-n", "5", "--qat-epochs", "1", "--min-qat-steps", "0",
+        "--max-drop", "100"]
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +28,27 @@ def made(tmp_path_factory):
     return workdir, table
 
 
-def test_make_writes_a_bundle_per_budget_and_skips_what_is_done(made, capsys):
+def shipped(workdir, tmp_path, monkeypatch, **hardware) -> Path:
+    """The work directory's table put where shipped tables live, as measured on ``hardware``."""
+    doc = json.loads((workdir / "tables" / "tiny__host-cpu-1t.json").read_text())
+    doc["hardware"].update(hardware)
+    monkeypatch.setattr("latency_tables.table.SHIPPED", tmp_path)
+    path = tmp_path / "tiny__host-cpu-1t.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_make_writes_a_bundle_per_budget_and_skips_what_is_done(made, capsys, tmp_path, monkeypatch):
     workdir, table = made
+    assert table.correction["fitted_on_subnets"] == 5  # the table make built was calibrated
     budget = round((table.fastest_ms() + table.predict(SubnetConfig.largest(TINY))) / 2, 4)
     capsys.readouterr()
+    shipped(workdir, tmp_path, monkeypatch, cpu="Other CPU")  # a shipped table of another machine is not used
     assert main(MAKE + ["--workdir", str(workdir), "--budget-ms", "1000", str(budget)]) == 0
     out = capsys.readouterr().out
     assert "already holds a trained supernet" in out and "host-cpu-1t__1000ms is already there" in out
+    assert "not using the shipped table" in out and "was measured on Other CPU" in out
+    assert f"latency table {workdir / 'tables' / 'tiny__host-cpu-1t.json'}" in out
     for b in (1000, budget):
         bundle = workdir / "bundles" / f"host-cpu-1t__{b:g}ms"
         card = json.loads((bundle / "model_card.json").read_text())
@@ -42,10 +59,13 @@ def test_make_writes_a_bundle_per_budget_and_skips_what_is_done(made, capsys):
     assert table.doc.get("complete") and len(table.doc["entries"]) > 20
 
 
-def test_make_names_the_fastest_latency_for_a_budget_too_low(made, capsys):
+def test_make_names_the_fastest_latency_for_a_budget_too_low(made, capsys, tmp_path, monkeypatch):
     workdir, table = made
+    path = shipped(workdir, tmp_path, monkeypatch)  # measured on this machine: used
     assert main(MAKE + ["--workdir", str(workdir), "--budget-ms", "0.00001"]) == 2
-    assert f"at least {table.fastest_ms():.3f} ms" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert f"shipped latency table {path}" in captured.out
+    assert f"at least {table.fastest_ms():.3f} ms" in captured.err
 
 
 def test_export_and_bench_commands(made, tmp_path, capsys):
@@ -60,6 +80,7 @@ def test_export_and_bench_commands(made, tmp_path, capsys):
     assert main(["bench", str(out / "model.tflite"), "--device", "host-cpu-2t"]) == 0
     text = capsys.readouterr().out
     assert "host-cpu-2t (host, 2 thread(s), xnnpack)" in text and "median (ms)" in text
+    assert re.search(rf"hardware\s+{re.escape(describe(host_hardware()))}\n", text)
     assert main(["bench", str(tmp_path / "missing.tflite"), "--device", "host-cpu-1t"]) == 2
     assert "is not a file" in capsys.readouterr().err
 

@@ -35,7 +35,7 @@ def test_android_notebook_executes_against_the_adb_double(tmp_path, monkeypatch)
     monkeypatch.setenv("MMF_VALIDATE_N", "3")
     monkeypatch.setenv("FAKE_ADB_LOG", str(tmp_path / "adb.log"))
     outputs = run("03_android.ipynb", tmp_path)
-    assert "R58M123ABC arm64-v8a" in outputs and '"median_ms": 4.718' in outputs
+    assert "R58M123ABC arm64-v8a samsung SM-S901B (Samsung s5e9925)" in outputs and '"median_ms": 4.718' in outputs
     assert "layers; fastest subnet" in outputs and "'n': 3" in outputs
     assert '"--use_xnnpack=true"' in (tmp_path / "adb.log").read_text()
 

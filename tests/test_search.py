@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from devices.hardware import host_hardware
 from devices.profile import DeviceProfile
 from factory.errors import FactoryError
 from factory.evolution import EvolutionConfig
@@ -14,7 +15,7 @@ from latency_tables.table import LatencyTable, new_table
 
 def synthetic_table(name, scale):
     """Cost grows with spatial size, channels, kernel and expand ratio, like real layers."""
-    doc = new_table(TINY, DeviceProfile(name, "host"), 10)
+    doc = new_table(TINY, DeviceProfile(name, "host"), 10, host_hardware())  # as if measured here
     doc["overhead"] = {"median_ms": 0.01}
     for key in all_layers(TINY, 10):
         work = key.size ** 2 * key.in_channels * max(key.expand, 1) * max(key.kernel, 1) ** 2
