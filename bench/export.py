@@ -84,6 +84,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="runs/bench-supernet")
     parser.add_argument("--device", default="host-cpu-1t")
+    parser.add_argument("--table", help="latency table (default: the shipped one; it must be of this CPU)")
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--baseline-epochs", type=int, help="default: the supernet's epochs")
     parser.add_argument("--n-eval", type=int, default=300)
@@ -99,7 +100,8 @@ def main():
     doc.pop("latency_by_alpha", None)
     space = load_space(workdir / "space.json")
     device = load_profile(args.device).name
-    table = load_tables(space, [device])[device]
+    tables = {device: args.table} if args.table else None
+    table = load_tables(space, [device], tables)[device]
     epochs = args.baseline_epochs or read_json(workdir / "training.json")["epochs"]
     fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
     budgets = [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
@@ -118,11 +120,12 @@ def main():
                    for budget in budgets for arch in ("MobileNetV3Small", "MobileNetV2")}
         save()
         # 2. the factory's model for each budget (its row is read from the bundle's card)
-        results = search_workdir(workdir, [device], budgets, n_eval=args.n_eval, reuse=True)
+        results = search_workdir(workdir, [device], budgets, n_eval=args.n_eval, reuse=True, tables=tables)
         for budget, result in zip(budgets, results):
             bundle = MODELS / f"factory__{budget:g}ms"
             if not is_complete(bundle):
                 export_subnet(workdir, SubnetConfig.from_dict(result["subnet"]), device, bundle, budget_ms=budget,
+                              table=args.table,
                               config=ExportConfig(qat_epochs=args.qat_epochs, max_drop_points=100.0))
             card = read_json(bundle / "model_card.json")
             doc["rows"][f"factory@{budget:g}"] = {

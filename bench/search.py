@@ -37,6 +37,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="runs/bench-supernet")
     parser.add_argument("--device", default="host-cpu-1t")
+    parser.add_argument("--table", help="latency table (default: the shipped one; it must be of this CPU)")
     parser.add_argument("--n-eval", type=int, default=300)
     parser.add_argument("--evaluations", type=int, default=500, help="objective evaluations per search")
     parser.add_argument("--seeds", type=int, default=5)
@@ -47,7 +48,7 @@ def main():
     supernet = load_supernet(workdir)
     space = supernet.space
     device = load_profile(args.device).name
-    tables = load_tables(space, [device])
+    tables = load_tables(space, [device], {device: args.table} if args.table else None)
     table = tables[device]
     data = workdir_data(workdir).resized(space.resolutions[-1])
     predictor, evals = ensure_predictor(workdir, supernet, data, args.n_eval)

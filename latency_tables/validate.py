@@ -97,17 +97,19 @@ def scatter(predicted, measured, title: str, path: Path):
 
 
 def validate_table(table: LatencyTable, profile, n: int, out_dir: str | Path, supernet=None,
-                   seed: int = 0, verbose: bool = True) -> dict:
+                   seed: int = 0, passes: int = 3, verbose: bool = True) -> dict:
     """Measure ``n`` random subnets as full models and compare with the table's predictions.
 
     Subnets are extracted from ``supernet`` when given, else built with random weights
-    (latency does not depend on the weights' values). Writes ``report.json`` and
-    ``scatter.png`` into ``out_dir`` atomically.
+    (latency does not depend on the weights' values). All are converted first, then
+    measured in ``passes`` passes and each keeps its lowest median, so that a burst of
+    other work on the machine does not decide a subnet's figure. Writes ``report.json``
+    and ``scatter.png`` into ``out_dir`` atomically.
     """
     profile = load_profile(profile)
     space = table.space
     rng = random.Random(seed)
-    rows = []
+    subnets, models = [], []
     with get_runner(profile) as runner:
         check_same_hardware(table.hardware, runner.hardware(), table.source,
                             "validate or calibrate it on the hardware it was measured on")
@@ -115,15 +117,22 @@ def validate_table(table: LatencyTable, profile, n: int, out_dir: str | Path, su
             subnet = SubnetConfig.random(space, rng)
             model = (extract(supernet, subnet) if supernet is not None
                      else build_subnet_model(space, subnet, table.num_classes))
-            measured = runner.measure(to_tflite(model, profile.precision)).median_ms
-            rows.append({"subnet": subnet.to_dict(), "predicted_ms": table.predict(subnet),
-                         "uncorrected_ms": table.predict(subnet, corrected=False), "measured_ms": measured})
+            subnets.append(subnet)
+            models.append(to_tflite(model, profile.precision))
             if verbose:
-                print(f"  {i + 1}/{n}: predicted {rows[-1]['predicted_ms']:.3f} ms, measured {measured:.3f} ms",
-                      flush=True)
+                print(f"  converted {i + 1}/{n}", flush=True)
+        measured = [runner.measure(m).median_ms for m in models]
+        for _ in range(1, passes):
+            measured = [min(ms, runner.measure(m).median_ms) for ms, m in zip(measured, models)]
+    rows = [{"subnet": s.to_dict(), "predicted_ms": table.predict(s),
+             "uncorrected_ms": table.predict(s, corrected=False), "measured_ms": ms}
+            for s, ms in zip(subnets, measured)]
+    if verbose:
+        for i, r in enumerate(rows):
+            print(f"  {i + 1}/{n}: predicted {r['predicted_ms']:.3f} ms, measured {r['measured_ms']:.3f} ms")
     predicted = [r["predicted_ms"] for r in rows]
     measured = [r["measured_ms"] for r in rows]
-    report = {"device": profile.name, "precision": profile.precision, "space": space.name,
+    report = {"device": profile.name, "precision": profile.precision, "space": space.name, "passes": passes,
               "table": table.source, "table_correction": table.correction, **error_report(predicted, measured),
               **(correction_report([r["uncorrected_ms"] for r in rows], measured) if n >= 5 else {}),
               "subnets": rows}
