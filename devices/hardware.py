@@ -1,9 +1,9 @@
 """What hardware a latency was measured on, so a table is never applied to other hardware.
 
-A latency table holds one machine's timings: the same int8 subnet measured 1.3 to 2.4
-times slower on one x86 server than on another in this project's own runs, and the
-ratio differed per kernel size. A table therefore records the identity of the
-hardware it was measured on, and it is refused where that identity differs. The
+A latency table holds one machine's timings: in this project's own runs, a table built
+on one day's x86 server under-predicted every subnet on the next day's by 1.6 to 3.1
+times. A table therefore records the identity of the hardware it was measured on, and
+it is refused where that identity differs. The
 identity is what decides kernel speed (CPU model and the instruction-set extensions
 XNNPACK dispatches on, or a phone's SoC), not what drifts (clock, OS build).
 """
@@ -38,7 +38,7 @@ def parse_cpuinfo(text: str) -> dict:
         key, _, value = line.partition(":")
         fields.setdefault(key.strip().lower(), value.strip())
     flags = set((fields.get("flags") or fields.get("features") or "").split())
-    identity = {
+    return {
         "cpu": fields.get("model name") or fields.get("hardware") or fields.get("cpu part") or "unknown",
         "vendor": fields.get("vendor_id") or fields.get("cpu implementer") or "unknown",
         "family": fields.get("cpu family") or fields.get("cpu architecture") or "",
@@ -46,7 +46,6 @@ def parse_cpuinfo(text: str) -> dict:
         "stepping": fields.get("stepping") or fields.get("cpu variant") or "",
         "isa": sorted(flags.intersection(ISA_FLAGS)),
     }
-    return identity
 
 
 def host_hardware() -> dict:
