@@ -51,7 +51,7 @@ def _table(args):
         doc = build_table(space, profile, path, num_classes=args.classes)
         print(f"wrote {path}: {len(doc['entries'])} layers measured on {profile.name}")
         return
-    from latency_tables.validate import store_correction, validate_table
+    from latency_tables.validate import calibrate_table, validate_table
 
     supernet = None
     if args.workdir:
@@ -60,17 +60,14 @@ def _table(args):
         supernet = load_supernet(args.workdir)
     table = LatencyTable.load(path, space, profile)
     out = args.out or f"runs/{args.action}__{space.name}__{profile.name}"
-    # calibrate and validate draw different subnets by default, so validation stays held out
-    seed = args.seed if args.seed is not None else int(args.action == "calibrate")
-    report = validate_table(table, profile, args.n, out, supernet=supernet, seed=seed)
     if args.action == "validate":
+        # calibrate and validate draw different subnets by default, so validation stays held out
+        report = validate_table(table, profile, args.n, out, supernet=supernet,
+                                seed=0 if args.seed is None else args.seed)
         applied = " (with the table's correction)" if table.correction else ""
         print(f"{report['n']} subnets on {profile.name}{applied}: {_errors(report)}; report in {out}")
         return
-    if "uncorrected" not in report:
-        raise FactoryError("calibration needs at least 5 measured subnets: raise --n")
-    store_correction(path, report["correction_fitted_on_all"], fitted_on_subnets=args.n, seed=seed,
-                     cross_validated=report["corrected_cross_validated"])
+    report = calibrate_table(table, profile, args.n, out, supernet=supernet, seed=1 if args.seed is None else args.seed)
     c = report["correction_fitted_on_all"]
     print(f"{report['n']} subnets on {profile.name}: table alone {_errors(report['uncorrected'])}; corrected, "
           f"held out (5-fold): {_errors(report['corrected_cross_validated'])}\n"

@@ -27,7 +27,7 @@ from factory.train import TrainConfig, train_supernet
 from factory.workflow import search_workdir
 from latency_tables.builder import build_table
 from latency_tables.table import LatencyTable, default_table_path
-from latency_tables.validate import store_correction, validate_table
+from latency_tables.validate import calibrate_table
 
 
 def _stage(title: str):
@@ -53,10 +53,8 @@ def ensure_table(space, device: str, workdir: Path, num_classes: int, calibrate_
     table = LatencyTable.load(path, space, profile)
     if calibrate_n >= 5 and table.correction is None:
         print(f"{profile.name}: calibrating {path} on {calibrate_n} whole subnets")
-        report = validate_table(table, profile, calibrate_n, workdir / "tables" / f"calibrate__{profile.name}",
-                                seed=1, verbose=False)
-        store_correction(path, report["correction_fitted_on_all"], fitted_on_subnets=calibrate_n, seed=1,
-                         cross_validated=report["corrected_cross_validated"])
+        report = calibrate_table(table, profile, calibrate_n, workdir / "tables" / f"calibrate__{profile.name}",
+                                 verbose=False)
         held_out = report["corrected_cross_validated"]
         print(f"{profile.name}: stored correction; held-out MAPE {held_out['mape_percent']:.2f}% "
               f"(table alone {report['uncorrected']['mape_percent']:.2f}%)")
@@ -87,12 +85,11 @@ def make(data: str, devices: list[str], budgets_ms: list[float], workdir: str | 
         num_classes = loaded.num_classes
 
     _stage("2/4 latency tables")
-    profiles = [load_profile(d) for d in devices]
-    tables = {p.name: ensure_table(search_space, d, workdir, num_classes, calibrate_n)
-              for p, d in zip(profiles, devices)}
+    given = {load_profile(d).name: d for d in devices}  # a shipped profile's name or a profile file
+    tables = {d: ensure_table(search_space, d, workdir, num_classes, calibrate_n) for d in devices}
 
     _stage("3/4 accuracy predictor and search")
-    results = search_workdir(workdir, [p.name for p in profiles], budgets_ms, strategy=strategy, n_eval=n_eval,
+    results = search_workdir(workdir, devices, budgets_ms, strategy=strategy, n_eval=n_eval,
                              seed=train.seed, tables=tables, data=data, reuse=True)
 
     _stage("4/4 export")
@@ -103,10 +100,9 @@ def make(data: str, devices: list[str], budgets_ms: list[float], workdir: str | 
             print(f"{out} is already there")
             cards.append(read_json(out / "model_card.json"))
             continue
-        device = next(d for p, d in zip(profiles, devices) if p.name == result["device"])
+        device = given[result["device"]]
         cards.append(export_subnet(workdir, SubnetConfig.from_dict(result["subnet"]), device, out,
-                                   budget_ms=result["budget_ms"], config=export, data=data,
-                                   table=tables[result["device"]]))
+                                   budget_ms=result["budget_ms"], config=export, data=data, table=tables[device]))
     _stage("done")
     for card in cards:
         lat = card["latency"]

@@ -382,6 +382,15 @@ DEFAULT = SearchSpace(
     resolutions=(24, 28, 32),
 )
 
+RES64 = dataclasses.replace(
+    DEFAULT,
+    name="res64",
+    # The default stages with the input resolution elastic up to 64 (small images upscaled):
+    # at 64 the stages run at 32x32 -> 4x4, the layout of MobileNetV3-Small at 128x128, so a
+    # search can spend a budget on resolution, which buys more accuracy per ms than depth.
+    resolutions=(32, 40, 48, 56, 64),
+)
+
 TINY = SearchSpace(
     name="tiny",
     # For fast tests: both activations, squeeze-excite, a stride, every kernel/expand choice.
@@ -396,7 +405,7 @@ TINY = SearchSpace(
     feature_width=32,
 )
 
-SPACES = {space.name: space for space in (DEFAULT, TINY)}
+SPACES = {space.name: space for space in (DEFAULT, RES64, TINY)}
 
 
 def get_space(name_or_path: str | SearchSpace) -> SearchSpace:

@@ -76,6 +76,24 @@ def store_correction(path: str | Path, correction: dict, **provenance) -> dict:
     return doc
 
 
+def calibrate_table(table: LatencyTable, profile, n: int, out_dir: str | Path, supernet=None,
+                    seed: int = 1, verbose: bool = True) -> dict:
+    """Measure ``n`` whole subnets and store the fitted correction in the table's file.
+
+    Returns the validation report; its ``corrected_cross_validated`` part is what the
+    correction does on subnets it was not fitted on. Seed 1 by default, so that a later
+    validation (seed 0) measures other subnets.
+    """
+    if n < 5:
+        raise FactoryError("calibration needs at least 5 measured subnets: raise --n")
+    if not Path(table.source).is_file():
+        raise FactoryError("calibrate a table loaded from its file (LatencyTable.load), where the correction is stored")
+    report = validate_table(table, profile, n, out_dir, supernet=supernet, seed=seed, verbose=verbose)
+    store_correction(table.source, report["correction_fitted_on_all"], fitted_on_subnets=n, seed=seed,
+                     cross_validated=report["corrected_cross_validated"])
+    return report
+
+
 def scatter(predicted, measured, title: str, path: Path):
     import matplotlib
 

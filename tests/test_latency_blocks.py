@@ -1,11 +1,11 @@
 import pytest
 
 from factory.extract import build_subnet_model
-from factory.space import DEFAULT, TINY, SubnetConfig
+from factory.space import DEFAULT, RES64, TINY, SubnetConfig
 from latency_tables.blocks import all_layers, block_input_sizes, subnet_layers
 
 
-@pytest.mark.parametrize("space", [TINY, DEFAULT], ids=lambda s: s.name)
+@pytest.mark.parametrize("space", [TINY, DEFAULT, RES64], ids=lambda s: s.name)
 def test_every_subnet_layer_is_in_the_table(space):
     table = set(all_layers(space, 10))
     for seed in range(30):
@@ -28,13 +28,14 @@ def test_default_space_table_size():
     assert len({k.id for k in layers}) == len(layers)
 
 
-@pytest.mark.parametrize("resolution", DEFAULT.resolutions)
-def test_block_sizes_match_the_keras_model(resolution):
+@pytest.mark.parametrize("space, resolution", [(DEFAULT, r) for r in DEFAULT.resolutions] + [(RES64, 40), (RES64, 64)],
+                         ids=lambda v: getattr(v, "name", v))
+def test_block_sizes_match_the_keras_model(space, resolution):
     subnet = SubnetConfig(resolution, (4,) * 5, ((3,) * 4,) * 5, ((3,) * 4,) * 5)
-    model = build_subnet_model(DEFAULT, subnet, 10)
-    sizes = block_input_sizes(DEFAULT, resolution)
-    for block, size in zip(DEFAULT.blocks(), sizes):
+    model = build_subnet_model(space, subnet, 10)
+    sizes = block_input_sizes(space, resolution)
+    for block, size in zip(space.blocks(), sizes):
         layer = model.get_layer(f"stage{block.stage}_block{block.index}_expand")
         assert layer.input.shape[1] == size
-    layers = subnet_layers(DEFAULT, subnet, 10)
+    layers = subnet_layers(space, subnet, 10)
     assert model.get_layer("head_conv").input.shape[1] == layers[-1].size

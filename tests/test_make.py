@@ -1,79 +1,88 @@
-"""`factory make` end to end on digits (tiny space, real latency table), `factory export` and `factory bench`."""
+"""`factory make` end to end on digits (a micro space and a user's own device profile, real latency table),
+`factory export` and `factory bench`."""
 
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from devices.hardware import describe, host_hardware
 from factory.cli import main
-from factory.space import TINY, SubnetConfig
+from factory.space import SubnetConfig, space_document
+from latency_tables.blocks import all_layers
 from latency_tables.table import LatencyTable
+from test_latency_tables import MICRO
 
-MAKE = ["make", "--data", "digits", "--space", "tiny", "--epochs", "1", "--batch-size", "64",
-        "--device", "host-cpu-1t", "--n-eval", "12", "--calibrate-n", "5", "--qat-epochs", "1", "--min-qat-steps", "0",
-        "--max-drop", "100"]
+# A user's own profile file (one quick measurement of each model), as a team with its own device writes one.
+QUICK = {"name": "host-quick", "runner": "host", "threads": 1, "runs": 10, "warmup_runs": 2}
+MAKE = ["make", "--data", "digits", "--epochs", "1", "--batch-size", "64",
+        "--n-eval", "12", "--calibrate-n", "5", "--qat-epochs", "1", "--min-qat-steps", "0", "--max-drop", "100"]
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """One make run; its budget is the middle of what the measured table allows."""
     workdir = tmp_path_factory.mktemp("make")
+    files = tmp_path_factory.mktemp("user-files")
+    profile, space = files / "host-quick.json", files / "micro.json"
+    profile.write_text(json.dumps(QUICK))
+    space.write_text(json.dumps(space_document(MICRO)))  # a few layers: each costs a conversion to measure
+    make = MAKE + ["--space", str(space), "--device", str(profile), "--workdir", str(workdir)]
     with pytest.raises(SystemExit):  # argparse: a budget is required
-        main(MAKE[:-2] + ["--workdir", str(workdir)])
-    code = main(MAKE + ["--workdir", str(workdir), "--budget-ms", "1000"])
-    assert code == 0
-    table = LatencyTable.load(workdir / "tables" / "tiny__host-cpu-1t.json", TINY, "host-cpu-1t")
-    return workdir, table
+        main(make)
+    assert main(make + ["--budget-ms", "1000"]) == 0
+    table = LatencyTable.load(workdir / "tables" / "micro__host-quick.json", MICRO, str(profile))
+    return SimpleNamespace(make=make, workdir=workdir, table=table, profile=profile)
 
 
 def shipped(workdir, tmp_path, monkeypatch, **hardware) -> Path:
     """The work directory's table put where shipped tables live, as measured on ``hardware``."""
-    doc = json.loads((workdir / "tables" / "tiny__host-cpu-1t.json").read_text())
+    doc = json.loads((workdir / "tables" / "micro__host-quick.json").read_text())
     doc["hardware"].update(hardware)
     monkeypatch.setattr("latency_tables.table.SHIPPED", tmp_path)
-    path = tmp_path / "tiny__host-cpu-1t.json"
+    path = tmp_path / "micro__host-quick.json"
     path.write_text(json.dumps(doc))
     return path
 
 
 def test_make_writes_a_bundle_per_budget_and_skips_what_is_done(made, capsys, tmp_path, monkeypatch):
-    workdir, table = made
+    make, workdir, table = made.make, made.workdir, made.table
     assert table.correction["fitted_on_subnets"] == 5  # the table make built was calibrated
-    budget = round((table.fastest_ms() + table.predict(SubnetConfig.largest(TINY))) / 2, 4)
+    budget = round((table.fastest_ms() + table.predict(SubnetConfig.largest(MICRO))) / 2, 4)
     capsys.readouterr()
     shipped(workdir, tmp_path, monkeypatch, cpu="Other CPU")  # a shipped table of another machine is not used
-    assert main(MAKE + ["--workdir", str(workdir), "--budget-ms", "1000", str(budget)]) == 0
+    assert main(make + ["--budget-ms", "1000", str(budget)]) == 0
     out = capsys.readouterr().out
-    assert "already holds a trained supernet" in out and "host-cpu-1t__1000ms is already there" in out
+    assert "already holds a trained supernet" in out and "host-quick__1000ms is already there" in out
     assert "not using the shipped table" in out and "was measured on Other CPU" in out
-    assert f"latency table {workdir / 'tables' / 'tiny__host-cpu-1t.json'}" in out
+    assert f"latency table {workdir / 'tables' / 'micro__host-quick.json'}" in out
     for b in (1000, budget):
-        bundle = workdir / "bundles" / f"host-cpu-1t__{b:g}ms"
+        bundle = workdir / "bundles" / f"host-quick__{b:g}ms"
         card = json.loads((bundle / "model_card.json").read_text())
         subnet = SubnetConfig.from_dict(card["subnet"])
         assert table.predict(subnet) <= b and card["latency"]["budget_ms"] == b
         assert card["float_operators"] == [] and (bundle / "pareto.png").stat().st_size > 5000
         assert card["input"]["pixel_shift"] == -128  # int8 input = pixel - 128, exactly
-    assert table.doc.get("complete") and len(table.doc["entries"]) > 20
+    assert table.doc.get("complete") and len(table.doc["entries"]) == len(all_layers(MICRO, 10))
 
 
 def test_make_names_the_fastest_latency_for_a_budget_too_low(made, capsys, tmp_path, monkeypatch):
-    workdir, table = made
+    make, workdir, table = made.make, made.workdir, made.table
     path = shipped(workdir, tmp_path, monkeypatch)  # measured on this machine: used
-    assert main(MAKE + ["--workdir", str(workdir), "--budget-ms", "0.00001"]) == 2
+    assert main(make + ["--budget-ms", "0.00001"]) == 2
     captured = capsys.readouterr()
     assert f"shipped latency table {path}" in captured.out
     assert f"at least {table.fastest_ms():.3f} ms" in captured.err
 
 
 def test_export_and_bench_commands(made, tmp_path, capsys):
-    workdir, _ = made
-    result = workdir / "search" / "host-cpu-1t__1000ms.json"
+    workdir = made.workdir
+    result = workdir / "search" / "host-quick__1000ms.json"
     out = tmp_path / "bundle"
-    assert main(["export", "--workdir", str(workdir), "--subnet", str(result), "--device", "host-cpu-1t",
-                 "--table", str(workdir / "tables" / "tiny__host-cpu-1t.json"), "--out", str(out),
+    assert main(["export", "--workdir", str(workdir), "--subnet", str(result), "--device", str(made.profile),
+                 "--table", str(workdir / "tables" / "micro__host-quick.json"), "--out", str(out),
                  "--qat-epochs", "0", "--max-drop", "100"]) == 0
     assert json.loads((out / "model_card.json").read_text())["latency"]["budget_ms"] == 1000
     capsys.readouterr()
@@ -90,7 +99,7 @@ def test_bench_times_a_model_on_a_phone_over_adb(made, tmp_path, monkeypatch, ca
 
     from test_devices import AARCH64_ELF, FAKES
 
-    workdir, _ = made
+    workdir = made.workdir
     binary = tmp_path / "benchmark_model"
     binary.write_bytes(AARCH64_ELF)
     profile = tmp_path / "phone.json"
@@ -98,7 +107,7 @@ def test_bench_times_a_model_on_a_phone_over_adb(made, tmp_path, monkeypatch, ca
                                    "benchmark_binary": str(binary)}))
     monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_BENCH", "gpu_partial")
-    model = workdir / "bundles" / "host-cpu-1t__1000ms" / "model.tflite"
+    model = workdir / "bundles" / "host-quick__1000ms" / "model.tflite"
     capsys.readouterr()
     assert main(["bench", str(model), "--device", str(profile)]) == 0
     text = capsys.readouterr().out

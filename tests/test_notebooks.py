@@ -1,5 +1,6 @@
 """The notebooks run top to bottom through the Python API."""
 
+import json
 import os
 from pathlib import Path
 
@@ -7,7 +8,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from factory.space import space_document
 from test_devices import AARCH64_ELF, FAKES
+from test_latency_tables import MICRO
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 
@@ -31,7 +34,9 @@ def test_android_notebook_executes_against_the_adb_double(tmp_path, monkeypatch)
     binary.write_bytes(AARCH64_ELF)
     monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("MMF_BENCHMARK_MODEL", str(binary))
-    monkeypatch.setenv("MMF_SPACE", "tiny")
+    space = tmp_path / "micro-space.json"  # the notebook's steps on a space of a few layers: each is a conversion
+    space.write_text(json.dumps(space_document(MICRO)))
+    monkeypatch.setenv("MMF_SPACE", str(space))
     monkeypatch.setenv("MMF_VALIDATE_N", "3")
     monkeypatch.setenv("FAKE_ADB_LOG", str(tmp_path / "adb.log"))
     outputs = run("03_android.ipynb", tmp_path)

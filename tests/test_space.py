@@ -3,9 +3,9 @@ import json
 import pytest
 
 from factory.errors import FactoryError
-from factory.space import DEFAULT, TINY, InvalidSubnetError, SearchSpace, SubnetConfig, get_space, load_space, space_document
+from factory.space import DEFAULT, RES64, TINY, InvalidSubnetError, SearchSpace, SubnetConfig, get_space, load_space, space_document
 
-SPACES = [TINY, DEFAULT]
+SPACES = [TINY, DEFAULT, RES64]
 
 
 def subnets(space):
