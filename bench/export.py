@@ -4,7 +4,7 @@
 
 On a supernet trained on CIFAR-10 (``bench/supernet.py`` leaves one in its work
 directory), at three latency budgets (25%, 50% and 75% of the way from the fastest to
-the largest subnet's predicted latency, as ``bench/search.py``): the factory's subnet
+the largest subnet's predicted latency, as ``bench/search.py``, or ``--budgets-ms``): the factory's subnet
 for each budget exported through ``export_subnet`` (float, post-training int8 and QAT
 int8 test accuracy, .tflite size, predicted and measured latency). Next to each,
 keras.applications MobileNetV3Small and MobileNetV2 at the width multiplier (alpha) and
@@ -88,6 +88,9 @@ def main():
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--baseline-epochs", type=int, help="default: the supernet's epochs")
     parser.add_argument("--n-eval", type=int, default=300)
+    parser.add_argument("--budgets-ms", type=float, nargs="+",
+                        help="default: 25%%, 50%% and 75%% of the way from the fastest to the largest subnet "
+                             "(give the same budgets to compare two spaces)")
     parser.add_argument("--rounds", type=int, default=5, help="side-by-side timing rounds at the end")
     parser.add_argument("--no-train", action="store_true",
                         help="leave baselines not trained yet out (report and time what is done)")
@@ -104,7 +107,7 @@ def main():
     table = load_tables(space, [device], tables)[device]
     epochs = args.baseline_epochs or read_json(workdir / "training.json")["epochs"]
     fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
-    budgets = [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
+    budgets = args.budgets_ms or [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
     data = workdir_data(workdir).resized(space.resolutions[-1])
     representative = normalize(data.x_train[:200]).numpy()
 
