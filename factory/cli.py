@@ -51,6 +51,9 @@ def _table(args):
         doc = build_table(space, profile, path, num_classes=args.classes)
         print(f"wrote {path}: {len(doc['entries'])} layers measured on {profile.name}")
         return
+    if args.action == "show":
+        _show_table(path, space, profile)
+        return
     from latency_tables.validate import calibrate_table, validate_table
 
     supernet = None
@@ -72,6 +75,39 @@ def _table(args):
     print(f"{report['n']} subnets on {profile.name}: table alone {_errors(report['uncorrected'])}; corrected, "
           f"held out (5-fold): {_errors(report['corrected_cross_validated'])}\n"
           f"stored correction {c['slope']:.4f} x sum {c['intercept']:+.4f} ms in {path}")
+
+
+def _show_table(path, space, profile):
+    """What a table was measured on, its correction, and which budgets its subnets can meet."""
+    from devices.hardware import check_same_hardware, describe, host_hardware
+    from factory.files import read_json
+    from latency_tables.table import LatencyTable, check_compatible, rebuild_hint
+
+    doc = read_json(path)
+    check_compatible(doc, space, profile, str(path))
+    if not doc.get("complete"):
+        raise FactoryError(f"{path} is not complete: finish it with `factory table build --device {profile.name} "
+                           f"--space {space.name} --table {path}`")
+    table = LatencyTable(doc, space, str(path))
+    usable = "yes"
+    if profile.runner == "host":
+        try:
+            check_same_hardware(table.hardware, host_hardware(), str(path), rebuild_hint(space, profile))
+        except FactoryError as exc:
+            usable = f"no: {exc}"
+    c = table.correction
+    rows = [("table", str(path)), ("space", f"{space.name} ({space.fingerprint})"),
+            ("device", f"{profile.name} ({profile.precision})"), ("measured on", describe(table.hardware)),
+            ("date", doc.get("date", "")), ("layers", str(len(doc["entries"]))),
+            ("correction", f"{c['slope']:.4f} x sum {c['intercept']:+.4f} ms, fitted on {c['n']} subnets"
+                           if c else f"none (`factory table calibrate --device {profile.name} --space {space.name}`)")]
+    if profile.runner == "host":
+        rows.append(("usable here", usable))
+    for name, value in rows:
+        print(f"{name:12s} {value}")
+    print("\n| resolution | fastest subnet (ms) | slowest subnet (ms) |\n|---|---|---|")
+    for resolution, (lo, hi) in table.span_by_resolution().items():
+        print(f"| {resolution} | {lo:.3f} | {hi:.3f} |")
 
 
 def _errors(r: dict) -> str:
@@ -184,9 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", required=True)
     train.set_defaults(run=_train)
 
-    table = sub.add_parser("table", help="build, validate or calibrate a latency table")
-    table.add_argument("action", choices=["build", "validate", "calibrate"],
-                       help="calibrate: measure --n whole subnets and store a linear correction in the table")
+    table = sub.add_parser("table", help="build, show, validate or calibrate a latency table")
+    table.add_argument("action", choices=["build", "show", "validate", "calibrate"],
+                       help="show: what the table was measured on and the latency range per resolution; "
+                            "calibrate: measure --n whole subnets and store a linear correction in the table")
     table.add_argument("--device", required=True, help="profile name or JSON file")
     table.add_argument("--space", default="default")
     table.add_argument("--table", help="table path (default: latency_tables/tables/SPACE__DEVICE.json)")

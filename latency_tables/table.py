@@ -149,19 +149,25 @@ class LatencyTable:
         per_block = blocks[r_i[:, None], np.arange(n_pos)[None, :], k_i, e_i]
         return self._corrected(fixed[r_i] + (per_block * active).sum(axis=1), corrected)
 
-    def fastest_ms(self) -> float:
-        """The lowest latency any subnet of the space can have by this table (exact).
+    def span_by_resolution(self) -> dict[int, tuple[float, float]]:
+        """Per input resolution, the lowest and highest latency any subnet can have by this table (exact).
 
-        Layer costs add up, so the minimum is, per resolution, the fixed cost plus per stage
-        the cheapest depth of the cheapest (kernel, expand) per block position.
+        Layer costs add up, so an extreme is the fixed cost plus per stage the extreme depth
+        of the extreme (kernel, expand) per block position. It tells a user which budgets a
+        table can meet before a search is run.
         """
         fixed, blocks = self._arrays
-        m = self.space.max_depth
-        cheapest = blocks.min(axis=(2, 3)).reshape(len(self.space.resolutions), len(self.space.stages), m)
-        prefix = np.cumsum(cheapest, axis=2)  # cost of the first d blocks
-        depth_idx = np.asarray(self.space.depths) - 1
-        raw = float((fixed + prefix[:, :, depth_idx].min(axis=2).sum(axis=1)).min())
-        return float(self._corrected(raw, True))  # the correction's slope is positive: order is kept
+        m, depth_idx = self.space.max_depth, np.asarray(self.space.depths) - 1
+        span = []
+        for reduce in (np.min, np.max):
+            extreme = reduce(blocks, axis=(2, 3)).reshape(len(self.space.resolutions), len(self.space.stages), m)
+            prefix = np.cumsum(extreme, axis=2)  # cost of the first d blocks
+            span.append(self._corrected(fixed + reduce(prefix[:, :, depth_idx], axis=2).sum(axis=1), True))
+        return {r: (float(lo), float(hi)) for r, lo, hi in zip(self.space.resolutions, *span)}
+
+    def fastest_ms(self) -> float:
+        """The lowest latency any subnet of the space can have by this table (exact)."""
+        return min(lo for lo, _ in self.span_by_resolution().values())
 
     def predict_many(self, subnets, corrected: bool = True) -> np.ndarray:
         return self.predict_encoded(np.stack([self.space.encode(s) for s in subnets]), corrected)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from devices.hardware import host_hardware
+from devices.hardware import describe, host_hardware
 from devices.host import HostRunner
 from devices.profile import DeviceProfile
 from devices.timing import summarize
@@ -155,6 +155,40 @@ def test_fastest_is_the_exact_minimum(table_path):
             for es in itertools.product(space.expand_ratios, repeat=d):
                 every.append(SubnetConfig(r, (d,), (ks,), (es,)))
     assert table.fastest_ms() == pytest.approx(table.predict_many(every).min())
+
+
+def test_span_by_resolution_is_the_exact_range_of_every_subnet():
+    import itertools
+
+    from factory.space import TINY
+    from test_search import synthetic_table
+
+    table = synthetic_table("phone", 1.0)
+    per_stage = [(d, ks, es) for d in TINY.depths for ks in itertools.product(TINY.kernel_sizes, repeat=d)
+                 for es in itertools.product(TINY.expand_ratios, repeat=d)]
+    for r, (lo, hi) in table.span_by_resolution().items():
+        every = [SubnetConfig(r, (a[0], b[0]), (a[1], b[1]), (a[2], b[2])) for a, b in itertools.product(per_stage, repeat=2)]
+        predicted = table.predict_many(every)
+        assert (lo, hi) == (pytest.approx(predicted.min()), pytest.approx(predicted.max()))
+    assert table.fastest_ms() == min(lo for lo, _ in table.span_by_resolution().values())
+
+
+def test_show_names_the_hardware_and_the_budgets_a_table_can_meet(table_path, tmp_path, capsys):
+    from factory.cli import main
+
+    profile, space = tmp_path / "fast.json", tmp_path / "micro-space.json"
+    profile.write_text(json.dumps(FAST.to_dict()))
+    space.write_text(json.dumps(MICRO.to_dict()))
+    common = ["--device", str(profile), "--space", str(space)]
+    assert main(["table", "show", *common, "--table", str(table_path)]) == 0
+    out = capsys.readouterr().out
+    table = LatencyTable.load(table_path, MICRO, FAST)
+    assert f"measured on  {describe(host_hardware())}" in out and "usable here  yes" in out
+    assert "correction   none (`factory table calibrate" in out
+    lo, hi = table.span_by_resolution()[16]
+    assert f"| 16 | {lo:.3f} | {hi:.3f} |" in out
+    assert main(["table", "show", *common, "--table", str(foreign(table_path, tmp_path))]) == 0
+    assert "usable here  no: " in capsys.readouterr().out  # shown, with why a search would refuse it
 
 
 def test_correction_recovers_a_linear_bias_and_is_judged_held_out():
