@@ -162,7 +162,8 @@ class LatencyTable:
         for reduce in (np.min, np.max):
             extreme = reduce(blocks, axis=(2, 3)).reshape(len(self.space.resolutions), len(self.space.stages), m)
             prefix = np.cumsum(extreme, axis=2)  # cost of the first d blocks
-            span.append(self._corrected(fixed + reduce(prefix[:, :, depth_idx], axis=2).sum(axis=1), True))
+            raw = fixed + reduce(prefix[:, :, depth_idx], axis=2).sum(axis=1)
+            span.append(self._corrected(raw, True))  # the correction's slope is positive: order is kept
         return {r: (float(lo), float(hi)) for r, lo, hi in zip(self.space.resolutions, *span)}
 
     def fastest_ms(self) -> float:

@@ -189,6 +189,10 @@ def test_show_names_the_hardware_and_the_budgets_a_table_can_meet(table_path, tm
     assert f"| 16 | {lo:.3f} | {hi:.3f} |" in out
     assert main(["table", "show", *common, "--table", str(foreign(table_path, tmp_path))]) == 0
     assert "usable here  no: " in capsys.readouterr().out  # shown, with why a search would refuse it
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({**json.loads(table_path.read_text()), "complete": False}))
+    assert main(["table", "show", *common, "--table", str(partial)]) == 2
+    assert "is not complete: finish it with `factory table build" in capsys.readouterr().err
 
 
 def test_correction_recovers_a_linear_bias_and_is_judged_held_out():
@@ -227,12 +231,14 @@ def test_calibrate_command_stores_a_correction_validate_then_uses(table_path, tm
     profile.write_text(json.dumps(FAST.to_dict()))
     space = tmp_path / "micro-space.json"
     space.write_text(json.dumps(MICRO.to_dict()))
-    common = ["--device", str(profile), "--space", str(space), "--table", str(path), "--n", "6"]
-    assert main(["table", "calibrate", *common, "--out", str(tmp_path / "cal")]) == 0
+    common = ["--device", str(profile), "--space", str(space), "--table", str(path)]
+    assert main(["table", "calibrate", *common, "--n", "5", "--out", str(tmp_path / "cal")]) == 0
     assert "stored correction" in capsys.readouterr().out
     correction = json.loads(path.read_text())["correction"]
-    assert correction["fitted_on_subnets"] == 6 and correction["slope"] > 0 and correction["seed"] == 1
-    assert main(["table", "validate", *common, "--out", str(tmp_path / "val")]) == 0
+    assert correction["fitted_on_subnets"] == 5 and correction["slope"] > 0 and correction["seed"] == 1
+    assert main(["table", "calibrate", *common, "--n", "4"]) == 2  # refused before anything is measured
+    assert "at least 5 measured subnets" in capsys.readouterr().err
+    assert main(["table", "validate", *common, "--n", "3", "--out", str(tmp_path / "val")]) == 0
     assert "with the table's correction" in capsys.readouterr().out
     report = json.loads((tmp_path / "val" / "report.json").read_text())
     assert report["table_correction"]["slope"] == correction["slope"]
