@@ -79,9 +79,9 @@ def _table(args):
 
 def _show_table(path, space, profile):
     """What a table was measured on, its correction, and which budgets its subnets can meet."""
-    from devices.hardware import check_same_hardware, describe, host_hardware
+    from devices.hardware import describe
     from factory.files import read_json
-    from latency_tables.table import LatencyTable, check_compatible, rebuild_hint
+    from latency_tables.table import LatencyTable, check_compatible, check_host_hardware
 
     doc = read_json(path)
     check_compatible(doc, space, profile, str(path))
@@ -89,20 +89,18 @@ def _show_table(path, space, profile):
         raise FactoryError(f"{path} is not complete: finish it with `factory table build --device {profile.name} "
                            f"--space {space.name} --table {path}`")
     table = LatencyTable(doc, space, str(path))
-    usable = "yes"
-    if profile.runner == "host":
-        try:
-            check_same_hardware(table.hardware, host_hardware(), str(path), rebuild_hint(space, profile))
-        except FactoryError as exc:
-            usable = f"no: {exc}"
     c = table.correction
     rows = [("table", str(path)), ("space", f"{space.name} ({space.fingerprint})"),
             ("device", f"{profile.name} ({profile.precision})"), ("measured on", describe(table.hardware)),
             ("date", doc.get("date", "")), ("layers", str(len(doc["entries"]))),
             ("correction", f"{c['slope']:.4f} x sum {c['intercept']:+.4f} ms, fitted on {c['n']} subnets"
                            if c else f"none (`factory table calibrate --device {profile.name} --space {space.name}`)")]
-    if profile.runner == "host":
-        rows.append(("usable here", usable))
+    if profile.runner == "host":  # shown even when refused, with why a search would refuse it
+        try:
+            check_host_hardware(doc, space, profile, str(path))
+            rows.append(("usable here", "yes"))
+        except FactoryError as exc:
+            rows.append(("usable here", f"no: {exc}"))
     for name, value in rows:
         print(f"{name:12s} {value}")
     print("\n| resolution | fastest subnet (ms) | slowest subnet (ms) |\n|---|---|---|")

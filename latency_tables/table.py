@@ -69,6 +69,11 @@ def rebuild_hint(space: SearchSpace, profile: DeviceProfile) -> str:
             f"--table NEW.json` and pass `--table NEW.json`")
 
 
+def check_host_hardware(doc: dict, space: SearchSpace, profile: DeviceProfile, source: str):
+    """Refuse a host table measured on another CPU than this machine's."""
+    check_same_hardware(doc.get("hardware"), host_hardware(), source, rebuild_hint(space, profile))
+
+
 class LatencyTable:
     """A measured table for one (space, device, precision); predicts subnet latency in ms."""
 
@@ -87,7 +92,7 @@ class LatencyTable:
         profile = load_profile(profile) if profile is not None else None
         check_compatible(doc, space, profile, str(path))
         if profile is not None and profile.runner == "host":
-            check_same_hardware(doc.get("hardware"), host_hardware(), str(path), rebuild_hint(space, profile))
+            check_host_hardware(doc, space, profile, str(path))
         return cls(doc, space, str(path))
 
     @property

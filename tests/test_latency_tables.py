@@ -157,6 +157,14 @@ def test_fastest_is_the_exact_minimum(table_path):
     assert table.fastest_ms() == pytest.approx(table.predict_many(every).min())
 
 
+def user_files(tmp_path) -> list[str]:
+    """The quick profile and the micro space as a user's own files, as CLI arguments."""
+    profile, space = tmp_path / "fast.json", tmp_path / "micro-space.json"
+    profile.write_text(json.dumps(FAST.to_dict()))
+    space.write_text(json.dumps(MICRO.to_dict()))
+    return ["--device", str(profile), "--space", str(space)]
+
+
 def test_span_by_resolution_is_the_exact_range_of_every_subnet():
     import itertools
 
@@ -176,10 +184,7 @@ def test_span_by_resolution_is_the_exact_range_of_every_subnet():
 def test_show_names_the_hardware_and_the_budgets_a_table_can_meet(table_path, tmp_path, capsys):
     from factory.cli import main
 
-    profile, space = tmp_path / "fast.json", tmp_path / "micro-space.json"
-    profile.write_text(json.dumps(FAST.to_dict()))
-    space.write_text(json.dumps(MICRO.to_dict()))
-    common = ["--device", str(profile), "--space", str(space)]
+    common = user_files(tmp_path)
     assert main(["table", "show", *common, "--table", str(table_path)]) == 0
     out = capsys.readouterr().out
     table = LatencyTable.load(table_path, MICRO, FAST)
@@ -226,12 +231,9 @@ def test_a_stored_correction_applies_to_every_prediction(table_path, tmp_path):
 def test_calibrate_command_stores_a_correction_validate_then_uses(table_path, tmp_path, capsys):
     from factory.cli import main
 
-    path, profile = tmp_path / "micro.json", tmp_path / "fast.json"
+    path = tmp_path / "micro.json"
     path.write_text(table_path.read_text())
-    profile.write_text(json.dumps(FAST.to_dict()))
-    space = tmp_path / "micro-space.json"
-    space.write_text(json.dumps(MICRO.to_dict()))
-    common = ["--device", str(profile), "--space", str(space), "--table", str(path)]
+    common = user_files(tmp_path) + ["--table", str(path)]
     assert main(["table", "calibrate", *common, "--n", "5", "--out", str(tmp_path / "cal")]) == 0
     assert "stored correction" in capsys.readouterr().out
     correction = json.loads(path.read_text())["correction"]
