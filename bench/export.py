@@ -18,11 +18,18 @@ median of the rounds is reported. keras.applications' MobileNetV3 writes hard-si
 that tfmot cannot wrap, so the baselines are post-training quantized; the factory's
 post-training int8 column is the like-for-like comparison. Results are cached per row
 in the output JSON, so an interrupted run resumes.
+
+The baselines train here (MobileNetV2 at 128x128 takes 10-14 minutes an epoch on 2 cores)
+or on a GPU machine: ``--plan-baselines`` writes what to train, ``bench/baselines.py``
+trains it there under Keras 3, ``--baseline-weights`` brings the weights back (each row
+says where its model was trained). Their rows come before the factory's, so they can be
+done while the supernet still trains (give ``--baseline-epochs``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import sys
 from pathlib import Path
@@ -31,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from bench.baselines import baseline, checksum, probe, stem  # noqa: E402
 from devices.profile import load_profile  # noqa: E402
 from devices.runners import get_runner  # noqa: E402
 from export.bundle import count_macs, is_complete  # noqa: E402
@@ -49,15 +57,6 @@ RESOLUTIONS = (32, 64, 96, 128)
 MODELS = Path("runs/bench-export")
 
 
-def baseline(arch: str, alpha: float, size: int, num_classes: int) -> keras.Model:
-    if arch == "MobileNetV3Small":
-        return keras.applications.MobileNetV3Small(input_shape=(size, size, 3), alpha=alpha, weights=None,
-                                                   classes=num_classes, include_preprocessing=False,
-                                                   classifier_activation=None)
-    return keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None,
-                                          classes=num_classes, classifier_activation=None)
-
-
 def matching_config(arch, budget_ms, num_classes, representative, runner, cache) -> tuple[int, float]:
     """The (resolution, alpha) whose (random-weight) int8 model measures closest under the budget."""
     for size in RESOLUTIONS:
@@ -65,7 +64,7 @@ def matching_config(arch, budget_ms, num_classes, representative, runner, cache)
         for alpha in ALPHAS:
             key = f"{arch}@{size}@{alpha:g}"
             if key not in cache:
-                cache[key] = runner.measure(to_int8_tflite(baseline(arch, alpha, size, num_classes), images)).median_ms
+                cache[key] = runner.measure(to_int8_tflite(baseline(keras, arch, alpha, size, num_classes), images)).median_ms
     fits = [(ms, key) for key, ms in cache.items() if key.startswith(f"{arch}@") and ms <= budget_ms]
     _, key = max(fits) if fits else min((ms, key) for key, ms in cache.items() if key.startswith(f"{arch}@"))
     _, size, alpha = key.split("@")
@@ -94,6 +93,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=5, help="side-by-side timing rounds at the end")
     parser.add_argument("--no-train", action="store_true",
                         help="leave baselines not trained yet out (report and time what is done)")
+    parser.add_argument("--plan-baselines", metavar="PLAN",
+                        help="write the baselines to train (with the recipe and a checksum of the data) to PLAN "
+                             "for bench/baselines.py, after choosing them, and stop")
+    parser.add_argument("--baseline-weights", metavar="DIR",
+                        help="take baselines not trained yet from bench/baselines.py's weights in DIR")
     parser.add_argument("--out", default="bench/results/export.json")
     args = parser.parse_args()
 
@@ -105,10 +109,16 @@ def main():
     device = load_profile(args.device).name
     tables = {device: args.table} if args.table else None
     table = load_tables(space, [device], tables)[device]
+    if not args.baseline_epochs and not (workdir / "training.json").exists():
+        raise SystemExit(f"{workdir} holds no trained supernet yet: give --baseline-epochs (the epochs it will have)")
     epochs = args.baseline_epochs or read_json(workdir / "training.json")["epochs"]
     fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
     budgets = args.budgets_ms or [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
-    data = workdir_data(workdir).resized(space.resolutions[-1])
+    if min(budgets) < fastest:
+        raise SystemExit(f"a budget of {min(budgets):g} ms is under the fastest subnet of {space.name} on {device} "
+                         f"({fastest:.3f} ms): give budgets of at least that")
+    raw = workdir_data(workdir)
+    data = raw.resized(space.resolutions[-1])
     representative = normalize(data.x_train[:200]).numpy()
 
     def save():
@@ -122,7 +132,54 @@ def main():
                                                    doc["latency_by_config"])
                    for budget in budgets for arch in ("MobileNetV3Small", "MobileNetV2")}
         save()
-        # 2. the factory's model for each budget (its row is read from the bundle's card)
+        if args.plan_baselines:
+            write_plan(Path(args.plan_baselines), configs, raw, data, epochs)
+            return
+        # 2. the baselines, trained from scratch, cheapest first (two budgets may pick the same one: trained once)
+        cost = {key: count_macs(baseline(keras, key[0], alpha, res, data.num_classes))
+                for key, (res, alpha) in configs.items()}
+        for (arch, budget), (res, alpha) in sorted(configs.items(), key=lambda item: cost[item[0]]):
+            key, file = f"{arch}@{budget:g}", MODELS / f"{stem(arch, res, alpha)}.tflite"
+            if key in doc["rows"]:
+                continue
+            trained = next((r for r in doc["rows"].values()
+                            if r["model"] == arch and (r["resolution"], r["alpha"]) == (res, alpha)), None)
+            saved = file.with_suffix(".keras")  # the trained float model: training is done once it is there
+            origin = file.with_suffix(".json")  # where it was trained
+            weights = Path(args.baseline_weights or "")
+            if trained is None and not saved.exists():
+                if args.baseline_weights and (weights / f"{stem(arch, res, alpha)}.json").exists():
+                    model, where = import_baseline(weights, arch, res, alpha, data.num_classes, epochs)
+                elif args.no_train:
+                    print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: not trained yet (--no-train)")
+                    continue
+                else:
+                    print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: training {epochs} epochs", flush=True)
+                    model, where = baseline(keras, arch, alpha, res, data.num_classes), "this machine (tf_keras)"
+                    train_model(model, data, TrainConfig(epochs=epochs, seed=0),  # resizes to res
+                                backup_dir=file.with_suffix(".backup"))  # resumes by the epoch
+                write_json(origin, {"trained_on": where})
+                with atomic_file(saved) as tmp:
+                    model.save(tmp)
+            if trained is None:
+                model = keras.models.load_model(saved)
+                content = to_int8_tflite(model, resize(representative, res))
+                with atomic_file(file) as tmp:
+                    tmp.write_bytes(content)
+                x_test = resize(data.x_test, res)
+                trained = {"trained_on": read_json(origin)["trained_on"] if origin.exists() else "this machine",
+                           "float": keras_accuracy(model, x_test, data.y_test),
+                           "ptq_int8": tflite_accuracy(content, x_test, data.y_test), "qat_int8": None,
+                           "size_bytes": len(content), "macs": cost[(arch, budget)], "file": str(file)}
+            doc["rows"][key] = {**trained, "model": arch, "resolution": res, "alpha": alpha, "budget_ms": budget,
+                                "predicted_ms": None}
+            save()
+        # 3. the factory's model for each budget (its row is read from the bundle's card)
+        if not (workdir / "training.json").exists():
+            save()
+            print(f"{workdir} holds no trained supernet yet: the baselines' rows are saved; rerun once "
+                  f"`factory train --workdir {workdir}` has finished")
+            return
         results = search_workdir(workdir, [device], budgets, n_eval=args.n_eval, reuse=True, tables=tables)
         for budget, result in zip(budgets, results):
             bundle = MODELS / f"factory__{budget:g}ms"
@@ -137,38 +194,6 @@ def main():
                 "size_bytes": card["size_bytes"], "macs": card["macs"], "predicted_ms": card["latency"]["predicted_ms"],
                 "file": str(bundle / "model.tflite")}
             save()
-        # 3. the baselines, trained from scratch, cheapest first (two budgets may pick the same one: trained once)
-        cost = {key: count_macs(baseline(key[0], alpha, res, data.num_classes))
-                for key, (res, alpha) in configs.items()}
-        for (arch, budget), (res, alpha) in sorted(configs.items(), key=lambda item: cost[item[0]]):
-            key, file = f"{arch}@{budget:g}", MODELS / f"{arch}__{res}px__alpha{alpha:g}.tflite"
-            if key in doc["rows"]:
-                continue
-            trained = next((r for r in doc["rows"].values()
-                            if r["model"] == arch and (r["resolution"], r["alpha"]) == (res, alpha)), None)
-            saved = file.with_suffix(".keras")  # the trained float model: training is done once it is there
-            if trained is None and not saved.exists():
-                if args.no_train:
-                    print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: not trained yet (--no-train)")
-                    continue
-                print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: training {epochs} epochs", flush=True)
-                model = baseline(arch, alpha, res, data.num_classes)
-                train_model(model, data, TrainConfig(epochs=epochs, seed=0),  # resizes to res
-                            backup_dir=file.with_suffix(".backup"))  # resumes by the epoch
-                with atomic_file(saved) as tmp:
-                    model.save(tmp)
-            if trained is None:
-                model = keras.models.load_model(saved)
-                content = to_int8_tflite(model, resize(representative, res))
-                with atomic_file(file) as tmp:
-                    tmp.write_bytes(content)
-                x_test = resize(data.x_test, res)
-                trained = {"float": keras_accuracy(model, x_test, data.y_test),
-                           "ptq_int8": tflite_accuracy(content, x_test, data.y_test), "qat_int8": None,
-                           "size_bytes": len(content), "macs": cost[(arch, budget)], "file": str(file)}
-            doc["rows"][key] = {**trained, "model": arch, "resolution": res, "alpha": alpha, "budget_ms": budget,
-                                "predicted_ms": None}
-            save()
         # 4. every model timed again, side by side, in rounds (this machine is noisy)
         rows = list(doc["rows"].values())
         samples = {id(r): [] for r in rows}
@@ -181,6 +206,40 @@ def main():
     save()
     print_table(doc)
     print(f"wrote {out}")
+
+
+def write_plan(path: Path, configs: dict, raw, data, epochs: int):
+    """What bench/baselines.py needs to train the chosen baselines elsewhere, exactly as here."""
+    models = sorted({(arch, res, alpha) for (arch, _), (res, alpha) in configs.items()})
+    write_json(path, {
+        "models": [{"arch": arch, "resolution": res, "alpha": alpha} for arch, res, alpha in models],
+        "recipe": dataclasses.asdict(TrainConfig(epochs=epochs, seed=0)),
+        # load_data's split of a folder's train/ into train and validation
+        "data": {"source": raw.source, "classes": raw.class_names, "val_fraction": 0.1, "seed": 0,
+                 "train_sha256": checksum(raw.x_train), "image_size": data.image_size,
+                 "resized_train_sha256": checksum(data.x_train)}})
+    print(f"wrote {path}: {len(models)} baselines to train with bench/baselines.py")
+
+
+def import_baseline(directory: Path, arch: str, res: int, alpha: float, num_classes: int, epochs: int):
+    """A baseline trained by bench/baselines.py, as the tf_keras model this script converts, and
+    where it was trained."""
+    name = stem(arch, res, alpha)
+    record = read_json(directory / f"{name}.json")
+    if record["epochs"] != epochs:
+        raise SystemExit(f"{directory / name}.npz was trained {record['epochs']} epochs, the supernet {epochs}: "
+                         "retrain it with bench/baselines.py and the plan's epochs")
+    model = baseline(keras, arch, alpha, res, num_classes)
+    with np.load(directory / f"{name}.npz") as saved:
+        model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+    expected = np.asarray(record["probe_logits"])
+    if not np.allclose(model(probe(res), training=False).numpy(), expected, rtol=1e-3,
+                       atol=1e-3 * np.abs(expected).max()):
+        raise SystemExit(f"{directory / name}.npz: the weights do not reproduce the trained model's outputs here "
+                         "(a Keras version with another weight order?): train this baseline here instead")
+    where = f"{record['device']} (Keras {record['keras']}, {record['backend']}, {record['seconds']:.0f} s)"
+    print(f"{arch} {res}x{res} alpha {alpha:g}: weights from {directory / name}.npz, trained on {where}")
+    return model, where
 
 
 def comparisons(rows: list[dict]) -> list[dict]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from factory.backend import keras, tf
 from factory.data import ImageData, make_dataset
-from factory.train import TrainConfig, make_optimizer
+from factory.recipe import TrainConfig, make_optimizer
 
 
 class Distillation(keras.Model):

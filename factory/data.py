@@ -17,12 +17,7 @@ import numpy as np
 
 from factory.backend import tf
 from factory.errors import FactoryError
-
-# Model input = uint8 pixel * SCALE + OFFSET, i.e. [-1, 127/128]: a power-of-two step, so an
-# int8 input quantized over that range is exactly ``pixel - 128`` (no rounding ties). Kept out of the graph and
-# recorded with every exported model.
-SCALE, OFFSET = 1.0 / 128, -1.0
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+from factory.images import OFFSET, SCALE, decode_folder, split
 
 
 @dataclass
@@ -109,19 +104,8 @@ def load_data(spec: str, *, val_fraction: float = 0.1, test_fraction: float = 0.
     return dataclasses.replace(data, source=spec)
 
 
-def _split(x, y, fraction, seed):
-    from sklearn.model_selection import train_test_split
-
-    try:
-        return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
-    except ValueError as exc:
-        raise FactoryError(
-            f"cannot split {len(y)} images by class ({exc}): give every class more images"
-        ) from None
-
-
 def _with_val(name, classes, x_train, y_train, x_test, y_test, val_fraction, seed, flip=True):
-    x_tr, x_val, y_tr, y_val = _split(x_train, y_train, val_fraction, seed)
+    x_tr, x_val, y_tr, y_val = split(x_train, y_train, val_fraction, seed)
     return ImageData(name, classes, x_tr, y_tr.astype(np.int32), x_val, y_val.astype(np.int32),
                      x_test, y_test.astype(np.int32), flip)
 
@@ -134,7 +118,7 @@ def _digits(val_fraction, test_fraction, seed) -> ImageData:
     x = (d.images * (255.0 / 16.0)).astype(np.float32)[..., None]
     x = tf.image.resize(x, (32, 32), method="bilinear").numpy()
     x = np.repeat(np.clip(np.round(x), 0, 255).astype(np.uint8), 3, axis=-1)
-    x_train, x_test, y_train, y_test = _split(x, d.target, test_fraction, seed)
+    x_train, x_test, y_train, y_test = split(x, d.target, test_fraction, seed)
     return _with_val("digits", [str(c) for c in range(10)], x_train, y_train, x_test, y_test,
                      val_fraction, seed, flip=False)
 
@@ -155,52 +139,6 @@ def _cifar10(val_fraction, seed) -> ImageData:
 
 
 # ------------------------------------------------------------------ folders
-def _class_dirs(root: Path) -> list[Path]:
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not dirs:
-        raise FactoryError(f"{root} has no class subfolders: put images in {root}/<class>/")
-    return dirs
-
-
-def _files(class_dir: Path) -> list[Path]:
-    files = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise FactoryError(f"class folder {class_dir} has no images: add images or remove the folder")
-    return files
-
-
-def _decode_folder(root: Path, classes: list[str] | None = None):
-    dirs = _class_dirs(root)
-    names = [d.name for d in dirs]
-    if classes is not None and names != classes:
-        raise FactoryError(
-            f"the classes of {root} {names} differ from the training classes {classes}: "
-            "give train/ and test/ the same class subfolders"
-        )
-    from PIL import Image, UnidentifiedImageError
-
-    images, labels, first = [], [], None
-    for label, d in enumerate(dirs):
-        for path in _files(d):
-            try:
-                with Image.open(path) as im:
-                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            except (UnidentifiedImageError, OSError, ValueError):
-                raise FactoryError(
-                    f"{path} is not a decodable image (JPEG, PNG, BMP or GIF): remove or replace it"
-                ) from None
-            if first is None:
-                first = (path, arr.shape)
-            elif arr.shape != first[1]:
-                raise FactoryError(
-                    f"images must all have one size: {path} is {arr.shape[1]}x{arr.shape[0]} but "
-                    f"{first[0]} is {first[1][1]}x{first[1][0]}; resize the folder to one size first"
-                )
-            images.append(arr)
-            labels.append(label)
-    return np.stack(images), np.asarray(labels, np.int32), names
-
-
 def load_folder(path: str | os.PathLike, *, val_fraction: float = 0.1, test_fraction: float = 0.2,
                 seed: int = 0) -> ImageData:
     """``root/train/<class>/*`` and ``root/test/<class>/*``, or ``root/<class>/*`` split by ``seed``."""
@@ -215,16 +153,16 @@ def load_folder(path: str | os.PathLike, *, val_fraction: float = 0.1, test_frac
         missing = test_dir if train_dir.is_dir() else train_dir
         raise FactoryError(f"{root} has only one of train/ and test/: add {missing} or use <class>/ folders")
     if train_dir.is_dir():
-        x_train, y_train, classes = _decode_folder(train_dir)
-        x_test, y_test, _ = _decode_folder(test_dir, classes)
+        x_train, y_train, classes = decode_folder(train_dir)
+        x_test, y_test, _ = decode_folder(test_dir, classes)
         if x_test.shape[1:] != x_train.shape[1:]:
             raise FactoryError(
                 f"test images are {x_test.shape[2]}x{x_test.shape[1]} but train images are "
                 f"{x_train.shape[2]}x{x_train.shape[1]}: resize {test_dir} to match"
             )
     else:
-        x, y, classes = _decode_folder(root)
-        x_train, x_test, y_train, y_test = _split(x, y, test_fraction, seed)
+        x, y, classes = decode_folder(root)
+        x_train, x_test, y_train, y_test = split(x, y, test_fraction, seed)
     if x_train.shape[1] != x_train.shape[2]:
         raise FactoryError(f"images in {root} are not square ({x_train.shape[2]}x{x_train.shape[1]}): crop them first")
     return _with_val(root.name, classes, x_train, y_train, x_test, y_test, val_fraction, seed)

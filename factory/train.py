@@ -18,52 +18,15 @@ import dataclasses
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from factory.backend import keras, tf
 from factory.data import ImageData, make_dataset
 from factory.errors import FactoryError
 from factory.files import atomic_directory, read_json, write_json
+from factory.recipe import TrainConfig, loss, make_optimizer, recalibrate_batch_norm
 from factory.space import SearchSpace, SubnetConfig, get_space, space_document
 from factory.supernet import Supernet
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Sandwich-rule training settings; defaults follow BigNAS scaled to small data."""
-
-    epochs: int = 5
-    batch_size: int = 128
-    learning_rate: float = 0.05
-    warmup_epochs: float = 1.0
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    clipnorm: float = 1.0
-    n_random: int = 2
-    label_smoothing: float = 0.1
-    zero_init_residual: bool = True
-    sort_channels: bool = True
-    calibration_images: int = 2000
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.n_random < 0:
-            raise FactoryError("epochs and batch size must be at least 1 and n_random at least 0")
-
-
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Nesterov SGD, linear warm-up then cosine decay, decoupled weight decay, clipping."""
-    total = max(1, config.epochs * steps_per_epoch)
-    warmup = min(total - 1, int(config.warmup_epochs * steps_per_epoch))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else config.learning_rate, decay_steps=max(1, total - warmup),
-        warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
-    opt = keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True,
-                               weight_decay=config.weight_decay or None,
-                               global_clipnorm=config.clipnorm or None)
-    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "transform"])
-    return opt
 
 
 class SortChannels(keras.callbacks.Callback):
@@ -86,33 +49,13 @@ def train_model(model: keras.Model, data: ImageData, config: TrainConfig, verbos
                          seed=config.seed)
     train = train.map(lambda x, y: (tf.image.resize(x, (r, r)), tf.one_hot(y, n)))
     model.compile(optimizer=make_optimizer(config, int(train.cardinality().numpy())),
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
+                  loss=loss(config),
                   metrics=[keras.metrics.CategoricalAccuracy(name="acc")])
     start = time.time()
     callbacks = [keras.callbacks.BackupAndRestore(str(backup_dir))] if backup_dir else []
     model.fit(train, epochs=config.epochs, verbose=verbose, callbacks=callbacks)
     recalibrate_batch_norm(model, calibration_batches(data, config).map(lambda x, y: tf.image.resize(x, (r, r))))
     return time.time() - start
-
-
-def recalibrate_batch_norm(model: keras.Model, batches) -> int:
-    """Set every batch norm's moving statistics to their average over ``batches`` of images.
-
-    keras.applications' MobileNets keep momentum 0.999, so after a short run from scratch
-    the moving statistics still mostly hold those of the first steps and the model predicts
-    one class at inference. Returns the number of batches used."""
-    layers = [layer for layer in model.submodules if isinstance(layer, keras.layers.BatchNormalization)]
-    momenta = [layer.momentum for layer in layers]
-    n = 0
-    try:
-        for n, images in enumerate(batches, start=1):
-            for layer in layers:
-                layer.momentum = 1.0 - 1.0 / n  # the running mean of the batch statistics
-            model(images, training=True)
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
-    return n
 
 
 def calibration_batches(data: ImageData, config: TrainConfig):

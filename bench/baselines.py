@@ -1,0 +1,192 @@
+"""Train the export benchmark's hand-designed baselines under Keras 3, where TensorFlow is not installed.
+
+    python bench/export.py --workdir runs/bench-res64 --budgets-ms 0.884 1.686 2.487 \\
+        --out bench/results/export-res64.json --plan-baselines runs/baselines/plan.json
+    KERAS_BACKEND=jax python bench/baselines.py runs/baselines/plan.json --data ~/.cache/mmf/cifar10 \\
+        --out runs/baselines
+    python bench/export.py ... --baseline-weights runs/baselines
+
+MobileNetV2 at 128x128 trains at 10-14 minutes an epoch on a 2-core CPU; on a GPU
+machine with Keras 3 and JAX it takes seconds. The plan, written by ``bench/export.py``,
+names the models (architecture, input size, width), the recipe (``factory.recipe``'s
+TrainConfig and epochs), the data's split and the image size the supernet was trained at,
+and a checksum of the training images, so that a different decode or split stops the run
+before it trains. Each model is trained as ``factory.train.train_model`` trains one on
+this machine: the same optimizer, schedule, loss and batch-norm recalibration (all from
+``factory.recipe``), the same augmentation (zero padding by a eighth of the size, a random
+crop, a horizontal flip) and a bilinear resize to the model's input. Weights are saved as
+``.npz`` in ``get_weights`` order, the same in Keras 2 and Keras 3 for keras.applications'
+MobileNets, with a ``.json`` record beside them; ``bench/export.py --baseline-weights`` loads
+them into its tf_keras model and converts, scores and times it there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from factory.images import OFFSET, SCALE, decode_folder, split  # noqa: E402
+from factory.recipe import TrainConfig, loss, make_optimizer, recalibrate_batch_norm  # noqa: E402
+
+
+def baseline(keras, arch: str, alpha: float, size: int, num_classes: int):
+    """keras.applications' MobileNetV3Small or MobileNetV2, untrained, with logits out."""
+    if arch == "MobileNetV3Small":
+        return keras.applications.MobileNetV3Small(input_shape=(size, size, 3), alpha=alpha, weights=None,
+                                                   classes=num_classes, include_preprocessing=False,
+                                                   classifier_activation=None)
+    return keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None,
+                                          classes=num_classes, classifier_activation=None)
+
+
+def stem(arch: str, resolution: int, alpha: float) -> str:
+    """The file name (without suffix) a baseline's weights and models are saved under."""
+    return f"{arch}__{resolution}px__alpha{alpha:g}"
+
+
+def probe(size: int) -> np.ndarray:
+    """A fixed input whose logits travel with the weights, so the importer can check the transfer."""
+    return np.linspace(-1.0, 1.0, 2 * size * size * 3, dtype=np.float32).reshape(2, size, size, 3)
+
+
+def checksum(images: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:16]
+
+
+def training_images(plan: dict, root: Path):
+    """The plan's training split of the folder ``root``, checked against the plan's checksum."""
+    data = plan["data"]
+    x, y, classes = decode_folder(root / "train")
+    x_train, _, y_train, _ = split(x, y, data["val_fraction"], data["seed"])
+    if classes != data["classes"] or checksum(x_train) != data["train_sha256"]:
+        sys.exit(f"{root}: its training split differs from the plan's (classes or pixels): "
+                 "give --data the folder the supernet was trained on")
+    return x_train, y_train.astype(np.int32)
+
+
+def upsample(keras, images: np.ndarray, size: int, batch: int = 2000) -> np.ndarray:
+    """uint8 images resized as ``ImageData.resized`` resizes them (bilinear, rounded back to uint8)."""
+    if images.shape[1] == size:
+        return images
+    out = [np.asarray(keras.ops.image.resize(images[i:i + batch].astype(np.float32), (size, size),
+                                             interpolation="bilinear", antialias=True))
+           for i in range(0, len(images), batch)]
+    return np.clip(np.round(np.concatenate(out)), 0, 255).astype(np.uint8)
+
+
+def augmented_batches(keras, images, labels, config: TrainConfig, num_classes: int):
+    """``factory.data.make_dataset(training=True)`` in numpy: a reshuffle every epoch, zero padding
+    by a eighth of the size, a random crop, a horizontal flip, then the model's normalization."""
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(config.seed)
+            self.size = images.shape[1]
+            self.pad = max(1, self.size // 8)
+            self.padded = np.pad(images, ((0, 0), (self.pad,) * 2, (self.pad,) * 2, (0, 0)))
+            self.on_epoch_end()
+
+        def __len__(self):
+            return len(labels) // config.batch_size
+
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(labels))
+
+        def __getitem__(self, i):
+            idx = self.order[i * config.batch_size:(i + 1) * config.batch_size]
+            dy, dx = self.rng.integers(0, 2 * self.pad + 1, size=(2, len(idx)))
+            rows = dy[:, None] + np.arange(self.size)[None, :]
+            cols = dx[:, None] + np.arange(self.size)[None, :]
+            crops = self.padded[idx[:, None, None], rows[:, :, None], cols[:, None, :]]
+            flip = self.rng.random(len(idx)) < 0.5
+            crops[flip] = crops[flip, :, ::-1]
+            x = crops.astype(np.float32) * SCALE + OFFSET
+            return x, np.eye(num_classes, dtype=np.float32)[labels[idx]]
+
+    return Batches()
+
+
+def train_one(keras, model_plan: dict, x_train, y_train, config: TrainConfig, num_classes: int, out: Path,
+              notes: dict):
+    arch, res, alpha = model_plan["arch"], model_plan["resolution"], model_plan["alpha"]
+    name = stem(arch, res, alpha)
+    if (out / f"{name}.json").exists():
+        print(f"{name}: already trained in {out}")
+        return
+    keras.utils.set_random_seed(config.seed)
+    model = baseline(keras, arch, alpha, res, num_classes)
+    inputs = keras.Input(x_train.shape[1:])
+    resized = keras.layers.Resizing(res, res, interpolation="bilinear")(inputs)  # as tf.image.resize
+    trainer = keras.Model(inputs, model(resized))
+    batches = augmented_batches(keras, x_train, y_train, config, num_classes)
+    trainer.compile(optimizer=make_optimizer(config, len(batches), keras=keras), loss=loss(config, keras=keras),
+                    metrics=[keras.metrics.CategoricalAccuracy(name="acc")])
+    print(f"{name}: training {config.epochs} epochs on {len(batches) * config.batch_size} images", flush=True)
+    start = time.time()
+    history = trainer.fit(batches, epochs=config.epochs, verbose=2)
+    n = min(config.calibration_images, len(y_train))
+    calibration = (keras.ops.image.resize(x_train[i:i + config.batch_size].astype(np.float32) * SCALE + OFFSET,
+                                          (res, res), interpolation="bilinear")
+                   for i in range(0, n, config.batch_size))
+    recalibrate_batch_norm(model, calibration, keras=keras)
+    seconds = time.time() - start
+    weights = model.get_weights()
+    tmp = out / f".{name}.npz"
+    np.savez(tmp, *weights)
+    os.replace(tmp, out / f"{name}.npz")
+    record = {"model": model_plan, "seconds": round(seconds, 1), "epochs": config.epochs,
+              "final_train_acc": float(history.history["acc"][-1]), "keras": keras.__version__,
+              "backend": keras.backend.backend(), "device": device_name(keras),
+              "probe_logits": np.asarray(model(probe(res), training=False)).tolist(), **notes}
+    (out / f"{name}.json").write_text(json.dumps(record, indent=1))
+    print(f"{name}: {seconds:.0f} s, final training accuracy {record['final_train_acc']:.4f}", flush=True)
+
+
+def device_name(keras) -> str:
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return str(jax.devices()[0].device_kind)
+    return keras.backend.backend()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("plan", help="the plan bench/export.py --plan-baselines wrote")
+    parser.add_argument("--data", required=True, help="the image folder the supernet was trained on")
+    parser.add_argument("--out", required=True, help="folder for the .npz weights and .json records")
+    parser.add_argument("--only", type=int, help="train only the first N models of the plan (a quick check)")
+    parser.add_argument("--epochs", type=int, help="override the plan's epochs (a quick check; not for results)")
+    args = parser.parse_args()
+
+    import keras
+
+    plan = json.loads(Path(args.plan).read_text())
+    recipe = dict(plan["recipe"], **({"epochs": args.epochs} if args.epochs else {}))
+    config = TrainConfig(**recipe)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    x_train, y_train = training_images(plan, Path(args.data).expanduser())
+    x_train = upsample(keras, x_train, plan["data"]["image_size"])
+    same = checksum(x_train) == plan["data"]["resized_train_sha256"]
+    print(f"{len(y_train)} training images at {x_train.shape[1]}px ready in {time.time() - start:.0f} s "
+          f"(Keras {keras.__version__}, {keras.backend.backend()} on {device_name(keras)}); resized "
+          f"{'bit for bit as' if same else 'with rounding differences from'} the supernet's", flush=True)
+    for model_plan in plan["models"][:args.only]:
+        train_one(keras, model_plan, x_train, y_train, config, len(plan["data"]["classes"]), out,
+                  {"resized_as_supernet": same})
+
+
+if __name__ == "__main__":
+    main()

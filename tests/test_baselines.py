@@ -1,0 +1,69 @@
+"""The export benchmark's baselines trained elsewhere (bench/baselines.py, Keras 3) are the models
+bench/export.py converts and times here (tf_keras)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.export import import_baseline, write_plan  # noqa: E402
+from factory.data import load_folder  # noqa: E402
+
+NAME = "MobileNetV3Small__32px__alpha0.35"
+KERAS3 = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"} | {"KERAS_BACKEND": "tensorflow"}
+
+
+def test_the_recipe_and_the_folder_split_import_without_tensorflow():
+    code = ("import sys, factory.recipe, factory.images, bench.baselines; "
+            "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=KERAS3, check=True)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A MobileNetV3Small trained one epoch by bench/baselines.py on a 16x16 folder upsampled to 32."""
+    tmp = tmp_path_factory.mktemp("baselines")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 20), ("test", 4)):
+        for c, name in enumerate(("dark", "light")):
+            (tmp / "data" / split / name).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 128, (16, 16, 3)) + 127 * c
+                Image.fromarray(pixels.astype(np.uint8)).save(tmp / "data" / split / name / f"{i}.png")
+    raw = load_folder(tmp / "data")
+    plan = tmp / "plan.json"
+    write_plan(plan, {("MobileNetV3Small", 1.0): (32, 0.35)}, raw, raw.resized(32), epochs=1)
+    doc = json.loads(plan.read_text())
+    doc["recipe"]["batch_size"] = 8  # 36 training images
+    plan.write_text(json.dumps(doc))
+    subprocess.run([sys.executable, "bench/baselines.py", str(plan), "--data", str(tmp / "data"),
+                    "--out", str(tmp / "out")], cwd=ROOT, env=KERAS3, check=True)
+    return tmp / "out"
+
+
+def test_weights_trained_under_keras3_reproduce_their_outputs_in_tf_keras(trained):
+    record = json.loads((trained / f"{NAME}.json").read_text())
+    assert record["epochs"] == 1 and record["backend"] == "tensorflow"
+    assert record["resized_as_supernet"]  # the 16 -> 32 upsample matched ImageData.resized bit for bit
+    model, where = import_baseline(trained, "MobileNetV3Small", 32, 0.35, 2, epochs=1)  # checks the probe's logits
+    assert "tensorflow" in where
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 2)
+
+
+def test_import_refuses_other_epochs_and_weights_that_do_not_reproduce(trained, tmp_path):
+    with pytest.raises(SystemExit, match="trained 1 epochs, the supernet 8"):
+        import_baseline(trained, "MobileNetV3Small", 32, 0.35, 2, epochs=8)
+    record = json.loads((trained / f"{NAME}.json").read_text())
+    record["probe_logits"] = (np.asarray(record["probe_logits"]) + 1.0).tolist()
+    (tmp_path / f"{NAME}.json").write_text(json.dumps(record))
+    (tmp_path / f"{NAME}.npz").write_bytes((trained / f"{NAME}.npz").read_bytes())
+    with pytest.raises(SystemExit, match="do not reproduce"):
+        import_baseline(tmp_path, "MobileNetV3Small", 32, 0.35, 2, epochs=1)
