@@ -7,6 +7,7 @@ import json
 import sys
 
 from factory.errors import FactoryError
+from factory.space import SPACES
 
 
 def _train(args):
@@ -81,13 +82,11 @@ def _show_table(path, space, profile):
     """What a table was measured on, its correction, and which budgets its subnets can meet."""
     from devices.hardware import describe
     from factory.files import read_json
-    from latency_tables.table import LatencyTable, check_compatible, check_host_hardware
+    from latency_tables.table import LatencyTable, check_compatible, check_complete, check_host_hardware
 
     doc = read_json(path)
     check_compatible(doc, space, profile, str(path))
-    if not doc.get("complete"):
-        raise FactoryError(f"{path} is not complete: finish it with `factory table build --device {profile.name} "
-                           f"--space {space.name} --table {path}`")
+    check_complete(doc, space, str(path))
     table = LatencyTable(doc, space, str(path))
     c = table.correction
     rows = [("table", str(path)), ("space", f"{space.name} ({space.fingerprint})"),
@@ -106,6 +105,9 @@ def _show_table(path, space, profile):
     print("\n| resolution | fastest subnet (ms) | slowest subnet (ms) |\n|---|---|---|")
     for resolution, (lo, hi) in table.span_by_resolution().items():
         print(f"| {resolution} | {lo:.3f} | {hi:.3f} |")
+
+
+SPACE_HELP = f"search space: {', '.join(SPACES)} (presets) or a space JSON file"
 
 
 def _errors(r: dict) -> str:
@@ -207,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a supernet with the sandwich rule")
     train.add_argument("--data", default="digits",
                        help="'digits' (offline default), 'cifar10' (downloads) or an image folder")
-    train.add_argument("--space", default="default", help="'default', 'tiny' or a space JSON file")
+    train.add_argument("--space", default="default", help=SPACE_HELP)
     train.add_argument("--epochs", type=int, default=5)
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--learning-rate", type=float, default=0.05)
@@ -223,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show: what the table was measured on and the latency range per resolution; "
                             "calibrate: measure --n whole subnets and store a linear correction in the table")
     table.add_argument("--device", required=True, help="profile name or JSON file")
-    table.add_argument("--space", default="default")
+    table.add_argument("--space", default="default", help=SPACE_HELP)
     table.add_argument("--table", help="table path (default: latency_tables/tables/SPACE__DEVICE.json)")
     table.add_argument("--classes", type=int, default=10, help="classifier size of the head entries")
     table.add_argument("--n", type=int, default=100, help="random subnets to measure whole")
@@ -259,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--device", nargs="+", required=True)
     make.add_argument("--budget-ms", nargs="+", type=float, required=True)
     make.add_argument("--workdir", required=True)
-    make.add_argument("--space", default="default")
+    make.add_argument("--space", default="default", help=SPACE_HELP)
     make.add_argument("--epochs", type=int, default=5, help="supernet training epochs")
     make.add_argument("--batch-size", type=int, default=128)
     make.add_argument("--n-eval", type=int, default=300, help="subnets evaluated to fit the predictor")

@@ -64,6 +64,13 @@ def check_compatible(doc: dict, space: SearchSpace, profile: DeviceProfile | Non
                                f"asks for {profile.precision}: build a table in that precision")
 
 
+def check_complete(doc: dict, space: SearchSpace, source: str):
+    """Refuse a table whose build has not finished all its passes (``factory table build`` resumes it)."""
+    if not doc.get("complete"):
+        raise FactoryError(f"{source} is not complete: finish it with `factory table build --device "
+                           f"{doc['device']['name']} --space {space.name} --table {source}`")
+
+
 def rebuild_hint(space: SearchSpace, profile: DeviceProfile) -> str:
     return (f"measure a table here with `factory table build --device {profile.name} --space {space.name} "
             f"--table NEW.json` and pass `--table NEW.json`")
@@ -86,11 +93,12 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace, profile: DeviceProfile | str | None = None) -> "LatencyTable":
-        """Load a table, refusing one of another space, device or precision, and a host table
-        measured on another CPU than this machine's (a phone's is checked where it is attached)."""
+        """Load a table, refusing one of another space, device or precision, one not finished, and a
+        host table measured on another CPU than this machine's (a phone's is checked where it is attached)."""
         doc = read_json(path)
         profile = load_profile(profile) if profile is not None else None
         check_compatible(doc, space, profile, str(path))
+        check_complete(doc, space, str(path))
         if profile is not None and profile.runner == "host":
             check_host_hardware(doc, space, profile, str(path))
         return cls(doc, space, str(path))

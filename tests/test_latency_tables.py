@@ -198,6 +198,8 @@ def test_show_names_the_hardware_and_the_budgets_a_table_can_meet(table_path, tm
     partial.write_text(json.dumps({**json.loads(table_path.read_text()), "complete": False}))
     assert main(["table", "show", *common, "--table", str(partial)]) == 2
     assert "is not complete: finish it with `factory table build" in capsys.readouterr().err
+    with pytest.raises(FactoryError, match="is not complete"):  # nor does a search or make use it
+        LatencyTable.load(partial, MICRO, FAST)
 
 
 def test_correction_recovers_a_linear_bias_and_is_judged_held_out():
