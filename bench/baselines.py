@@ -13,7 +13,7 @@ TrainConfig and epochs), the data's split and the image size the supernet was tr
 and a checksum of the training images, so that a different decode or split stops the run
 before it trains. Each model is trained as ``factory.train.train_model`` trains one on
 this machine: the same optimizer, schedule, loss and batch-norm recalibration (all from
-``factory.recipe``), the same augmentation (zero padding by a eighth of the size, a random
+``factory.recipe``), the same augmentation (zero padding by an eighth of the size, a random
 crop, a horizontal flip) and a bilinear resize to the model's input. Weights are saved as
 ``.npz`` in ``get_weights`` order, the same in Keras 2 and Keras 3 for keras.applications'
 MobileNets, with a ``.json`` record beside them; ``bench/export.py --baseline-weights`` loads
@@ -85,7 +85,7 @@ def upsample(keras, images: np.ndarray, size: int, batch: int = 2000) -> np.ndar
 
 def augmented_batches(keras, images, labels, config: TrainConfig, num_classes: int):
     """``factory.data.make_dataset(training=True)`` in numpy: a reshuffle every epoch, zero padding
-    by a eighth of the size, a random crop, a horizontal flip, then the model's normalization."""
+    by an eighth of the size, a random crop, a horizontal flip, then the model's normalization."""
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
