@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from factory.files import atomic_file, write_json  # noqa: E402
 from factory.images import OFFSET, SCALE, decode_folder, split  # noqa: E402
 from factory.recipe import TrainConfig, loss, make_optimizer, recalibrate_batch_norm  # noqa: E402
 
@@ -141,14 +141,13 @@ def train_one(keras, model_plan: dict, x_train, y_train, config: TrainConfig, nu
     recalibrate_batch_norm(model, calibration, keras=keras)
     seconds = time.time() - start
     weights = model.get_weights()
-    tmp = out / f".{name}.npz"
-    np.savez(tmp, *weights)
-    os.replace(tmp, out / f"{name}.npz")
+    with atomic_file(out / f"{name}.npz") as tmp:  # suffix kept, so savez adds none
+        np.savez(tmp, *weights)
     record = {"model": model_plan, "seconds": round(seconds, 1), "epochs": config.epochs,
               "final_train_acc": float(history.history["acc"][-1]), "keras": keras.__version__,
               "backend": keras.backend.backend(), "device": device_name(keras),
               "probe_logits": np.asarray(model(probe(res), training=False)).tolist(), **notes}
-    (out / f"{name}.json").write_text(json.dumps(record, indent=1))
+    write_json(out / f"{name}.json", record)  # last: its presence marks the model trained
     print(f"{name}: {seconds:.0f} s, final training accuracy {record['final_train_acc']:.4f}", flush=True)
 
 
