@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from factory.files import atomic_file, write_json  # noqa: E402
+from factory.errors import FactoryError  # noqa: E402
+from factory.files import atomic_file, read_json, write_json  # noqa: E402
 from factory.images import OFFSET, SCALE, decode_folder, split  # noqa: E402
 from factory.recipe import TrainConfig, loss, make_optimizer, recalibrate_batch_norm  # noqa: E402
 
@@ -159,6 +159,19 @@ def device_name(keras) -> str:
     return keras.backend.backend()
 
 
+def load_plan(path: Path) -> dict:
+    """The plan, or one line that says how to get a usable one."""
+    fix = "write it with `python bench/export.py ... --plan-baselines PLAN`"
+    try:
+        plan = read_json(path)
+    except FactoryError as exc:
+        sys.exit(f"{exc}; {fix}")
+    missing = [key for key in ("recipe", "data", "models") if key not in plan]
+    if missing:
+        sys.exit(f"{path} is not a baseline plan (it has no {', '.join(missing)}): {fix}")
+    return plan
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("plan", help="the plan bench/export.py --plan-baselines wrote")
@@ -168,9 +181,10 @@ def main():
     parser.add_argument("--epochs", type=int, help="override the plan's epochs (a quick check; not for results)")
     args = parser.parse_args()
 
+    plan = load_plan(Path(args.plan))  # before Keras's import: a wrong path fails at once
+
     import keras
 
-    plan = json.loads(Path(args.plan).read_text())
     recipe = dict(plan["recipe"], **({"epochs": args.epochs} if args.epochs else {}))
     config = TrainConfig(**recipe)
     out = Path(args.out)

@@ -27,6 +27,18 @@ def test_the_recipe_and_the_folder_split_import_without_tensorflow():
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=KERAS3, check=True)
 
 
+@pytest.mark.parametrize("content", [None, "{not json", '{"models": []}'], ids=["missing", "malformed", "not-a-plan"])
+def test_a_missing_or_wrong_plan_is_one_line_naming_the_fix(content, tmp_path):
+    plan = tmp_path / "plan.json"
+    if content is not None:
+        plan.write_text(content)
+    run = subprocess.run([sys.executable, "bench/baselines.py", str(plan), "--data", str(tmp_path), "--out",
+                          str(tmp_path / "out")], cwd=ROOT, env=KERAS3, capture_output=True, text=True)
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "--plan-baselines" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A MobileNetV3Small trained one epoch by bench/baselines.py on a 16x16 folder upsampled to 32."""
