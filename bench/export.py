@@ -198,7 +198,8 @@ def main():
         equal = {r["equal_budget_ms"] for r in baselines}
         for ms in sorted(b for b in equal if b < fastest):
             print(f"{ms:g} ms (a baseline's latency) is under the fastest subnet ({fastest:.3f} ms): not searched")
-        targets = budgets + sorted(b for b in equal - set(budgets) if b >= fastest)
+        # the baselines' own latencies first: they are the goal's like-for-like pairs
+        targets = sorted(b for b in equal if b >= fastest) + [b for b in budgets if b not in equal]
         results = search_workdir(workdir, [device], targets, n_eval=args.n_eval, reuse=True, tables=tables)
         for budget, result in zip(targets, results):
             bundle = models / f"factory__{budget:g}ms"
