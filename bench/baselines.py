@@ -17,12 +17,15 @@ this machine: the same optimizer, schedule, loss and batch-norm recalibration (a
 crop, a horizontal flip) and a bilinear resize to the model's input. Weights are saved as
 ``.npz`` in ``get_weights`` order, the same in Keras 2 and Keras 3 for keras.applications'
 MobileNets, with a ``.json`` record beside them; ``bench/export.py --baseline-weights`` loads
-them into its tf_keras model and converts, scores and times it there.
+them into its tf_keras model and converts, scores and times it there. The plan's ``fine_tune``
+(the factory's QAT fine-tune settings) then trains a copy of each as many epochs more, saved
+under ``fine_tuned_stem``; models already in the output folder are loaded, not trained again.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import sys
 import time
@@ -51,6 +54,11 @@ def baseline(keras, arch: str, alpha: float, size: int, num_classes: int):
 def stem(arch: str, resolution: int, alpha: float) -> str:
     """The file name (without suffix) a baseline's weights and models are saved under."""
     return f"{arch}__{resolution}px__alpha{alpha:g}"
+
+
+def fine_tuned_stem(name: str, epochs: int) -> str:
+    """The file name of a baseline trained ``epochs`` more, as the factory's export fine-tunes its subnets."""
+    return f"{name}__plus{epochs}"
 
 
 def probe(size: int) -> np.ndarray:
@@ -116,15 +124,10 @@ def augmented_batches(keras, images, labels, config: TrainConfig, num_classes: i
     return Batches()
 
 
-def train_one(keras, model_plan: dict, x_train, y_train, config: TrainConfig, num_classes: int, out: Path,
-              notes: dict):
-    arch, res, alpha = model_plan["arch"], model_plan["resolution"], model_plan["alpha"]
-    name = stem(arch, res, alpha)
-    if (out / f"{name}.json").exists():
-        print(f"{name}: already trained in {out}")
-        return
-    keras.utils.set_random_seed(config.seed)
-    model = baseline(keras, arch, alpha, res, num_classes)
+def fit(keras, model, name: str, x_train, y_train, config: TrainConfig, num_classes: int) -> float:
+    """Train ``model`` as ``factory.train.train_model`` does (the recipe's optimizer and schedule, the
+    augmentation, a bilinear resize to its input), then recalibrate its batch norm; the last epoch's accuracy."""
+    res = model.input_shape[1]
     inputs = keras.Input(x_train.shape[1:])
     resized = keras.layers.Resizing(res, res, interpolation="bilinear")(inputs)  # as tf.image.resize
     trainer = keras.Model(inputs, model(resized))
@@ -132,23 +135,72 @@ def train_one(keras, model_plan: dict, x_train, y_train, config: TrainConfig, nu
     trainer.compile(optimizer=make_optimizer(config, len(batches), keras=keras), loss=loss(config, keras=keras),
                     metrics=[keras.metrics.CategoricalAccuracy(name="acc")])
     print(f"{name}: training {config.epochs} epochs on {len(batches) * config.batch_size} images", flush=True)
-    start = time.time()
     history = trainer.fit(batches, epochs=config.epochs, verbose=2)
     n = min(config.calibration_images, len(y_train))
     calibration = (keras.ops.image.resize(x_train[i:i + config.batch_size].astype(np.float32) * SCALE + OFFSET,
                                           (res, res), interpolation="bilinear")
                    for i in range(0, n, config.batch_size))
     recalibrate_batch_norm(model, calibration, keras=keras)
-    seconds = time.time() - start
-    weights = model.get_weights()
+    return float(history.history["acc"][-1])
+
+
+def save(keras, model, out: Path, name: str, record: dict):
+    """The weights as ``.npz`` and, last (its presence marks the model done), the record with probe logits."""
     with atomic_file(out / f"{name}.npz") as tmp:  # suffix kept, so savez adds none
-        np.savez(tmp, *weights)
-    record = {"model": model_plan, "seconds": round(seconds, 1), "epochs": config.epochs,
-              "final_train_acc": float(history.history["acc"][-1]), "keras": keras.__version__,
-              "backend": keras.backend.backend(), "device": device_name(keras),
-              "probe_logits": np.asarray(model(probe(res), training=False)).tolist(), **notes}
-    write_json(out / f"{name}.json", record)  # last: its presence marks the model trained
-    print(f"{name}: {seconds:.0f} s, final training accuracy {record['final_train_acc']:.4f}", flush=True)
+        np.savez(tmp, *model.get_weights())
+    write_json(out / f"{name}.json", {**record, "keras": keras.__version__, "backend": keras.backend.backend(),
+                                      "device": device_name(keras), "probe_logits": probe_logits(keras, model)})
+
+
+def probe_logits(keras, model) -> list:
+    """The model's logits on ``probe``, in full float32 (JAX on a GPU otherwise multiplies in TF32,
+    off by more than the importer's tolerance)."""
+    x = probe(model.input_shape[1])
+    if keras.backend.backend() != "jax":
+        return np.asarray(model(x, training=False)).tolist()
+    import jax
+
+    with jax.default_matmul_precision("highest"):
+        return np.asarray(model(x, training=False)).tolist()
+
+
+def load(model, out: Path, name: str):
+    with np.load(out / f"{name}.npz") as saved:
+        model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+
+
+def train_one(keras, model_plan: dict, x_train, y_train, config: TrainConfig, fine_tune: dict | None,
+              num_classes: int, out: Path, notes: dict):
+    """Train one baseline from scratch and, if the plan asks, fine-tune a copy as the factory fine-tunes
+    its subnets (``fine_tuned_stem``); what is already in ``out`` is loaded, not trained again."""
+    arch, res, alpha = model_plan["arch"], model_plan["resolution"], model_plan["alpha"]
+    name = stem(arch, res, alpha)
+    keras.utils.set_random_seed(config.seed)
+    model = baseline(keras, arch, alpha, res, num_classes)
+    if (out / f"{name}.json").exists():
+        print(f"{name}: already trained in {out}")
+        load(model, out, name)
+    else:
+        start = time.time()
+        acc = fit(keras, model, name, x_train, y_train, config, num_classes)
+        seconds = time.time() - start
+        save(keras, model, out, name, {"model": model_plan, "seconds": round(seconds, 1), "epochs": config.epochs,
+                                       "final_train_acc": acc, **notes})
+        print(f"{name}: {seconds:.0f} s, final training accuracy {acc:.4f}", flush=True)
+    if not fine_tune:
+        return
+    tuned = fine_tuned_stem(name, fine_tune["epochs"])
+    if (out / f"{tuned}.json").exists():
+        print(f"{tuned}: already fine-tuned in {out}")
+        return
+    tune = dataclasses.replace(config, **fine_tune)
+    start = time.time()
+    acc = fit(keras, model, tuned, x_train, y_train, tune, num_classes)
+    seconds = time.time() - start
+    save(keras, model, out, tuned, {"model": model_plan, "seconds": round(seconds, 1),
+                                    "epochs": config.epochs + tune.epochs, "fine_tune": fine_tune,
+                                    "final_train_acc": acc, **notes})
+    print(f"{tuned}: {seconds:.0f} s, final training accuracy {acc:.4f}", flush=True)
 
 
 def device_name(keras) -> str:
@@ -197,8 +249,8 @@ def main():
           f"(Keras {keras.__version__}, {keras.backend.backend()} on {device_name(keras)}); resized "
           f"{'bit for bit as' if same else 'with rounding differences from'} the supernet's", flush=True)
     for model_plan in plan["models"][:args.only]:
-        train_one(keras, model_plan, x_train, y_train, config, len(plan["data"]["classes"]), out,
-                  {"resized_as_supernet": same})
+        train_one(keras, model_plan, x_train, y_train, config, plan.get("fine_tune"), len(plan["data"]["classes"]),
+                  out, {"resized_as_supernet": same})
 
 
 if __name__ == "__main__":

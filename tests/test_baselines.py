@@ -14,7 +14,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.export import import_baseline, write_plan  # noqa: E402
+from bench.export import fine_tune_recipe, import_baseline, write_plan  # noqa: E402
 from factory.data import load_folder  # noqa: E402
 
 NAME = "MobileNetV3Small__32px__alpha0.35"
@@ -41,7 +41,8 @@ def test_a_missing_or_wrong_plan_is_one_line_naming_the_fix(content, tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A MobileNetV3Small trained one epoch by bench/baselines.py on a 16x16 folder upsampled to 32."""
+    """A MobileNetV3Small trained one epoch by bench/baselines.py on a 16x16 folder upsampled to 32, and a
+    copy of it fine-tuned one epoch more as the factory's export fine-tunes (here: 2 steps of 8)."""
     tmp = tmp_path_factory.mktemp("baselines")
     rng = np.random.default_rng(0)
     for split, n in (("train", 20), ("test", 4)):
@@ -52,9 +53,10 @@ def trained(tmp_path_factory):
                 Image.fromarray(pixels.astype(np.uint8)).save(tmp / "data" / split / name / f"{i}.png")
     raw = load_folder(tmp / "data")
     plan = tmp / "plan.json"
-    write_plan(plan, {("MobileNetV3Small", 1.0): (32, 0.35)}, raw, raw.resized(32), epochs=1)
+    write_plan(plan, {("MobileNetV3Small", 1.0): (32, 0.35)}, raw, raw.resized(32), epochs=1,
+               fine_tune=dict(fine_tune_recipe(1, len(raw.y_train)), epochs=1))
     doc = json.loads(plan.read_text())
-    doc["recipe"]["batch_size"] = 8  # 36 training images
+    doc["recipe"]["batch_size"] = doc["fine_tune"]["batch_size"] = 8  # 36 training images
     plan.write_text(json.dumps(doc))
     subprocess.run([sys.executable, "bench/baselines.py", str(plan), "--data", str(tmp / "data"),
                     "--out", str(tmp / "out")], cwd=ROOT, env=KERAS3, check=True)
@@ -65,17 +67,32 @@ def test_weights_trained_under_keras3_reproduce_their_outputs_in_tf_keras(traine
     record = json.loads((trained / f"{NAME}.json").read_text())
     assert record["epochs"] == 1 and record["backend"] == "tensorflow"
     assert record["resized_as_supernet"]  # the 16 -> 32 upsample matched ImageData.resized bit for bit
-    model, where = import_baseline(trained, "MobileNetV3Small", 32, 0.35, 2, epochs=1)  # checks the probe's logits
+    model, where = import_baseline(trained, NAME, epochs=1)  # checks the probe's logits
     assert "tensorflow" in where
     assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 2)
 
 
+def test_the_fine_tuned_copy_trained_on_from_the_trained_weights(trained):
+    record = json.loads((trained / f"{NAME}__plus1.json").read_text())
+    assert record["epochs"] == 2 and record["fine_tune"]["label_smoothing"] == 0.0
+    tuned, _ = import_baseline(trained, f"{NAME}__plus1", epochs=2)
+    first, _ = import_baseline(trained, NAME, epochs=1)
+    assert not all(np.array_equal(a, b) for a, b in zip(tuned.get_weights(), first.get_weights()))
+
+
+@pytest.mark.parametrize("n_train,epochs", [(45000, 2), (1000, 43)], ids=["cifar10", "small"])
+def test_the_baselines_fine_tune_matches_the_exports(n_train, epochs):
+    recipe = fine_tune_recipe(2, n_train)  # 300 steps at least, as export_subnet's QAT
+    assert recipe["epochs"] == epochs and recipe["learning_rate"] == 0.005 and recipe["warmup_epochs"] == 0
+    assert fine_tune_recipe(0, n_train) is None
+
+
 def test_import_refuses_other_epochs_and_weights_that_do_not_reproduce(trained, tmp_path):
-    with pytest.raises(SystemExit, match="trained 1 epochs, the supernet 8"):
-        import_baseline(trained, "MobileNetV3Small", 32, 0.35, 2, epochs=8)
+    with pytest.raises(SystemExit, match="trained 1 epochs, not 8"):
+        import_baseline(trained, NAME, epochs=8)
     record = json.loads((trained / f"{NAME}.json").read_text())
     record["probe_logits"] = (np.asarray(record["probe_logits"]) + 1.0).tolist()
     (tmp_path / f"{NAME}.json").write_text(json.dumps(record))
     (tmp_path / f"{NAME}.npz").write_bytes((trained / f"{NAME}.npz").read_bytes())
     with pytest.raises(SystemExit, match="do not reproduce"):
-        import_baseline(tmp_path, "MobileNetV3Small", 32, 0.35, 2, epochs=1)
+        import_baseline(tmp_path, NAME, epochs=1)

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.export import equal_latency_budget  # noqa: E402
+from bench.export import comparisons, equal_latency_budget  # noqa: E402
 from devices.profile import load_profile  # noqa: E402
 from factory.space import get_space  # noqa: E402
 from latency_tables.table import LatencyTable, default_table_path  # noqa: E402
@@ -23,3 +23,25 @@ def test_the_equal_latency_budget_leaves_the_tables_typical_error_below_the_base
     assert budget < 1.25 and budget * (1 + mape / 100) <= 1.25 + 1e-3
     uncalibrated = LatencyTable({k: v for k, v in copy.deepcopy(table.doc).items() if k != "correction"}, space)
     assert equal_latency_budget(1.25, uncalibrated) == 1.25
+
+
+def _doc(factory_qat, factory_ptq, baseline_ptq, tuned_ptq=None, factory_ms=1.0, baseline_ms=1.0):
+    base = {"model": "MobileNetV3Small", "resolution": 128, "alpha": 0.75, "budget_ms": 1.0, "equal_budget_ms": 0.98,
+            "ptq_int8": baseline_ptq, "measured_ms": baseline_ms}
+    if tuned_ptq is not None:
+        base["fine_tuned"] = {"epochs": 10, "ptq_int8": tuned_ptq}
+    factory = {"model": "factory", "qat_int8": factory_qat, "ptq_int8": factory_ptq, "measured_ms": factory_ms}
+    return {"rows": {"b": base, "f@1": dict(factory, budget_ms=1.0), "f@0.98": dict(factory, budget_ms=0.98)}}
+
+
+@pytest.mark.parametrize("case,wins", [
+    (dict(factory_qat=0.77, factory_ptq=0.72, baseline_ptq=0.745), False),  # the extracted subnet loses like for like
+    (dict(factory_qat=0.77, factory_ptq=0.72, baseline_ptq=0.745, tuned_ptq=0.76), True),  # wins at equal training
+    (dict(factory_qat=0.77, factory_ptq=0.72, baseline_ptq=0.745, tuned_ptq=0.78), False),
+    (dict(factory_qat=0.77, factory_ptq=0.76, baseline_ptq=0.745, factory_ms=1.01), False),  # slower
+], ids=["no-fine-tuned-baseline", "equal-training", "fine-tuned-baseline-better", "slower"])
+def test_the_goal_is_judged_at_equal_training_when_the_baseline_was_fine_tuned(case, wins):
+    result = comparisons(_doc(**case))
+    assert [c["factory_searched_at"] for c in result] == ["the budget", "its latency"]
+    assert all(c["factory_wins"] is wins for c in result)
+    assert all(("equal_training_gain_points" in c) == ("tuned_ptq" in case) for c in result)
