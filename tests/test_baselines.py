@@ -14,7 +14,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.export import fine_tune_recipe, import_baseline, write_plan  # noqa: E402
+from bench.export import fine_tune_recipe, import_baseline, trained_baseline, write_plan  # noqa: E402
 from factory.data import load_folder  # noqa: E402
 
 NAME = "MobileNetV3Small__32px__alpha0.35"
@@ -96,3 +96,17 @@ def test_import_refuses_other_epochs_and_weights_that_do_not_reproduce(trained, 
     (tmp_path / f"{NAME}.npz").write_bytes((trained / f"{NAME}.npz").read_bytes())
     with pytest.raises(SystemExit, match="do not reproduce"):
         import_baseline(tmp_path, NAME, epochs=1)
+
+
+def test_a_baseline_is_made_once_from_the_weights_or_by_training_here(trained, tmp_path):
+    def must_not_train():
+        raise AssertionError("trained although it was there")
+
+    assert trained_baseline(tmp_path, NAME, None, 1, True, must_not_train) is None  # --no-train, no weights
+    imported = trained_baseline(tmp_path, NAME, trained, 1, False, must_not_train)
+    assert "tensorflow" in json.loads((tmp_path / f"{NAME}.json").read_text())["trained_on"]
+    again = trained_baseline(tmp_path, NAME, None, 1, True, must_not_train)  # the saved model, even with --no-train
+    assert all(np.array_equal(a, b) for a, b in zip(again.get_weights(), imported.get_weights()))
+    here = trained_baseline(tmp_path, f"{NAME}__plus1", None, 2, False, lambda: imported)
+    assert here is not None and json.loads((tmp_path / f"{NAME}__plus1.json").read_text())["trained_on"] == (
+        "this machine (tf_keras)")
