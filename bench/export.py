@@ -178,14 +178,9 @@ def main():
             if r["file"] not in tuned and tune:
                 name = fine_tuned_stem(stem(r["model"], r["resolution"], r["alpha"]), tune["epochs"])
 
-                def train():
-                    print(f"{name}: training {tune['epochs']} epochs more", flush=True)
-                    model = keras.models.load_model(Path(r["file"]).with_suffix(".keras"))
-                    train_model(model, data, dataclasses.replace(TrainConfig(epochs=epochs, seed=0), **tune),
-                                backup_dir=models / f"{name}.backup")
-                    return model
-
-                model = trained_baseline(models, name, weights, epochs + tune["epochs"], args.no_train, train)
+                model = trained_baseline(models, name, weights, epochs + tune["epochs"], args.no_train,
+                                         lambda: train_more(Path(r["file"]).with_suffix(".keras"), data, tune,
+                                                            models / f"{name}.backup"))
                 if model is None:
                     continue
                 tuned[r["file"]] = {"epochs": epochs + tune["epochs"],
@@ -289,6 +284,15 @@ def trained_baseline(models: Path, name: str, weights: Path | None, epochs: int,
         with atomic_file(saved) as tmp:
             model.save(tmp)
     return keras.models.load_model(saved)
+
+
+def train_more(saved: Path, data, tune: dict, backup_dir: Path):
+    """The baseline saved at ``saved`` trained ``tune["epochs"]`` more here with ``tune``'s settings over
+    the recipe's (``fine_tune_recipe``), as bench/baselines.py does on a GPU machine."""
+    print(f"{saved.stem}: training {tune['epochs']} epochs more", flush=True)
+    model = keras.models.load_model(saved)
+    train_model(model, data, dataclasses.replace(TrainConfig(seed=0), **tune), backup_dir=backup_dir)
+    return model
 
 
 def score_baseline(model, file: Path, data, representative) -> dict:

@@ -14,7 +14,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.export import fine_tune_recipe, import_baseline, trained_baseline, write_plan  # noqa: E402
+from bench.export import fine_tune_recipe, import_baseline, train_more, trained_baseline, write_plan  # noqa: E402
 from factory.data import load_folder  # noqa: E402
 
 NAME = "MobileNetV3Small__32px__alpha0.35"
@@ -110,3 +110,14 @@ def test_a_baseline_is_made_once_from_the_weights_or_by_training_here(trained, t
     here = trained_baseline(tmp_path, f"{NAME}__plus1", None, 2, False, lambda: imported)
     assert here is not None and json.loads((tmp_path / f"{NAME}__plus1.json").read_text())["trained_on"] == (
         "this machine (tf_keras)")
+
+
+def test_a_baseline_trained_here_is_trained_more_from_its_saved_model(trained, tmp_path):
+    """The path of bench/export.py without a GPU machine: the saved tf_keras model, fine-tuned here."""
+    first, _ = import_baseline(trained, NAME, epochs=1)
+    first.save(tmp_path / f"{NAME}.keras")
+    data = load_folder(trained.parent / "data").resized(32)
+    tune = dict(fine_tune_recipe(1, len(data.y_train)), epochs=1, batch_size=8)
+    more = train_more(tmp_path / f"{NAME}.keras", data, tune, tmp_path / "backup")
+    assert more.input_shape == first.input_shape
+    assert not all(np.array_equal(a, b) for a, b in zip(more.get_weights(), first.get_weights()))
