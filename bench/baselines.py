@@ -25,6 +25,7 @@ under ``fine_tuned_stem``; models already in the output folder are loaded, not t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import sys
@@ -155,16 +156,17 @@ def save(keras, model, out: Path, name: str, record: dict):
 def probe_logits(keras, model) -> list:
     """The model's logits on ``probe``, in full float32 (JAX on a GPU otherwise multiplies in TF32,
     off by more than the importer's tolerance)."""
-    x = probe(model.input_shape[1])
-    if keras.backend.backend() != "jax":
-        return np.asarray(model(x, training=False)).tolist()
-    import jax
+    precision = contextlib.nullcontext()
+    if keras.backend.backend() == "jax":
+        import jax
 
-    with jax.default_matmul_precision("highest"):
-        return np.asarray(model(x, training=False)).tolist()
+        precision = jax.default_matmul_precision("highest")
+    with precision:
+        return np.asarray(model(probe(model.input_shape[1]), training=False)).tolist()
 
 
 def load(model, out: Path, name: str):
+    """The weights ``save`` wrote, into ``model`` (Keras 2 or 3: the same order)."""
     with np.load(out / f"{name}.npz") as saved:
         model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
 
@@ -181,12 +183,8 @@ def train_one(keras, model_plan: dict, x_train, y_train, config: TrainConfig, fi
         print(f"{name}: already trained in {out}")
         load(model, out, name)
     else:
-        start = time.time()
-        acc = fit(keras, model, name, x_train, y_train, config, num_classes)
-        seconds = time.time() - start
-        save(keras, model, out, name, {"model": model_plan, "seconds": round(seconds, 1), "epochs": config.epochs,
-                                       "final_train_acc": acc, **notes})
-        print(f"{name}: {seconds:.0f} s, final training accuracy {acc:.4f}", flush=True)
+        train_and_save(keras, model, name, x_train, y_train, config, num_classes, out,
+                       {"model": model_plan, "epochs": config.epochs, **notes})
     if not fine_tune:
         return
     tuned = fine_tuned_stem(name, fine_tune["epochs"])
@@ -194,13 +192,18 @@ def train_one(keras, model_plan: dict, x_train, y_train, config: TrainConfig, fi
         print(f"{tuned}: already fine-tuned in {out}")
         return
     tune = dataclasses.replace(config, **fine_tune)
+    train_and_save(keras, model, tuned, x_train, y_train, tune, num_classes, out,
+                   {"model": model_plan, "epochs": config.epochs + tune.epochs, "fine_tune": fine_tune, **notes})
+
+
+def train_and_save(keras, model, name: str, x_train, y_train, config: TrainConfig, num_classes: int, out: Path,
+                   record: dict):
+    """``fit``, then ``save`` under ``name`` with ``record``, the seconds and the last training accuracy."""
     start = time.time()
-    acc = fit(keras, model, tuned, x_train, y_train, tune, num_classes)
+    acc = fit(keras, model, name, x_train, y_train, config, num_classes)
     seconds = time.time() - start
-    save(keras, model, out, tuned, {"model": model_plan, "seconds": round(seconds, 1),
-                                    "epochs": config.epochs + tune.epochs, "fine_tune": fine_tune,
-                                    "final_train_acc": acc, **notes})
-    print(f"{tuned}: {seconds:.0f} s, final training accuracy {acc:.4f}", flush=True)
+    save(keras, model, out, name, {**record, "seconds": round(seconds, 1), "final_train_acc": acc})
+    print(f"{name}: {seconds:.0f} s, final training accuracy {acc:.4f}", flush=True)
 
 
 def device_name(keras) -> str:

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from bench.baselines import baseline, checksum, fine_tuned_stem, probe, stem  # noqa: E402
+from bench.baselines import baseline, checksum, fine_tuned_stem, load, probe, stem  # noqa: E402
 from devices.profile import load_profile  # noqa: E402
 from devices.runners import get_runner  # noqa: E402
 from export.bundle import count_macs, is_complete  # noqa: E402
@@ -140,9 +140,9 @@ def main():
                                                    doc["latency_by_config"])
                    for budget in budgets for arch in ("MobileNetV3Small", "MobileNetV2")}
         save()
+        tune = fine_tune_recipe(args.qat_epochs, len(data.y_train))
         if args.plan_baselines:
-            write_plan(Path(args.plan_baselines), configs, raw, data, epochs,
-                       fine_tune_recipe(args.qat_epochs, len(data.y_train)))
+            write_plan(Path(args.plan_baselines), configs, raw, data, epochs, tune)
             return
         # 2. the baselines, trained from scratch, cheapest first (two budgets may pick the same one: trained once)
         cost = {key: count_macs(baseline(keras, key[0], alpha, res, data.num_classes))
@@ -172,7 +172,6 @@ def main():
             save()
         # 2b. each baseline trained as many epochs more as the export fine-tunes the factory's subnet (its
         # QAT), so that the shipped models are also compared at equal training
-        tune = fine_tune_recipe(args.qat_epochs, len(data.y_train))
         tuned = {r["file"]: r["fine_tuned"] for r in doc["rows"].values() if "fine_tuned" in r}
         for r in [r for r in doc["rows"].values() if r["model"] != "factory" and "fine_tuned" not in r]:
             if r["file"] not in tuned and tune:
@@ -317,8 +316,7 @@ def import_baseline(directory: Path, name: str, epochs: int):
                          "supernet (and its fine-tune): retrain it with bench/baselines.py and the plan's epochs")
     spec = record["model"]
     model = baseline(keras, spec["arch"], spec["alpha"], spec["resolution"], len(record["probe_logits"][0]))
-    with np.load(directory / f"{name}.npz") as saved:
-        model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+    load(model, directory, name)
     expected = np.asarray(record["probe_logits"])
     if not np.allclose(model(probe(spec["resolution"]), training=False).numpy(), expected, rtol=1e-3,
                        atol=1e-3 * np.abs(expected).max()):
