@@ -29,7 +29,8 @@ The baselines train here (MobileNetV2 at 128x128 takes 10-14 minutes an epoch on
 or on a GPU machine: ``--plan-baselines`` writes what to train, ``bench/baselines.py``
 trains it there under Keras 3, ``--baseline-weights`` brings the weights back (each row
 says where its model was trained). Their rows come before the factory's, so they can be
-done while the supernet still trains (give ``--baseline-epochs``).
+done while the supernet still trains (give ``--baseline-epochs``). ``--archs`` limits the run to one
+family of baselines; ``--show RESULTS`` prints a results file's table and verdicts again.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from factory.space import SubnetConfig, load_space  # noqa: E402
 from factory.train import TrainConfig, train_model  # noqa: E402
 from factory.workflow import load_tables, search_workdir, workdir_data  # noqa: E402
 
+ARCHS = ("MobileNetV3Small", "MobileNetV2")
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.4)
 RESOLUTIONS = (32, 64, 96, 128)
 
@@ -105,8 +107,14 @@ def main():
                              "for bench/baselines.py, after choosing them, and stop")
     parser.add_argument("--baseline-weights", metavar="DIR",
                         help="take baselines not trained yet from bench/baselines.py's weights in DIR")
+    parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS),
+                        help="the baselines to compare against (default: both)")
     parser.add_argument("--out", default="bench/results/export.json")
+    parser.add_argument("--show", metavar="RESULTS", help="print the table of a results file (an --out) and stop")
     args = parser.parse_args()
+    if args.show:
+        print_table(read_json(args.show))
+        return
 
     workdir, out = Path(args.workdir), Path(args.out)
     models = Path("runs/bench-export") / out.stem  # one folder per results file: runs differ in data and epochs
@@ -138,7 +146,7 @@ def main():
         # 1. width and resolution of the baselines for each budget, measured first while nothing else runs
         configs = {(arch, budget): matching_config(arch, budget, data.num_classes, representative, runner,
                                                    doc["latency_by_config"])
-                   for budget in budgets for arch in ("MobileNetV3Small", "MobileNetV2")}
+                   for budget in budgets for arch in args.archs}
         save()
         tune = fine_tune_recipe(args.qat_epochs, len(data.y_train))
         if args.plan_baselines:
@@ -382,9 +390,9 @@ def print_table(doc):
     print()
     for c in doc.get("comparisons", []):
         print(f"{c['budget_ms']:g} ms, {c['baseline']} against the factory at {c['factory_searched_at']} "
-              f"({c['factory_budget_ms']:g} ms): factory QAT int8 {c['qat_int8_gain_points']:+.1f} points, "
-              f"post-training int8 {c['ptq_int8_gain_points']:+.1f} points, "
-              + (f"QAT int8 against it trained as many epochs {c['equal_training_gain_points']:+.1f} points, "
+              f"({c['factory_budget_ms']:g} ms): factory QAT int8 {c['qat_int8_gain_points']:+.2f} points, "
+              f"post-training int8 {c['ptq_int8_gain_points']:+.2f} points, "
+              + (f"QAT int8 against it trained as many epochs {c['equal_training_gain_points']:+.2f} points, "
                  if "equal_training_gain_points" in c else "")
               + f"at {c['latency_ratio']:.2f}x its "
               f"measured latency: {'wins' if c['factory_wins'] else 'does not win'}")

@@ -1,6 +1,7 @@
 """bench/export.py's matching of the factory to a baseline's measured latency."""
 
 import copy
+import json
 import sys
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.export import comparisons, equal_latency_budget  # noqa: E402
+from bench.export import comparisons, equal_latency_budget, main  # noqa: E402
 from devices.profile import load_profile  # noqa: E402
 from factory.space import get_space  # noqa: E402
 from latency_tables.table import LatencyTable, default_table_path  # noqa: E402
@@ -45,3 +46,21 @@ def test_the_goal_is_judged_at_equal_training_when_the_baseline_was_fine_tuned(c
     assert [c["factory_searched_at"] for c in result] == ["the budget", "its latency"]
     assert all(c["factory_wins"] is wins for c in result)
     assert all(("equal_training_gain_points" in c) == ("tuned_ptq" in case) for c in result)
+
+
+def test_show_prints_a_results_files_table_and_verdicts_to_the_hundredth_of_a_point(tmp_path, monkeypatch, capsys):
+    doc = _doc(factory_qat=0.7597, factory_ptq=0.72, baseline_ptq=0.745, tuned_ptq=0.76)
+    for row in doc["rows"].values():
+        row.update({"float": 0.75, "size_bytes": 2048, "macs": 20e6, "predicted_ms": None,
+                    "qat_int8": row.get("qat_int8")})
+    doc["rows"]["b"]["fine_tuned"].update(float=0.77, size_bytes=2048)
+    doc["comparisons"] = comparisons(doc)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(doc))
+    monkeypatch.setattr(sys, "argv", ["export.py", "--show", str(path)])
+    main()
+    out = capsys.readouterr().out
+    assert "| 1 | MobileNetV3Small (128px, alpha 0.75), 10 epochs | 77.0% | 76.0% |" in out
+    verdicts = [line for line in out.splitlines() if "against the factory" in line]
+    assert len(verdicts) == 2
+    assert all("trained as many epochs -0.03 points" in line and line.endswith("does not win") for line in verdicts)
