@@ -29,8 +29,10 @@ The baselines train here (MobileNetV2 at 128x128 takes 10-14 minutes an epoch on
 or on a GPU machine: ``--plan-baselines`` writes what to train, ``bench/baselines.py``
 trains it there under Keras 3, ``--baseline-weights`` brings the weights back (each row
 says where its model was trained). Their rows come before the factory's, so they can be
-done while the supernet still trains (give ``--baseline-epochs``). ``--archs`` limits the run to one
-family of baselines; ``--show RESULTS`` prints a results file's table and verdicts again.
+done while the supernet still trains (give ``--baseline-epochs``). ``--archs`` limits a run to one
+family of baselines, ``--match-as RESULTS`` matches the baselines as an earlier run did (a
+follow-up run on another day then compares against the same ones), and ``--show RESULTS`` prints a
+results file's table and verdicts again.
 """
 
 from __future__ import annotations
@@ -109,6 +111,9 @@ def main():
                         help="take baselines not trained yet from bench/baselines.py's weights in DIR")
     parser.add_argument("--archs", nargs="+", choices=ARCHS, default=list(ARCHS),
                         help="the baselines to compare against (default: both)")
+    parser.add_argument("--match-as", metavar="RESULTS",
+                        help="take the baselines' matching timings from another results file, so that a follow-up "
+                             "run compares against the same baselines on another day")
     parser.add_argument("--out", default="bench/results/export.json")
     parser.add_argument("--show", metavar="RESULTS", help="print the table of a results file (an --out) and stop")
     args = parser.parse_args()
@@ -119,7 +124,8 @@ def main():
     workdir, out = Path(args.workdir), Path(args.out)
     models = Path("runs/bench-export") / out.stem  # one folder per results file: runs differ in data and epochs
     doc = read_json(out) if out.exists() else {"rows": {}, "latency_by_config": {}}
-    doc.setdefault("latency_by_config", {})
+    doc["latency_by_config"] = {**(read_json(args.match_as)["latency_by_config"] if args.match_as else {}),
+                                **doc.get("latency_by_config", {})}
     doc.pop("latency_by_alpha", None)
     space = load_space(workdir / "space.json")
     device = load_profile(args.device).name
