@@ -58,6 +58,7 @@ from export.pipeline import ExportConfig, export_subnet  # noqa: E402
 from export.quantize import to_int8_tflite  # noqa: E402
 from factory.backend import keras, tf  # noqa: E402
 from factory.data import normalize  # noqa: E402
+from factory.errors import FactoryError  # noqa: E402
 from factory.files import atomic_file, read_json, write_json  # noqa: E402
 from factory.space import SubnetConfig, load_space  # noqa: E402
 from factory.train import TrainConfig, train_model  # noqa: E402
@@ -118,13 +119,13 @@ def main():
     parser.add_argument("--show", metavar="RESULTS", help="print the table of a results file (an --out) and stop")
     args = parser.parse_args()
     if args.show:
-        print_table(read_json(args.show))
+        print_table(results_file(args.show))
         return
 
     workdir, out = Path(args.workdir), Path(args.out)
     models = Path("runs/bench-export") / out.stem  # one folder per results file: runs differ in data and epochs
-    doc = read_json(out) if out.exists() else {"rows": {}, "latency_by_config": {}}
-    doc["latency_by_config"] = {**(read_json(args.match_as)["latency_by_config"] if args.match_as else {}),
+    doc = read_json(out) if out.exists() else {"rows": {}}
+    doc["latency_by_config"] = {**(results_file(args.match_as).get("latency_by_config", {}) if args.match_as else {}),
                                 **doc.get("latency_by_config", {})}
     doc.pop("latency_by_alpha", None)
     space = load_space(workdir / "space.json")
@@ -248,6 +249,17 @@ def main():
     save()
     print_table(doc)
     print(f"wrote {out}")
+
+
+def results_file(path: str) -> dict:
+    """A results file this script wrote (an --out), or a one-line exit naming what to give instead."""
+    try:
+        doc = read_json(path)
+    except FactoryError as exc:
+        raise SystemExit(f"{exc}: give a results file bench/export.py wrote with --out") from None
+    if not isinstance(doc, dict) or "rows" not in doc:
+        raise SystemExit(f"{path} is not a results file of bench/export.py: give one it wrote with --out")
+    return doc
 
 
 def equal_latency_budget(measured_ms: float, table) -> float:

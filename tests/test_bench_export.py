@@ -64,3 +64,14 @@ def test_show_prints_a_results_files_table_and_verdicts_to_the_hundredth_of_a_po
     verdicts = [line for line in out.splitlines() if "against the factory" in line]
     assert len(verdicts) == 2
     assert all("trained as many epochs -0.03 points" in line and line.endswith("does not win") for line in verdicts)
+
+
+@pytest.mark.parametrize("text", [None, '{"a": 1}'], ids=["missing", "not-a-results-file"])
+def test_show_refuses_what_is_not_a_results_file_in_one_line(tmp_path, monkeypatch, text):
+    path = tmp_path / "results.json"
+    if text is not None:
+        path.write_text(text)
+    monkeypatch.setattr(sys, "argv", ["export.py", "--show", str(path)])
+    with pytest.raises(SystemExit, match="give .*wrote with --out") as exc:
+        main()
+    assert "\n" not in str(exc.value)
