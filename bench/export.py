@@ -125,8 +125,8 @@ def main():
     workdir, out = Path(args.workdir), Path(args.out)
     models = Path("runs/bench-export") / out.stem  # one folder per results file: runs differ in data and epochs
     doc = read_json(out) if out.exists() else {"rows": {}}
-    doc["latency_by_config"] = {**(results_file(args.match_as).get("latency_by_config", {}) if args.match_as else {}),
-                                **doc.get("latency_by_config", {})}
+    matched = results_file(args.match_as).get("latency_by_config", {}) if args.match_as else {}
+    doc["latency_by_config"] = {**matched, **doc.get("latency_by_config", {})}
     doc.pop("latency_by_alpha", None)
     space = load_space(workdir / "space.json")
     device = load_profile(args.device).name
