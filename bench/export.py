@@ -23,7 +23,9 @@ wrap, so the baselines are post-training quantized. The factory's QAT fine-tune 
 model more epochs, so each baseline is also trained as many epochs more with the same
 fine-tune settings (no teacher) and post-training quantized: the shipped models are judged
 at equal training, and the factory's post-training int8 against the baseline's is reported
-too. Results are cached per row in the output JSON, so an interrupted run resumes.
+too. The factory wins a pair when its QAT int8 beats the baseline both as trained and at equal
+training, at equal or lower measured latency; the goal is met when every baseline loses at
+least one pair. Results are cached per row in the output JSON, so an interrupted run resumes.
 
 The baselines train here (MobileNetV2 at 128x128 takes 10-14 minutes an epoch on 2 cores)
 or on a GPU machine: ``--plan-baselines`` writes what to train, ``bench/baselines.py``
@@ -91,7 +93,7 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.round(out), 0, 255).astype(np.uint8) if images.dtype == np.uint8 else out
 
 
-def main():
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="runs/bench-supernet")
     parser.add_argument("--device", default="host-cpu-1t")
@@ -117,138 +119,196 @@ def main():
                              "run compares against the same baselines on another day")
     parser.add_argument("--out", default="bench/results/export.json")
     parser.add_argument("--show", metavar="RESULTS", help="print the table of a results file (an --out) and stop")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
     if args.show:
         print_table(results_file(args.show))
         return
-
-    workdir, out = Path(args.workdir), Path(args.out)
-    models = Path("runs/bench-export") / out.stem  # one folder per results file: runs differ in data and epochs
-    doc = read_json(out) if out.exists() else {"rows": {}}
-    matched = results_file(args.match_as).get("latency_by_config", {}) if args.match_as else {}
-    doc["latency_by_config"] = {**matched, **doc.get("latency_by_config", {})}
-    doc.pop("latency_by_alpha", None)
-    space = load_space(workdir / "space.json")
-    device = load_profile(args.device).name
-    tables = {device: args.table} if args.table else None
-    table = load_tables(space, [device], tables)[device]
-    if not args.baseline_epochs and not (workdir / "training.json").exists():
-        raise SystemExit(f"{workdir} holds no trained supernet yet: give --baseline-epochs (the epochs it will have)")
-    epochs = args.baseline_epochs or read_json(workdir / "training.json")["epochs"]
-    fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
-    budgets = args.budgets_ms or [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
-    if min(budgets) < fastest:
-        raise SystemExit(f"a budget of {min(budgets):g} ms is under the fastest subnet of {space.name} on {device} "
-                         f"({fastest:.3f} ms): give budgets of at least that")
-    raw = workdir_data(workdir)
-    data = raw.resized(space.resolutions[-1])
-    representative = normalize(data.x_train[:200]).numpy()
-
-    def save():
-        doc.update(date=datetime.date.today().isoformat(), command=" ".join(sys.argv), device=device,
-                   budgets_ms=budgets, baseline_epochs=epochs, qat_epochs=args.qat_epochs)
-        write_json(out, doc)
-
-    with get_runner(device) as runner:
-        # 1. width and resolution of the baselines for each budget, measured first while nothing else runs
-        configs = {(arch, budget): matching_config(arch, budget, data.num_classes, representative, runner,
-                                                   doc["latency_by_config"])
-                   for budget in budgets for arch in args.archs}
-        save()
-        tune = fine_tune_recipe(args.qat_epochs, len(data.y_train))
+    run = Run.start(args)
+    with get_runner(run.device) as runner:
+        configs = match_baselines(run, runner)
+        tune = fine_tune_recipe(args.qat_epochs, len(run.data.y_train))
         if args.plan_baselines:
-            write_plan(Path(args.plan_baselines), configs, raw, data, epochs, tune)
+            write_plan(Path(args.plan_baselines), configs, run.raw, run.data, run.epochs, tune)
             return
-        # 2. the baselines, trained from scratch, cheapest first (two budgets may pick the same one: trained once)
-        cost = {key: count_macs(baseline(keras, key[0], alpha, res, data.num_classes))
-                for key, (res, alpha) in configs.items()}
-        weights = Path(args.baseline_weights) if args.baseline_weights else None
-        for (arch, budget), (res, alpha) in sorted(configs.items(), key=lambda item: cost[item[0]]):
-            key, name = f"{arch}@{budget:g}", stem(arch, res, alpha)
-            if key in doc["rows"]:
+        add_baselines(run, configs)
+        if tune:
+            add_fine_tuned_baselines(run, tune)
+        if not (run.workdir / "training.json").exists():
+            print(f"{run.workdir} holds no trained supernet yet: the baselines' rows are saved; rerun once "
+                  f"`factory train --workdir {run.workdir}` has finished")
+            return
+        add_factory(run, runner)
+        time_side_by_side(run, runner)
+    run.save()
+    print_table(run.doc)
+    print(f"wrote {run.out}")
+
+
+@dataclasses.dataclass
+class Run:
+    """What the stages of one benchmark run share; its results doc is saved after every row, so an
+    interrupted run resumes where it stopped."""
+
+    args: argparse.Namespace
+    doc: dict
+    workdir: Path
+    device: str
+    table: object
+    budgets: list
+    epochs: int
+    raw: object
+    data: object
+    representative: np.ndarray
+
+    @property
+    def out(self) -> Path:
+        return Path(self.args.out)
+
+    @property
+    def models(self) -> Path:
+        """One folder of models per results file: runs differ in data and epochs."""
+        return Path("runs/bench-export") / self.out.stem
+
+    @property
+    def weights(self) -> Path | None:
+        return Path(self.args.baseline_weights) if self.args.baseline_weights else None
+
+    @classmethod
+    def start(cls, args) -> Run:
+        """The run's results doc (resumed from ``--out``), budgets, baseline epochs and data, checked first."""
+        workdir, out = Path(args.workdir), Path(args.out)
+        doc = read_json(out) if out.exists() else {"rows": {}}
+        matched = results_file(args.match_as).get("latency_by_config", {}) if args.match_as else {}
+        doc["latency_by_config"] = {**matched, **doc.get("latency_by_config", {})}
+        space = load_space(workdir / "space.json")
+        device = load_profile(args.device).name
+        table = load_tables(space, [device], {device: args.table} if args.table else None)[device]
+        if not args.baseline_epochs and not (workdir / "training.json").exists():
+            raise SystemExit(f"{workdir} holds no trained supernet yet: give --baseline-epochs (the epochs it will have)")
+        epochs = args.baseline_epochs or read_json(workdir / "training.json")["epochs"]
+        fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
+        budgets = args.budgets_ms or [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
+        if min(budgets) < fastest:
+            raise SystemExit(f"a budget of {min(budgets):g} ms is under the fastest subnet of {space.name} on "
+                             f"{device} ({fastest:.3f} ms): give budgets of at least that")
+        raw = workdir_data(workdir)
+        data = raw.resized(space.resolutions[-1])
+        return cls(args, doc, workdir, device, table, budgets, epochs, raw, data,
+                   representative=normalize(data.x_train[:200]).numpy())
+
+    def save(self):
+        self.doc.update(date=datetime.date.today().isoformat(), command=" ".join(sys.argv), device=self.device,
+                        budgets_ms=self.budgets, baseline_epochs=self.epochs, qat_epochs=self.args.qat_epochs)
+        write_json(self.out, self.doc)
+
+
+def match_baselines(run: Run, runner) -> dict:
+    """1. Width and resolution of each baseline for each budget, measured first while nothing else runs."""
+    configs = {(arch, budget): matching_config(arch, budget, run.data.num_classes, run.representative, runner,
+                                               run.doc["latency_by_config"])
+               for budget in run.budgets for arch in run.args.archs}
+    run.save()
+    return configs
+
+
+def add_baselines(run: Run, configs: dict):
+    """2. The baselines, trained from scratch (or imported), cheapest first; two budgets may pick the same
+    one, trained once."""
+    data, epochs = run.data, run.epochs
+    cost = {key: count_macs(baseline(keras, key[0], alpha, res, data.num_classes))
+            for key, (res, alpha) in configs.items()}
+    for (arch, budget), (res, alpha) in sorted(configs.items(), key=lambda item: cost[item[0]]):
+        key, name = f"{arch}@{budget:g}", stem(arch, res, alpha)
+        if key in run.doc["rows"]:
+            continue
+        trained = next((r for r in run.doc["rows"].values()
+                        if r["model"] == arch and (r["resolution"], r["alpha"]) == (res, alpha)), None)
+        if trained is None:
+            def train():
+                print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: training {epochs} epochs", flush=True)
+                model = baseline(keras, arch, alpha, res, data.num_classes)
+                train_model(model, data, TrainConfig(epochs=epochs, seed=0),  # resizes to res
+                            backup_dir=run.models / f"{name}.backup")  # resumes by the epoch
+                return model
+
+            model = trained_baseline(run.models, name, run.weights, epochs, run.args.no_train, train)
+            if model is None:
                 continue
-            trained = next((r for r in doc["rows"].values()
-                            if r["model"] == arch and (r["resolution"], r["alpha"]) == (res, alpha)), None)
-            if trained is None:
-                def train():
-                    print(f"{arch} {res}x{res} alpha {alpha:g} for {budget:g} ms: training {epochs} epochs", flush=True)
-                    model = baseline(keras, arch, alpha, res, data.num_classes)
-                    train_model(model, data, TrainConfig(epochs=epochs, seed=0),  # resizes to res
-                                backup_dir=models / f"{name}.backup")  # resumes by the epoch
-                    return model
-
-                model = trained_baseline(models, name, weights, epochs, args.no_train, train)
-                if model is None:
-                    continue
-                trained = {**score_baseline(model, models / f"{name}.tflite", data, representative),
-                           "qat_int8": None, "macs": cost[(arch, budget)]}
-            doc["rows"][key] = {**trained, "model": arch, "resolution": res, "alpha": alpha, "budget_ms": budget,
+            trained = {**score_baseline(model, run.models / f"{name}.tflite", data, run.representative),
+                       "qat_int8": None, "macs": cost[(arch, budget)]}
+        run.doc["rows"][key] = {**trained, "model": arch, "resolution": res, "alpha": alpha, "budget_ms": budget,
                                 "predicted_ms": None}
-            save()
-        # 2b. each baseline trained as many epochs more as the export fine-tunes the factory's subnet (its
-        # QAT), so that the shipped models are also compared at equal training
-        tuned = {r["file"]: r["fine_tuned"] for r in doc["rows"].values() if "fine_tuned" in r}
-        for r in [r for r in doc["rows"].values() if r["model"] != "factory" and "fine_tuned" not in r]:
-            if r["file"] not in tuned and tune:
-                name = fine_tuned_stem(stem(r["model"], r["resolution"], r["alpha"]), tune["epochs"])
+        run.save()
 
-                model = trained_baseline(models, name, weights, epochs + tune["epochs"], args.no_train,
-                                         lambda: train_more(Path(r["file"]).with_suffix(".keras"), data, tune,
-                                                            models / f"{name}.backup"))
-                if model is None:
-                    continue
-                tuned[r["file"]] = {"epochs": epochs + tune["epochs"],
-                                    **score_baseline(model, models / f"{name}.tflite", data, representative)}
-            if r["file"] in tuned:
-                r["fine_tuned"] = tuned[r["file"]]
-                save()
-        # 3. the factory's model for each budget, and at each baseline's own latency (one matched under a
-        # budget runs faster than the budget; the goal is more accuracy at equal or lower latency); its row
-        # is read from the bundle's card
-        if not (workdir / "training.json").exists():
-            save()
-            print(f"{workdir} holds no trained supernet yet: the baselines' rows are saved; rerun once "
-                  f"`factory train --workdir {workdir}` has finished")
-            return
-        baselines = [r for r in doc["rows"].values() if r["model"] != "factory"]
-        for file in sorted({r["file"] for r in baselines if "equal_budget_ms" not in r}):
-            # timed now rather than taken from the matching step: this shared machine's speed drifts by the day
-            ms = float(np.median([runner.measure(Path(file).read_bytes()).median_ms for _ in range(3)]))
-            for r in baselines:
-                if r["file"] == file:
-                    r["equal_budget_ms"] = equal_latency_budget(ms, table)
-        save()
-        equal = {r["equal_budget_ms"] for r in baselines}
-        for ms in sorted(b for b in equal if b < fastest):
-            print(f"{ms:g} ms (a baseline's latency) is under the fastest subnet ({fastest:.3f} ms): not searched")
-        # the baselines' own latencies first: they are the goal's like-for-like pairs
-        targets = sorted(b for b in equal if b >= fastest) + [b for b in budgets if b not in equal]
-        results = search_workdir(workdir, [device], targets, n_eval=args.n_eval, reuse=True, tables=tables)
-        for budget, result in zip(targets, results):
-            bundle = models / f"factory__{budget:g}ms"
-            if not is_complete(bundle):
-                export_subnet(workdir, SubnetConfig.from_dict(result["subnet"]), device, bundle, budget_ms=budget,
-                              table=args.table,
-                              config=ExportConfig(qat_epochs=args.qat_epochs, max_drop_points=100.0))
-            card = read_json(bundle / "model_card.json")
-            doc["rows"][f"factory@{budget:g}"] = {
-                "model": "factory", "budget_ms": budget, "subnet": card["subnet"],
-                **{k: card["accuracy"][k] for k in ("float", "ptq_int8", "qat_int8")},
-                "size_bytes": card["size_bytes"], "macs": card["macs"], "predicted_ms": card["latency"]["predicted_ms"],
-                "file": str(bundle / "model.tflite")}
-            save()
-        # 4. every model timed again, side by side, in rounds (this machine is noisy)
-        rows = list(doc["rows"].values())
-        samples = {id(r): [] for r in rows}
-        for _ in range(args.rounds):
-            for r in rows:
-                samples[id(r)].append(runner.measure(Path(r["file"]).read_bytes()).median_ms)
+
+def add_fine_tuned_baselines(run: Run, tune: dict):
+    """2b. Each baseline trained as many epochs more as the export fine-tunes the factory's subnet (its QAT),
+    so that the shipped models are also compared at equal training."""
+    epochs = run.epochs + tune["epochs"]
+    tuned = {r["file"]: r["fine_tuned"] for r in run.doc["rows"].values() if "fine_tuned" in r}
+    for r in [r for r in run.doc["rows"].values() if r["model"] != "factory" and "fine_tuned" not in r]:
+        if r["file"] not in tuned:
+            name = fine_tuned_stem(stem(r["model"], r["resolution"], r["alpha"]), tune["epochs"])
+            model = trained_baseline(run.models, name, run.weights, epochs, run.args.no_train,
+                                     lambda: train_more(Path(r["file"]).with_suffix(".keras"), run.data, tune,
+                                                        run.models / f"{name}.backup"))
+            if model is None:
+                continue
+            tuned[r["file"]] = {"epochs": epochs,
+                                **score_baseline(model, run.models / f"{name}.tflite", run.data, run.representative)}
+        r["fine_tuned"] = tuned[r["file"]]
+        run.save()
+
+
+def add_factory(run: Run, runner):
+    """3. The factory's model for each budget, and at each baseline's own latency (one matched under a budget
+    runs faster than the budget; the goal is more accuracy at equal or lower latency); its row is read from
+    the bundle's card."""
+    baselines = [r for r in run.doc["rows"].values() if r["model"] != "factory"]
+    for file in sorted({r["file"] for r in baselines if "equal_budget_ms" not in r}):
+        # timed now rather than taken from the matching step: this shared machine's speed drifts by the day
+        ms = float(np.median([runner.measure(Path(file).read_bytes()).median_ms for _ in range(3)]))
+        for r in baselines:
+            if r["file"] == file:
+                r["equal_budget_ms"] = equal_latency_budget(ms, run.table)
+    run.save()
+    fastest = run.table.fastest_ms()
+    equal = {r["equal_budget_ms"] for r in baselines}
+    for ms in sorted(b for b in equal if b < fastest):
+        print(f"{ms:g} ms (a baseline's latency) is under the fastest subnet ({fastest:.3f} ms): not searched")
+    # the baselines' own latencies first: they are the goal's like-for-like pairs
+    targets = sorted(b for b in equal if b >= fastest) + [b for b in run.budgets if b not in equal]
+    tables = {run.device: run.args.table} if run.args.table else None
+    results = search_workdir(run.workdir, [run.device], targets, n_eval=run.args.n_eval, reuse=True, tables=tables)
+    for budget, result in zip(targets, results):
+        bundle = run.models / f"factory__{budget:g}ms"
+        if not is_complete(bundle):
+            export_subnet(run.workdir, SubnetConfig.from_dict(result["subnet"]), run.device, bundle,
+                          budget_ms=budget, table=run.args.table,
+                          config=ExportConfig(qat_epochs=run.args.qat_epochs, max_drop_points=100.0))
+        card = read_json(bundle / "model_card.json")
+        run.doc["rows"][f"factory@{budget:g}"] = {
+            "model": "factory", "budget_ms": budget, "subnet": card["subnet"],
+            **{k: card["accuracy"][k] for k in ("float", "ptq_int8", "qat_int8")},
+            "size_bytes": card["size_bytes"], "macs": card["macs"], "predicted_ms": card["latency"]["predicted_ms"],
+            "file": str(bundle / "model.tflite")}
+        run.save()
+
+
+def time_side_by_side(run: Run, runner):
+    """4. Every model timed again, side by side, in rounds (this machine is noisy); the median is reported."""
+    rows = list(run.doc["rows"].values())
+    samples = {id(r): [] for r in rows}
+    for _ in range(run.args.rounds):
         for r in rows:
-            r["measured_ms"] = float(np.median(samples[id(r)]))
-        doc["comparisons"] = comparisons(doc)
-    save()
-    print_table(doc)
-    print(f"wrote {out}")
+            samples[id(r)].append(runner.measure(Path(r["file"]).read_bytes()).median_ms)
+    for r in rows:
+        r["measured_ms"] = float(np.median(samples[id(r)]))
+    run.doc["comparisons"] = comparisons(run.doc)
 
 
 def results_file(path: str) -> dict:
@@ -387,6 +447,17 @@ def comparisons(doc: dict) -> list[dict]:
     return result
 
 
+def goal(comparisons: list[dict]) -> dict[str, list[float]]:
+    """Each baseline and the factory's budgets (searched at) that beat it: the benchmark's goal is met when
+    every baseline has at least one."""
+    beaten = {}
+    for c in comparisons:
+        beaten.setdefault(c["baseline"], [])
+        if c["factory_wins"] and c["factory_budget_ms"] not in beaten[c["baseline"]]:
+            beaten[c["baseline"]].append(c["factory_budget_ms"])
+    return beaten
+
+
 def _pct(value):
     return "" if value is None else f"{100 * value:.1f}%"
 
@@ -414,6 +485,13 @@ def print_table(doc):
                  if "equal_training_gain_points" in c else "")
               + f"at {c['latency_ratio']:.2f}x its "
               f"measured latency: {'wins' if c['factory_wins'] else 'does not win'}")
+    beaten = goal(doc.get("comparisons", []))
+    if beaten:
+        print(f"\ngoal (beat each baseline at equal or lower measured latency): "
+              f"{'met' if all(beaten.values()) else 'not met'}")
+        for name, budgets in beaten.items():
+            print(f"- {name}: " + (f"beaten by the factory searched at {', '.join(f'{b:g}' for b in budgets)} ms"
+                                   if budgets else "not beaten"))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.export import comparisons, equal_latency_budget, main  # noqa: E402
+from bench.export import comparisons, equal_latency_budget, goal, main  # noqa: E402
 from devices.profile import load_profile  # noqa: E402
 from factory.space import get_space  # noqa: E402
 from latency_tables.table import LatencyTable, default_table_path  # noqa: E402
@@ -48,6 +48,12 @@ def test_the_goal_is_judged_at_equal_training_when_the_baseline_was_fine_tuned(c
     assert all(("equal_training_gain_points" in c) == ("tuned_ptq" in case) for c in result)
 
 
+@pytest.mark.parametrize("tuned_ptq,beaten_at", [(0.76, [1.0, 0.98]), (0.78, [])], ids=["beaten", "not-beaten"])
+def test_the_goal_is_met_when_every_baseline_loses_a_pair(tuned_ptq, beaten_at):
+    doc = _doc(factory_qat=0.77, factory_ptq=0.72, baseline_ptq=0.745, tuned_ptq=tuned_ptq)
+    assert goal(comparisons(doc)) == {"MobileNetV3Small 128px alpha 0.75": beaten_at}
+
+
 def test_show_prints_a_results_files_table_and_verdicts_to_the_hundredth_of_a_point(tmp_path, monkeypatch, capsys):
     doc = _doc(factory_qat=0.7597, factory_ptq=0.72, baseline_ptq=0.745, tuned_ptq=0.76)
     for row in doc["rows"].values():
@@ -64,6 +70,8 @@ def test_show_prints_a_results_files_table_and_verdicts_to_the_hundredth_of_a_po
     verdicts = [line for line in out.splitlines() if "against the factory" in line]
     assert len(verdicts) == 2
     assert all("trained as many epochs -0.03 points" in line and line.endswith("does not win") for line in verdicts)
+    assert "goal (beat each baseline at equal or lower measured latency): not met" in out
+    assert "- MobileNetV3Small 128px alpha 0.75: not beaten" in out
 
 
 @pytest.mark.parametrize("text", [None, '{"a": 1}'], ids=["missing", "not-a-results-file"])
@@ -75,3 +83,47 @@ def test_show_refuses_what_is_not_a_results_file_in_one_line(tmp_path, monkeypat
     with pytest.raises(SystemExit, match="give .*wrote with --out") as exc:
         main()
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.slow
+def test_a_small_run_compares_trains_exports_times_and_resumes(tiny_workdir, tiny_table_file, tmp_path, monkeypatch,
+                                                                capsys):
+    """The whole benchmark on the tiny digits supernet, against one small MobileNetV3Small trained here; a
+    second run finds every row done and trains and exports nothing again."""
+    from bench.export import ALPHAS, ARCHS, RESOLUTIONS
+
+    from factory.space import SubnetConfig
+    from latency_tables.table import LatencyTable
+
+    table = LatencyTable.load(tiny_table_file, get_space("tiny"))
+    budget = round(table.fastest_ms() + 0.5 * (table.predict(SubnetConfig.largest(get_space("tiny")))
+                                               - table.fastest_ms()), 3)
+    # matching timings of an earlier run: only MobileNetV3Small at 32px, alpha 0.35, fits under the budget
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"rows": {}, "latency_by_config": {
+        f"{arch}@{size}@{alpha:g}": budget / 2 if (arch, size, alpha) == ("MobileNetV3Small", 32, 0.35) else 1e3
+        for arch in ARCHS for size in RESOLUTIONS for alpha in ALPHAS}}))
+    monkeypatch.chdir(tmp_path)
+    argv = ["export.py", "--workdir", str(tiny_workdir), "--table", str(tiny_table_file), "--budgets-ms", str(budget),
+            "--archs", "MobileNetV3Small", "--match-as", str(earlier), "--baseline-epochs", "1", "--qat-epochs", "1",
+            "--n-eval", "12", "--rounds", "1", "--out", "small.json"]
+    monkeypatch.setattr(sys, "argv", argv)
+    main()
+    doc = json.loads((tmp_path / "small.json").read_text())
+    rows = doc["rows"]
+    base = rows[f"MobileNetV3Small@{budget:g}"]
+    assert (base["resolution"], base["alpha"]) == (32, 0.35)
+    assert base["trained_on"].startswith("this machine") and base["fine_tuned"]["epochs"] > 1
+    factory = [r for r in rows.values() if r["model"] == "factory"]
+    assert budget in {r["budget_ms"] for r in factory}
+    assert all(r["qat_int8"] > 0.2 and r["predicted_ms"] <= r["budget_ms"] for r in factory)  # chance is 0.1
+    assert all(r["measured_ms"] > 0 for r in rows.values())
+    assert [(c["baseline"], c["factory_searched_at"]) for c in doc["comparisons"]] == [
+        ("MobileNetV3Small 32px alpha 0.35", "the budget"), ("MobileNetV3Small 32px alpha 0.35", "its latency")]
+    assert "goal (beat each baseline at equal or lower measured latency): " in capsys.readouterr().out
+
+    models = tmp_path / "runs" / "bench-export" / "small"
+    made = {p: p.stat().st_mtime_ns for p in models.rglob("*") if p.suffix in (".keras", ".tflite")}
+    main()
+    assert {p: p.stat().st_mtime_ns for p in models.rglob("*") if p.suffix in (".keras", ".tflite")} == made
+    assert json.loads((tmp_path / "small.json").read_text())["rows"].keys() == rows.keys()
