@@ -186,7 +186,7 @@ class Run:
         doc["latency_by_config"] = {**matched, **doc.get("latency_by_config", {})}
         space = load_space(workdir / "space.json")
         device = load_profile(args.device).name
-        table = load_tables(space, [device], {device: args.table} if args.table else None)[device]
+        table = load_tables(space, [device], table_files(device, args.table))[device]
         if not args.baseline_epochs and not (workdir / "training.json").exists():
             raise SystemExit(f"{workdir} holds no trained supernet yet: give --baseline-epochs (the epochs it will have)")
         epochs = args.baseline_epochs or read_json(workdir / "training.json")["epochs"]
@@ -204,6 +204,11 @@ class Run:
         self.doc.update(date=datetime.date.today().isoformat(), command=" ".join(sys.argv), device=self.device,
                         budgets_ms=self.budgets, baseline_epochs=self.epochs, qat_epochs=self.args.qat_epochs)
         write_json(self.out, self.doc)
+
+
+def table_files(device: str, table: str | None) -> dict | None:
+    """``--table`` as ``load_tables`` and ``search_workdir`` take it (None: the shipped table)."""
+    return {device: table} if table else None
 
 
 def match_baselines(run: Run, runner) -> dict:
@@ -282,8 +287,8 @@ def add_factory(run: Run, runner):
         print(f"{ms:g} ms (a baseline's latency) is under the fastest subnet ({fastest:.3f} ms): not searched")
     # the baselines' own latencies first: they are the goal's like-for-like pairs
     targets = sorted(b for b in equal if b >= fastest) + [b for b in run.budgets if b not in equal]
-    tables = {run.device: run.args.table} if run.args.table else None
-    results = search_workdir(run.workdir, [run.device], targets, n_eval=run.args.n_eval, reuse=True, tables=tables)
+    results = search_workdir(run.workdir, [run.device], targets, n_eval=run.args.n_eval, reuse=True,
+                             tables=table_files(run.device, run.args.table))
     for budget, result in zip(targets, results):
         bundle = run.models / f"factory__{budget:g}ms"
         if not is_complete(bundle):
