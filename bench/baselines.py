@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from factory.errors import FactoryError  # noqa: E402
 from factory.files import atomic_file, read_json, write_json  # noqa: E402
-from factory.images import OFFSET, SCALE, decode_folder, split  # noqa: E402
+from factory.images import OFFSET, SCALE, decode_folder, resize_images, split  # noqa: E402
 from factory.recipe import TrainConfig, loss, make_optimizer, recalibrate_batch_norm  # noqa: E402
 
 
@@ -80,16 +80,6 @@ def training_images(plan: dict, root: Path):
         sys.exit(f"{root}: its training split differs from the plan's (classes or pixels): "
                  "give --data the folder the supernet was trained on")
     return x_train, y_train.astype(np.int32)
-
-
-def upsample(keras, images: np.ndarray, size: int, batch: int = 2000) -> np.ndarray:
-    """uint8 images resized as ``ImageData.resized`` resizes them (bilinear, rounded back to uint8)."""
-    if images.shape[1] == size:
-        return images
-    out = [np.asarray(keras.ops.image.resize(images[i:i + batch].astype(np.float32), (size, size),
-                                             interpolation="bilinear", antialias=True))
-           for i in range(0, len(images), batch)]
-    return np.clip(np.round(np.concatenate(out)), 0, 255).astype(np.uint8)
 
 
 def augmented_batches(keras, images, labels, config: TrainConfig, num_classes: int):
@@ -246,7 +236,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     x_train, y_train = training_images(plan, Path(args.data).expanduser())
-    x_train = upsample(keras, x_train, plan["data"]["image_size"])
+    x_train = resize_images(x_train, plan["data"]["image_size"])
     same = checksum(x_train) == plan["data"]["resized_train_sha256"]
     print(f"{len(y_train)} training images at {x_train.shape[1]}px ready in {time.time() - start:.0f} s "
           f"(Keras {keras.__version__}, {keras.backend.backend()} on {device_name(keras)}); resized "

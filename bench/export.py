@@ -57,8 +57,8 @@ from export.bundle import count_macs, is_complete  # noqa: E402
 from export.finetune import qat_epochs  # noqa: E402
 from export.parity import keras_accuracy, tflite_accuracy  # noqa: E402
 from export.pipeline import ExportConfig, export_subnet  # noqa: E402
-from export.quantize import to_int8_tflite  # noqa: E402
 from factory.backend import keras, tf  # noqa: E402
+from factory.convert import convert  # noqa: E402
 from factory.data import normalize  # noqa: E402
 from factory.errors import FactoryError  # noqa: E402
 from factory.files import atomic_file, read_json, write_json  # noqa: E402
@@ -78,7 +78,7 @@ def matching_config(arch, budget_ms, num_classes, representative, runner, cache)
         for alpha in ALPHAS:
             key = f"{arch}@{size}@{alpha:g}"
             if key not in cache:
-                cache[key] = runner.measure(to_int8_tflite(baseline(keras, arch, alpha, size, num_classes), images)).median_ms
+                cache[key] = runner.measure(convert(baseline(keras, arch, alpha, size, num_classes), "int8", images)).median_ms
     fits = [(ms, key) for key, ms in cache.items() if key.startswith(f"{arch}@") and ms <= budget_ms]
     _, key = max(fits) if fits else min((ms, key) for key, ms in cache.items() if key.startswith(f"{arch}@"))
     _, size, alpha = key.split("@")
@@ -388,7 +388,7 @@ def train_more(saved: Path, data, tune: dict, backup_dir: Path):
 def score_baseline(model, file: Path, data, representative) -> dict:
     """Convert a float baseline to int8 (kept at ``file``) and score both on the test split."""
     res = model.input_shape[1]
-    content = to_int8_tflite(model, resize(representative, res))
+    content = convert(model, "int8", resize(representative, res))
     with atomic_file(file) as tmp:
         tmp.write_bytes(content)
     x_test = resize(data.x_test, res)

@@ -16,7 +16,7 @@ from factory.errors import FactoryError
 PROFILE_DIR = Path(__file__).parent / "profiles"
 RUNNERS = ("host", "adb")
 DELEGATES = {"host": ("xnnpack",), "adb": ("xnnpack", "gpu", "nnapi")}
-PRECISIONS = ("int8", "float32")
+PRECISIONS = ("int8", "float16", "float32")
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,24 @@
 """The bundle app teams ship: model.tflite, labels.txt, model_card.{json,md}, pareto.png.
 
 The model card is the contract with the app: what the model is, what to feed it
-(shape, dtype, normalization, quantization), what comes out, how accurate it is on
-named test data, how fast it was measured on which device with which tools.
+(shape, dtype, resizing, normalization, quantization), what comes out, how accurate it
+is on a test split it says how to rebuild (with code that reproduces the figure), how
+fast it was measured on which device with which tools. The model's TFLite metadata is
+derived from the same facts.
 """
 
 from __future__ import annotations
 
+import datetime
+import inspect
 import json
 from pathlib import Path
 
 from devices.hardware import describe
+from export.metadata import ModelInfo, TensorInfo
 from factory.backend import keras
 from factory.files import atomic_directory
+from factory.images import OFFSET, RESIZE_POLICY, SCALE
 
 
 def count_macs(model: keras.Model) -> int:
@@ -30,34 +36,178 @@ def count_macs(model: keras.Model) -> int:
     return int(total)
 
 
+def classifier_metadata(name: str, resolution: int, io: str, labels: list[str], fingerprint: str,
+                        config) -> ModelInfo:
+    """The TFLite metadata of an exported classifier (``io``: its input type, uint8, int8 or float32)."""
+    mean, std = -OFFSET / SCALE, 1 / SCALE
+    low, high = {"uint8": (0.0, 255.0), "int8": (-128.0, 127.0),
+                 "float32": ((0 - mean) / std, (255 - mean) / std)}[io]
+    image = TensorInfo(
+        name="image",
+        description=f"RGB image, {resolution}x{resolution}, {io}; {RESIZE_POLICY}",
+        image=(resolution, resolution), mean=(mean,), std=(std,), min=(low,), max=(high,))
+    if io == "int8":
+        output = TensorInfo(name="logits", description="int8 logits, one per class of the labels file",
+                            labels_file="labels.txt")
+    else:
+        output = TensorInfo(name="probability", description="probability of each class of the labels file",
+                            min=(0.0,), max=(1.0,), labels_file="labels.txt")
+    return ModelInfo(name=name, description=f"Classifies an image into one of {len(labels)} classes: "
+                                            f"{', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''}. "
+                                            "Made by mobile-model-factory.",
+                     version=f"space {fingerprint}, {datetime.date.today().isoformat()}",
+                     author=config.author, license=config.license, inputs=(image,), outputs=(output,))
+
+
+_TO_INPUT = {"uint8": "resize_image(image, {r})[None]",  # uint8 pixels, as they are
+             "int8": "(resize_image(image, {r}).astype(np.int16) - 128).astype(np.int8)[None]",
+             "float32": "((resize_image(image, {r}).astype(np.float32) - 128) / 128)[None]"}
+_KOTLIN_PIXEL = {"uint8": ("ByteBuffer.allocateDirect(size * size * 3)", "input.put((v and 0xFF).toByte())",
+                           "FloatArray"),
+                 "int8": ("ByteBuffer.allocateDirect(size * size * 3)", "input.put(((v and 0xFF) - 128).toByte())",
+                          "ByteArray"),
+                 "float32": ("ByteBuffer.allocateDirect(size * size * 3 * 4)",
+                             "input.putFloat(((v and 0xFF) - 128) / 128f)", "FloatArray")}
+
+
+def snippets(card: dict, split_code: str) -> dict[str, str]:
+    """Code an app developer runs: Python that reproduces the card's accuracy, Kotlin for Android."""
+    from factory import images
+
+    r, io, n = card["input"]["resolution"], card["io"], len(card["classes"])
+    acc = card["accuracy"]
+    python = f"""# Reproduces this card's accuracy: {100 * acc[acc['shipped']]:.2f}% ({acc['correct']} of {acc['images']}) on the
+# {acc['data']} test split. Run it in the bundle folder (pip install ai-edge-litert numpy pillow scikit-learn).
+from pathlib import Path
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+labels = Path("labels.txt").read_text().splitlines()
+
+{inspect.getsource(images.resize_image)}
+{split_code}
+interpreter = Interpreter(model_path="model.tflite")
+interpreter.allocate_tensors()
+inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+hits = 0
+for image, label in zip(test_images, test_labels):
+    interpreter.set_tensor(inp["index"], {_TO_INPUT[io].format(r=r)})
+    interpreter.invoke()
+    hits += int(np.argmax(interpreter.get_tensor(out["index"])[0]) == label)
+print(f"{{hits}} of {{len(test_labels)}} correct: {{100 * hits / len(test_labels):.2f}}%")
+"""
+    mediapipe = """// build.gradle: implementation("com.google.mediapipe:tasks-vision:0.10.20"); model.tflite in src/main/assets
+import com.google.mediapipe.framework.image.BitmapImageBuilder
+import com.google.mediapipe.tasks.core.BaseOptions
+import com.google.mediapipe.tasks.vision.imageclassifier.ImageClassifier
+
+val classifier = ImageClassifier.createFromOptions(
+    context,
+    ImageClassifier.ImageClassifierOptions.builder()
+        .setBaseOptions(BaseOptions.builder().setModelAssetPath("model.tflite").build())
+        .setMaxResults(3)
+        .build())
+// MediaPipe resizes the image to the model's input itself; centre-crop it to a square first, as the card's
+// figures were measured, and the labels come from the model's own metadata
+val side = minOf(bitmap.width, bitmap.height)
+val square = Bitmap.createBitmap(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side)
+val result = classifier.classify(BitmapImageBuilder(square).build())
+for (category in result.classificationResult().classifications()[0].categories()) {
+    Log.i("classifier", "${category.categoryName()}: ${category.score()}")
+}
+""" if io != "int8" else "// MediaPipe Tasks take uint8 or float32 input: export with the default --io uint8 for them\n"
+    allocate, put, out_type = _KOTLIN_PIXEL[io]
+    litert = f"""// build.gradle: implementation("com.google.ai.edge.litert:litert:1.4.0"); model.tflite in src/main/assets
+import org.tensorflow.lite.Interpreter
+import java.io.FileInputStream
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import java.nio.channels.FileChannel
+
+val file = context.assets.openFd("model.tflite")
+val model = FileInputStream(file.fileDescriptor).channel
+    .map(FileChannel.MapMode.READ_ONLY, file.startOffset, file.declaredLength)
+val interpreter = Interpreter(model, Interpreter.Options().setNumThreads({card['device']['threads']}))
+val size = {r}
+val side = minOf(bitmap.width, bitmap.height)  // centre-crop to a square, then bilinear to size x size
+val square = Bitmap.createBitmap(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side)
+val pixels = IntArray(size * size)
+Bitmap.createScaledBitmap(square, size, size, true).getPixels(pixels, 0, size, 0, 0, size, size)
+val input = {allocate}.order(ByteOrder.nativeOrder())
+for (p in pixels) for (v in intArrayOf(p shr 16, p shr 8, p)) {put}  // R, G, B
+val output = Array(1) {{ {out_type}({n}) }}
+interpreter.run(input.rewind(), output)
+val best = output[0].indices.maxByOrNull {{ output[0][it] }}!!  // index into labels.txt
+"""
+    return {"python": python, "kotlin_mediapipe": mediapipe, "kotlin_litert": litert}
+
+
 def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+_ROWS = [("float", "float Keras subnet, before fine-tuning"),
+         ("ptq_int8", "post-training int8 (no QAT), for comparison"),
+         ("float_finetuned", "float twin of this model (fine-tuned weights, quantizers removed)"),
+         ("qat_keras", "QAT model simulated in Keras (what was converted)")]
 
 
 def card_markdown(card: dict) -> str:
     """The model card as a page an app developer reads."""
     inp, out, acc, lat = card["input"], card["output"], card["accuracy"], card["latency"]
-    measured = lat["measured"]
+    measured, checks, code = lat["measured"], card["parity"], card["snippets"]
     budget = "none given" if lat["budget_ms"] is None else f"{lat['budget_ms']:g} ms ({'met' if lat['within_budget'] else 'EXCEEDED'})"
+    rows = "\n".join(f"| {label} | {_pct(acc[key])} |" for key, label in _ROWS if key in acc)
+    quant = (f"- quantization parameters: scale {inp['scale']:.8g}, zero point {inp['zero_point']}\n"
+             if inp["dtype"] != "float32" else "")
+    out_quant = (f"- quantization parameters: scale {out['scale']:.8g}, zero point {out['zero_point']}\n"
+                 if out["dtype"] != "float32" else "")
     return f"""# {card['name']}
 
-An int8 image classifier for **{card['device']['name']}** ({card['device']['description']}),
-made by mobile-model-factory on {card['date']}.
+A {card['precision']} image classifier for **{card['device']['name']}** ({card['device']['description']}),
+made by mobile-model-factory on {card['date']}. It carries TFLite metadata (input image properties and
+normalization, output labels packed in the model) that MediaPipe Tasks' `ImageClassifier`, the TFLite Task
+Library and Android Studio's ML Model Binding read; `labels.txt` holds the same labels.
 
 ## Input
-- tensor `{inp['name']}`: shape {inp['shape']}, dtype {inp['dtype']}, scale {inp['scale']:.8g}, zero point {inp['zero_point']}
-- preprocessing: {inp['normalization']}
+- tensor `{inp['name']}`: shape {inp['shape']}, dtype {inp['dtype']}
+{quant}- values: {inp['values']}
+- preprocessing: {inp['resize']}; {inp['resolution']}x{inp['resolution']} pixels, colour order R, G, B
+- normalization inside the model: (pixel - {inp['normalization']['mean']:g}) / {inp['normalization']['std']:g}
 
 ## Output
-- tensor `{out['name']}`: shape {out['shape']}, dtype {out['dtype']}, scale {out['scale']:.8g}, zero point {out['zero_point']}
-- meaning: {out['meaning']}
+- tensor `{out['name']}`: shape {out['shape']}, dtype {out['dtype']}
+{out_quant}- meaning: {out['meaning']}
 
 ## Accuracy on the {acc['data']} test split ({acc['images']} images)
+The test split: {acc['test_split']}.
+
 | model | top-1 |
 |---|---|
-| float Keras subnet | {_pct(acc['float'])} |
-| post-training int8 (no QAT) | {_pct(acc['ptq_int8'])} |
-| **this model** (QAT int8, LiteRT) | **{_pct(acc['qat_int8'])}** |
+{rows}
+| **this model** ({card['precision']} .tflite through LiteRT) | **{_pct(acc[acc['shipped']])}** |
+
+Parity: this model is {checks['drop_points']:+.2f} points from the {checks['reference']} figure (at most
+{checks['max_drop_points']:g} allowed) and agrees on top-1 with the Keras model it was converted from on
+{100 * checks['top1_agreement']:.2f}% of the test images (at least {100 * checks['min_agreement']:g}% required).
+
+Reproduce the figure with Python (the preprocessing is the factory's own function):
+
+```python
+{code['python']}```
+
+## On Android
+MediaPipe Tasks:
+
+```kotlin
+{code['kotlin_mediapipe']}```
+
+LiteRT `Interpreter` (Android's `createScaledBitmap` is bilinear without PIL's antialiasing, so pixels differ
+slightly from the card's when shrinking much):
+
+```kotlin
+{code['kotlin_litert']}```
 
 ## Latency on {card['device']['name']}
 - measured: median {measured['median_ms']:.3f} ms (p10 {_ms(measured['p10_ms'])}, p90 {_ms(measured['p90_ms'])}, {measured['runs']} runs, {card['device']['threads']} thread(s), {card['device']['delegate']})
@@ -69,7 +219,15 @@ made by mobile-model-factory on {card['date']}.
 ## Size and cost
 - file: {card['size_bytes']:,} bytes; parameters: {card['params']:,}; MACs: {card['macs']:,}
 - operators: {', '.join(f'{k} x{v}' for k, v in sorted(card['operators'].items()))}
-- float operators: {', '.join(card['float_operators']) or 'none'}
+- float operators: {', '.join(card['float_operators']) or 'none'}{f" (besides the input and output conversions {', '.join(card['io_operators'])})" if card['io_operators'] else ''}
+
+## Intended use and limitations
+- Intended use: classifying images like those of {acc['data']} into its {len(card['classes'])} classes
+  ({', '.join(card['classes'][:10])}{', ...' if len(card['classes']) > 10 else ''}) on {card['device']['name']}.
+- The figures hold for images drawn like the test split; other cameras, lighting or framing can score lower.
+  The model always answers one of its classes: it has no "none of these".
+- Latency was measured on the hardware named above; other devices, thread counts or delegates differ.
+- Author: {card['metadata']['author']}; licence: {card['metadata']['license']}.
 
 ## How it was made
 - subnet: `{json.dumps(card['subnet'])}`

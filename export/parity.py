@@ -1,9 +1,10 @@
-"""Accuracy of the same test images through a float Keras model and through a .tflite in LiteRT.
+"""Predictions on the same test images through a Keras model and through a .tflite in LiteRT.
 
-Both read uint8 images; the float model gets them normalized as in training
-(``factory.data.normalize``), the int8 model gets that float image quantized with its
-input tensor's scale and zero point, which is exactly what an app must do. The int8
-output is compared by argmax: dequantization is monotonic, so it picks the same class.
+Both read uint8 images; the Keras model gets them normalized as in training
+(``factory.data.normalize``), the .tflite whatever its input tensor takes: uint8 pixels
+as they are, int8 ``pixel - 128``, float32 normalized; in every case exactly what an app
+must do. Outputs are compared by argmax: dequantization and softmax are monotonic, so
+they pick the same class.
 """
 
 from __future__ import annotations
@@ -62,10 +63,19 @@ def tflite_predict(content: bytes, images: np.ndarray, batch_size: int = 256) ->
     return np.concatenate(outputs)
 
 
+def tflite_labels(content: bytes, images: np.ndarray) -> np.ndarray:
+    """The class a .tflite predicts for each uint8 image."""
+    return tflite_predict(content, images).argmax(-1)
+
+
 def tflite_accuracy(content: bytes, images: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(tflite_predict(content, images).argmax(-1) == labels))
+    return float(np.mean(tflite_labels(content, images) == labels))
+
+
+def keras_labels(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The class a Keras model (logits or probabilities) predicts for each uint8 image."""
+    return model.predict(normalize(images).numpy(), batch_size=batch_size, verbose=0).argmax(-1)
 
 
 def keras_accuracy(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
-    x = normalize(images).numpy()
-    return float(np.mean(model.predict(x, batch_size=batch_size, verbose=0).argmax(-1) == labels))
+    return float(np.mean(keras_labels(model, images, batch_size) == labels))

@@ -1,9 +1,12 @@
-"""Export one subnet of a trained work directory as a shippable int8 bundle.
+"""Export one subnet of a trained work directory as a bundle app teams load as shipped.
 
-extract (batch norm recalibrated) -> float accuracy -> post-training int8 for
-comparison -> QAT fine-tune (distilled from the largest subnet) -> fully int8 .tflite
--> operator check -> parity check on the test split -> latency on the device -> bundle.
-Nothing is written unless every check passes.
+extract (batch norm recalibrated) -> float accuracy -> in the device profile's precision:
+int8: post-training int8 for comparison -> QAT fine-tune (distilled from the largest
+subnet) -> fully int8 .tflite (uint8 pixels in, probabilities out by default) -> operator
+check; float16/float32: the float model converted -> TFLite metadata and labels packed
+into the model -> parity on the test split (against the float twin of the shipped
+weights, and top-1 agreement with the Keras model converted) -> latency on the device
+-> bundle. Nothing is written unless every check passes.
 """
 
 from __future__ import annotations
@@ -14,15 +17,22 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from devices.profile import load_profile
 from devices.hardware import check_same_hardware
 from devices.runners import get_runner
-from export.bundle import count_macs, write_bundle
+from export.bundle import classifier_metadata, count_macs, snippets, write_bundle
 from export.finetune import fine_tune
-from export.parity import keras_accuracy, pixel_shift, quantization, tflite_accuracy
-from export.quantize import float_operators, operator_report, quantize_model, to_int8_tflite
-from factory.data import OFFSET, SCALE, make_dataset, normalize
+from export.metadata import embed
+from export.parity import keras_labels, pixel_shift, quantization, tflite_labels
+from export.quantize import dequantized, float_operators, io_operators, operator_report, pin_input_range, \
+    quantize_model, wrapped
+from factory.backend import keras
+from factory.convert import IO_TYPES, convert
+from factory.data import OFFSET, SCALE, make_dataset, normalize, test_split_code, test_split_description
 from factory.errors import FactoryError
+from factory.images import RESIZE_POLICY
 from factory.extract import extract
 from factory.files import read_json
 from factory.space import SubnetConfig
@@ -33,17 +43,25 @@ from latency_tables.table import rebuild_hint, tool_versions
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """QAT and acceptance settings of an export."""
+    """QAT, interface and acceptance settings of an export."""
 
     qat_epochs: int = 2
     min_qat_steps: int = 300  # small data sets run more epochs to reach this many steps
     learning_rate: float = 0.005
     batch_size: int = 128
     distill: bool = True
-    max_drop_points: float = 1.0  # int8 may lose at most this many accuracy points against float
+    max_drop_points: float = 1.0  # the shipped model may lose at most this many points against its float twin
+    min_agreement: float = 0.99  # top-1 agreement of the .tflite with the Keras model it was converted from
     allow_float_ops: bool = False
+    io: str = "uint8"  # int8 models: "uint8" pixels in, probabilities out; "int8" in, int8 logits out
     representative_images: int = 200
+    author: str = "mobile-model-factory"
+    license: str = "unspecified (set it with --license)"
     seed: int = 0
+
+    def __post_init__(self):
+        if self.io not in IO_TYPES:
+            raise FactoryError(f"--io {self.io!r} is not one of {list(IO_TYPES)}")
 
 
 def load_subnet(path: str | Path) -> tuple[SubnetConfig, float | None]:
@@ -58,15 +76,77 @@ def _tensor(detail: dict) -> dict:
     return {"name": detail["name"], **quantization(detail)}
 
 
+def with_softmax(model: keras.Model) -> keras.Model:
+    """The classifier as apps want it: probabilities, a softmax in the graph after the logits."""
+    return keras.Model(model.input, keras.layers.Softmax(name="probabilities")(model.output), name=model.name)
+
+
+def _accuracy(predicted, labels) -> float:
+    return float(np.mean(predicted == labels))
+
+
+def _int8(classifier, local, representative, teacher, config: ExportConfig, accuracy: dict, verbose: int):
+    """Post-training int8 for comparison, then QAT fine-tune and conversion.
+
+    Returns the .tflite, the Keras model it was converted from (the QAT model, simulating
+    int8) and the epochs run; ``accuracy`` gains the float twin's and the QAT model's figures."""
+    x_test, y_test = local.x_test, local.y_test
+    accuracy["ptq_int8"] = _accuracy(tflite_labels(convert(classifier, "int8", representative, config.io), x_test),
+                                     y_test)
+    print(f"float {100 * accuracy['float']:.2f}%, post-training int8 {100 * accuracy['ptq_int8']:.2f}%; "
+          "quantization-aware fine-tuning", flush=True)
+    qat = quantize_model(classifier)
+    pin_input_range(qat, OFFSET, OFFSET + 255 * SCALE)
+    logits = keras.Model(qat.input, wrapped(qat, "classifier").output)  # trained on logits, shares every weight
+    epochs_run = fine_tune(logits, local, config.qat_epochs, min_steps=config.min_qat_steps,
+                           learning_rate=config.learning_rate, batch_size=config.batch_size,
+                           teacher=teacher, seed=config.seed, verbose=verbose)
+    content = convert(qat, "int8", representative, config.io)
+    floats = float_operators(content)
+    if floats and not config.allow_float_ops:
+        raise FactoryError(f"the int8 model still computes in float in {sorted(set(floats))}: "
+                           "pass --allow-float-ops to ship it anyway")
+    accuracy["float_finetuned"] = _accuracy(keras_labels(dequantized(qat, classifier), x_test), y_test)
+    return content, qat, epochs_run
+
+
+def _check_input(content: bytes, io: str):
+    """A shipped int8 model takes pixels exactly: uint8 as they are, int8 as ``pixel - 128``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    detail = quantization(Interpreter(model_content=content).get_input_details()[0])
+    want = {"uint8": 0, "int8": -128}[io]
+    if pixel_shift(detail["scale"], detail["zero_point"]) != want:
+        raise FactoryError(f"the int8 input is quantized with scale {detail['scale']} and zero point "
+                           f"{detail['zero_point']}, not as pixels: a bug in the factory, please report it")
+
+
+def parity(accuracy: dict, reference: str, shipped: str, agreement: float, config: ExportConfig) -> dict:
+    """The gate: the shipped model within ``max_drop_points`` of ``reference`` and agreeing with the
+    Keras model it was converted from on at least ``min_agreement`` of the test images."""
+    drop = 100 * (accuracy[reference] - accuracy[shipped])
+    figures = ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy.items() if isinstance(v, float))
+    if drop > config.max_drop_points:
+        raise FactoryError(f"the {shipped} model loses {drop:.2f} points against {reference} ({figures}), more than "
+                           f"{config.max_drop_points:g}: fine-tune longer (--qat-epochs) or allow more (--max-drop)")
+    if agreement < config.min_agreement:
+        raise FactoryError(f"the .tflite agrees with its Keras model on only {100 * agreement:.2f}% of the test "
+                           f"images ({figures}), under {100 * config.min_agreement:g}%: the conversion changed the "
+                           "model; report it with the subnet")
+    return {"reference": reference, "shipped": shipped, "drop_points": drop, "max_drop_points": config.max_drop_points,
+            "top1_agreement": agreement, "min_agreement": config.min_agreement}
+
+
 def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: str | Path, *,
                   budget_ms: float | None = None, config: ExportConfig = ExportConfig(),
                   data: str | None = None, table: str | Path | None = None, verbose: int = 2) -> dict:
-    """Fine-tune, convert, check and measure ``subnet``; write its bundle to ``out``; return the card."""
+    """Convert ``subnet`` in the profile's precision, check and measure it; write its bundle to ``out``; return the card."""
     workdir = Path(workdir)
     supernet = load_supernet(workdir)
     space = supernet.space
     subnet.validate(space)
     profile = load_profile(device)
+    precision = profile.precision
     latency_table = load_tables(space, [device], {device: table} if table else None)[profile.name]
     with get_runner(profile) as runner:  # before the fine-tune: a phone that is not the table's fails now
         check_same_hardware(latency_table.hardware, runner.hardware(), latency_table.source,
@@ -76,38 +156,41 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
     calibration = full.calibration()
 
     teacher = None
-    if config.distill and config.qat_epochs > 0:
+    if precision == "int8" and config.distill and config.qat_epochs > 0:
         largest = SubnetConfig.largest(space)
         supernet.recalibrate(largest, calibration)
         teacher = extract(supernet, largest, name="teacher")
     supernet.recalibrate(subnet, calibration)
     val_accuracy = supernet.evaluate_subnet(subnet, make_dataset(full.x_val, full.y_val, 256, training=False))
     model = extract(supernet, subnet, fold_gate=True)
+    io = config.io if precision == "int8" else "float32"
+    classifier = model if io == "int8" else with_softmax(model)
 
     local = source.resized(subnet.resolution)  # what an app does: resize its image to the input size
     x_test, y_test = local.x_test, local.y_test
     representative = normalize(local.x_train[:config.representative_images]).numpy()
-    accuracy = {"float": keras_accuracy(model, x_test, y_test)}
-    accuracy["ptq_int8"] = tflite_accuracy(to_int8_tflite(model, representative), x_test, y_test)
-    print(f"float {100 * accuracy['float']:.2f}%, post-training int8 {100 * accuracy['ptq_int8']:.2f}%; "
-          "quantization-aware fine-tuning", flush=True)
-
-    qat = quantize_model(model)
-    epochs_run = fine_tune(qat, local, config.qat_epochs, min_steps=config.min_qat_steps,
-                           learning_rate=config.learning_rate, batch_size=config.batch_size,
-                           teacher=teacher, seed=config.seed, verbose=verbose)
-    content = to_int8_tflite(qat, representative)
-    floats = float_operators(content)
-    if floats and not config.allow_float_ops:
-        raise FactoryError(f"the int8 model still computes in float in {sorted(set(floats))}: "
-                           "pass --allow-float-ops to ship it anyway")
-    accuracy["qat_int8"] = tflite_accuracy(content, x_test, y_test)
-    drop = 100 * (accuracy["float"] - accuracy["qat_int8"])
+    accuracy = {"float": _accuracy(keras_labels(model, x_test), y_test)}
+    epochs_run = 0
+    if precision == "int8":
+        content, converted, epochs_run = _int8(classifier, local, representative, teacher, config, accuracy, verbose)
+        _check_input(content, io)
+        reference, shipped = "float_finetuned", "qat_int8"
+    else:
+        content, converted = convert(classifier, precision), classifier
+        reference, shipped = "float", precision
+    name = f"{space.name}-{profile.name}" + (f"-{budget_ms:g}ms" if budget_ms is not None else "")
+    content = embed(content, classifier_metadata(name, subnet.resolution, io, source.class_names,
+                                                 space.fingerprint, config),
+                    {"labels.txt": ("\n".join(source.class_names) + "\n").encode()})
+    predicted_labels = tflite_labels(content, x_test)
+    accuracy[shipped] = _accuracy(predicted_labels, y_test)
+    converted_labels = keras_labels(converted, x_test)
+    if precision == "int8":
+        accuracy["qat_keras"] = _accuracy(converted_labels, y_test)
+    checks = parity(accuracy, reference, shipped, _accuracy(predicted_labels, converted_labels), config)
     figures = ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy.items())
-    if drop > config.max_drop_points:
-        raise FactoryError(f"the int8 model loses {drop:.2f} points against float ({figures}), more than "
-                           f"{config.max_drop_points:g}: fine-tune longer (--qat-epochs) or allow more (--max-drop)")
-    print(f"parity on {len(y_test)} test images: {figures}", flush=True)
+    print(f"parity on {len(y_test)} test images: {figures}; .tflite and Keras agree on "
+          f"{100 * checks['top1_agreement']:.2f}%", flush=True)
 
     with get_runner(profile) as runner:
         timing, hardware = runner.measure(content), runner.hardware()
@@ -121,27 +204,27 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
 
     interpreter = Interpreter(model_content=content)
     input_detail = _tensor(interpreter.get_input_details()[0])
-    shift = pixel_shift(input_detail["scale"], input_detail["zero_point"])
     training = read_json(workdir / "training.json")
     card = {
-        "name": f"{space.name}-{profile.name}" + (f"-{budget_ms:g}ms" if budget_ms is not None else ""),
+        "name": name,
         "date": datetime.date.today().isoformat(),
         "subnet": subnet.to_dict(),
         "space": {"name": space.name, "fingerprint": space.fingerprint},
         "device": profile.to_dict(),
+        "precision": precision,
+        "io": io,
         "tools": tool_versions(),
-        "input": {**input_detail, "pixel_scale": SCALE, "pixel_offset": OFFSET, "pixel_shift": shift,
-                  "normalization": f"resize the RGB image to {subnet.resolution}x{subnet.resolution}; "
-                                   + (f"then int8 = pixel {'+' if shift >= 0 else '-'} {abs(shift)} (pixels 0..255), which is exactly "
-                                      if shift is not None else "then ")
-                                   + f"q = round((pixel * {SCALE:g} + ({OFFSET:g})) / scale) + zero_point, "
-                                     "clipped to int8"},
-        "output": {**_tensor(interpreter.get_output_details()[0]),
-                   "meaning": "one logit per class, in labels.txt order; the argmax is the predicted class; "
-                              "softmax((q - zero_point) * scale) gives probabilities"},
+        "input": {**input_detail, "resolution": subnet.resolution, "pixel_scale": SCALE, "pixel_offset": OFFSET,
+                  "pixel_shift": pixel_shift(input_detail["scale"], input_detail["zero_point"]),
+                  "resize": RESIZE_POLICY, "values": _INPUT_VALUES[io],
+                  "normalization": {"mean": -OFFSET / SCALE, "std": 1 / SCALE}},
+        "output": {**_tensor(interpreter.get_output_details()[0]), "meaning": _OUTPUT_MEANING[io]},
         "classes": source.class_names,
-        "accuracy": {"data": source.name, "split": "test", "images": int(len(y_test)), **accuracy,
-                     "val_supernet": float(val_accuracy)},
+        "accuracy": {"data": source.name, "split": "test", "images": int(len(y_test)), "shipped": shipped,
+                     "reference": reference, **accuracy, "val_supernet": float(val_accuracy),
+                     "correct": int(np.sum(predicted_labels == y_test)),
+                     "test_split": test_split_description(source)},
+        "parity": checks,
         "latency": {"predicted_ms": predicted, "measured": timing.to_dict(), "hardware": hardware,
                     "budget_ms": budget_ms,
                     "within_budget": within,
@@ -150,13 +233,26 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
         "params": int(model.count_params()),
         "macs": count_macs(model),
         "operators": dict(collections.Counter(op["op"] for op in operator_report(content))),
-        "float_operators": floats,
+        "float_operators": float_operators(content) if precision == "int8" else [],
+        "io_operators": io_operators(content) if precision == "int8" else [],
+        "metadata": {"author": config.author, "license": config.license, "labels_file": "labels.txt"},
         "training": {"data": source.name, "supernet_epochs": training["epochs"], **asdict(config),
                      "qat_epochs_run": epochs_run, "distilled": teacher is not None},
     }
+    card["snippets"] = snippets(card, test_split_code(source))
     result = {"subnet": subnet.to_dict(), "val_accuracy": val_accuracy, "budget_ms": budget_ms}
     write_bundle(out, content, source.class_names, card,
                  plot=lambda png: pareto_plot(workdir, device, png, table, chosen=[result], size=(4.5, 3.2)))
-    print(f"wrote {out}: {len(content):,} bytes, int8 test accuracy {100 * accuracy['qat_int8']:.2f}%, "
+    print(f"wrote {out}: {len(content):,} bytes, {shipped} test accuracy {100 * accuracy[shipped]:.2f}%, "
           f"measured {timing.median_ms:.3f} ms (predicted {predicted:.3f} ms) on {profile.name}", flush=True)
     return card
+
+
+_INPUT_VALUES = {"uint8": "uint8 RGB pixels 0..255, as they are (the model normalizes them itself)",
+                 "int8": "int8 = pixel - 128 for RGB pixels 0..255",
+                 "float32": "float32 = (pixel - 128) / 128 for RGB pixels 0..255"}
+_OUTPUT_MEANING = {"uint8": "probabilities (a softmax in the graph), one per class in labels.txt order, summing to 1",
+                   "int8": "int8 logits, one per class in labels.txt order; the argmax is the predicted class, "
+                           "softmax((q - zero_point) * scale) gives probabilities",
+                   "float32": "probabilities (a softmax in the graph), one per class in labels.txt order, "
+                              "summing to 1"}

@@ -1,4 +1,4 @@
-"""Quantization-aware training of an extracted subnet, and its conversion to a fully int8 .tflite.
+"""Quantization-aware training of an extracted subnet, and what its int8 .tflite holds.
 
 tfmot's default registry knows Conv2D, DepthwiseConv2D (folded with batch norm), ReLU,
 Add, pooling and Dense. It does not know squeeze-excite's ``Multiply``, activations
@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from factory import activations
-from factory.backend import keras, tf
-from factory.errors import FactoryError
+from factory.backend import keras
 
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after the Keras 2 switch)
 
@@ -76,37 +75,58 @@ def quantize_model(model: keras.Model) -> keras.Model:
         return tfmot.quantization.keras.quantize_apply(annotated)
 
 
-def to_int8_tflite(model: keras.Model, representative: np.ndarray) -> bytes:
-    """Fully int8 (int8 input and output); a float operator left over fails conversion.
+def pin_input_range(qat: keras.Model, low: float, high: float):
+    """Fix the input quantizer's range to the normalization's [low, high].
 
-    ``representative`` holds a few normalized input images. Post-training quantization
-    calibrates every range from them; for a QAT model the fake-quant ranges are used and
-    TF 2.21's converter still asks for them before it allows int8 input and output.
+    With pixel * SCALE + OFFSET over 0..255 this makes the int8 input exactly
+    ``pixel - 128`` and a uint8 input exactly the pixel, whatever pixels the fine-tune
+    happens to see (the quantizer only widens its range to what it sees).
     """
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in representative)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    try:
-        return converter.convert()
-    except Exception as exc:  # the converter raises many types; its first line says which op
-        raise FactoryError(f"int8 conversion failed: {str(exc).strip().splitlines()[0]}") from None
+    [layer] = [layer for layer in qat.layers if type(layer).__name__ == "QuantizeLayer"]
+    for var in layer.weights:
+        if var.name.endswith("_min:0"):
+            var.assign(low)
+        elif var.name.endswith("_max:0"):
+            var.assign(high)
+
+
+def wrapped(qat: keras.Model, name: str):
+    """The QAT wrapper of the float layer called ``name``."""
+    return qat.get_layer(f"quant_{name}")
+
+
+def dequantized(qat: keras.Model, model: keras.Model) -> keras.Model:
+    """``model`` holding the QAT model's trained float weights, quantizers removed: the float
+    twin of the int8 model, against which quantization's own cost is measured."""
+    twin = keras.models.clone_model(model)
+    for layer in twin.layers:
+        if layer.weights:  # the wrapper owns the float layer's variables, named "<layer>/<weight>"
+            trained = {w.name.split("/", 1)[1]: w for w in wrapped(qat, layer.name).weights
+                       if w.name.startswith(f"{layer.name}/")}
+            layer.set_weights([trained[w.name.split("/", 1)[1]].numpy() for w in layer.weights])
+    return twin
 
 
 def operator_report(content: bytes) -> list[dict]:
-    """Every operator of a .tflite with the dtypes of its inputs and outputs."""
+    """Every operator of a .tflite with the dtypes of its inputs and outputs; ``io`` marks the
+    QUANTIZE/DEQUANTIZE that convert the model's own input or output."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content)
     tensors = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    ends = {d["index"] for d in interpreter.get_input_details() + interpreter.get_output_details()}
     return [{"op": op["op_name"],
              "inputs": [tensors[i] for i in op["inputs"] if i >= 0 and i in tensors],
-             "outputs": [tensors[i] for i in op["outputs"] if i in tensors]}
+             "outputs": [tensors[i] for i in op["outputs"] if i in tensors],
+             "io": op["op_name"] in ("QUANTIZE", "DEQUANTIZE") and bool(ends & {*op["inputs"], *op["outputs"]})}
             for op in interpreter._get_ops_details()]
 
 
+def io_operators(content: bytes) -> list[str]:
+    """The QUANTIZE/DEQUANTIZE operators at the model's input and output (uint8 pixels in, float32 out)."""
+    return [op["op"] for op in operator_report(content) if op["io"]]
+
+
 def float_operators(content: bytes) -> list[str]:
-    """Operators computing in float (dequantize-free int8 graphs have none)."""
-    return [op["op"] for op in operator_report(content) if "float32" in op["outputs"]]
+    """Operators computing in float, but for the I/O conversions (fully int8 bodies have none)."""
+    return [op["op"] for op in operator_report(content) if "float32" in op["outputs"] and not op["io"]]

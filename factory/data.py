@@ -17,7 +17,7 @@ import numpy as np
 
 from factory.backend import tf
 from factory.errors import FactoryError
-from factory.images import OFFSET, SCALE, decode_folder, split
+from factory.images import OFFSET, SCALE, decode_folder, digits_images, resize_images, split
 
 
 @dataclass
@@ -34,6 +34,9 @@ class ImageData:
     y_test: np.ndarray
     flip: bool = True  # horizontal flips are label-preserving (not for digits)
     source: str = ""  # what load_data was given, so later stages can load the same data
+    seed: int = 0  # the seed of the splits drawn from the data
+    test_split: str = ""  # how the test split is drawn: "digits", "cifar10", "folder" (test/) or "fraction"
+    test_fraction: float = 0.2
 
     @property
     def num_classes(self) -> int:
@@ -45,7 +48,7 @@ class ImageData:
 
     def summary(self) -> dict:
         return {"name": self.name, "source": self.source, "classes": self.class_names,
-                "image_size": self.image_size,
+                "image_size": self.image_size, "seed": self.seed,
                 "train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
     def calibration(self, images: int = 2000, batch_size: int = 256) -> "tf.data.Dataset":
@@ -54,15 +57,11 @@ class ImageData:
         return make_dataset(self.x_train[:n], self.y_train[:n], batch_size, training=False)
 
     def resized(self, size: int) -> "ImageData":
-        """The same data at ``size`` x ``size`` (bilinear), e.g. a space's largest resolution."""
+        """The same data at ``size`` x ``size`` (``factory.images.resize_image``), e.g. a space's largest resolution."""
         if size == self.image_size:
             return self
-
-        def go(x):
-            out = tf.image.resize(x.astype(np.float32), (size, size), antialias=True)
-            return np.clip(np.round(out.numpy()), 0, 255).astype(np.uint8)
-
-        return dataclasses.replace(self, x_train=go(self.x_train), x_val=go(self.x_val), x_test=go(self.x_test))
+        return dataclasses.replace(self, x_train=resize_images(self.x_train, size),
+                                   x_val=resize_images(self.x_val, size), x_test=resize_images(self.x_test, size))
 
 
 def normalize(images):
@@ -104,10 +103,12 @@ def load_data(spec: str, *, val_fraction: float = 0.1, test_fraction: float = 0.
     return dataclasses.replace(data, source=spec)
 
 
-def _with_val(name, classes, x_train, y_train, x_test, y_test, val_fraction, seed, flip=True):
+def _with_val(name, classes, x_train, y_train, x_test, y_test, val_fraction, seed, test_split, test_fraction=0.2,
+              flip=True):
     x_tr, x_val, y_tr, y_val = split(x_train, y_train, val_fraction, seed)
     return ImageData(name, classes, x_tr, y_tr.astype(np.int32), x_val, y_val.astype(np.int32),
-                     x_test, y_test.astype(np.int32), flip)
+                     x_test, y_test.astype(np.int32), flip, seed=seed, test_split=test_split,
+                     test_fraction=test_fraction)
 
 
 def _digits(val_fraction, test_fraction, seed) -> ImageData:
@@ -115,12 +116,10 @@ def _digits(val_fraction, test_fraction, seed) -> ImageData:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    x = (d.images * (255.0 / 16.0)).astype(np.float32)[..., None]
-    x = tf.image.resize(x, (32, 32), method="bilinear").numpy()
-    x = np.repeat(np.clip(np.round(x), 0, 255).astype(np.uint8), 3, axis=-1)
+    x = digits_images(d.images)
     x_train, x_test, y_train, y_test = split(x, d.target, test_fraction, seed)
     return _with_val("digits", [str(c) for c in range(10)], x_train, y_train, x_test, y_test,
-                     val_fraction, seed, flip=False)
+                     val_fraction, seed, "digits", test_fraction, flip=False)
 
 
 def _cifar10(val_fraction, seed) -> ImageData:
@@ -135,7 +134,7 @@ def _cifar10(val_fraction, seed) -> ImageData:
         ) from None
     classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     return _with_val("cifar10", classes, x_train, y_train.ravel(), x_test, y_test.ravel(),
-                     val_fraction, seed)
+                     val_fraction, seed, "cifar10")
 
 
 # ------------------------------------------------------------------ folders
@@ -152,6 +151,7 @@ def load_folder(path: str | os.PathLike, *, val_fraction: float = 0.1, test_frac
     if train_dir.is_dir() != test_dir.is_dir():
         missing = test_dir if train_dir.is_dir() else train_dir
         raise FactoryError(f"{root} has only one of train/ and test/: add {missing} or use <class>/ folders")
+    test_split = "folder" if train_dir.is_dir() else "fraction"
     if train_dir.is_dir():
         x_train, y_train, classes = decode_folder(train_dir)
         x_test, y_test, _ = decode_folder(test_dir, classes)
@@ -165,4 +165,64 @@ def load_folder(path: str | os.PathLike, *, val_fraction: float = 0.1, test_frac
         x_train, x_test, y_train, y_test = split(x, y, test_fraction, seed)
     if x_train.shape[1] != x_train.shape[2]:
         raise FactoryError(f"images in {root} are not square ({x_train.shape[2]}x{x_train.shape[1]}): crop them first")
-    return _with_val(root.name, classes, x_train, y_train, x_test, y_test, val_fraction, seed)
+    return _with_val(root.name, classes, x_train, y_train, x_test, y_test, val_fraction, seed, test_split,
+                     test_fraction)
+
+
+# ------------------------------------------------------------------ reproducing the test split
+_FILES = """def image_files(folder):
+    \"\"\"(path, label) of every image of folder/<class>/, classes in labels.txt order, files sorted.\"\"\"
+    return [(path, label) for label, name in enumerate(labels)
+            for path in sorted((folder / name).iterdir()) if path.is_file() and not path.name.startswith(".")]
+"""
+
+
+def test_split_code(data: ImageData) -> str:
+    """Python that rebuilds ``data``'s test split, as the factory draws it, into ``test_images``
+    (PIL images or uint8 arrays, before resizing) and ``test_labels``; ``labels`` is labels.txt."""
+    import inspect
+
+    from factory import images
+
+    if data.test_split == "digits":
+        return (f"{inspect.getsource(images.digits_images)}\n"
+                "from sklearn.datasets import load_digits\n"
+                "from sklearn.model_selection import train_test_split\n\n"
+                "digits = load_digits()\n"
+                "_, test_images, _, test_labels = train_test_split(\n"
+                f"    digits_images(digits.images), digits.target, test_size={data.test_fraction:g}, "
+                f"random_state={data.seed}, stratify=digits.target)\n")
+    if data.test_split == "cifar10":
+        return ("from keras.datasets import cifar10\n\n"
+                "_, (test_images, test_labels) = cifar10.load_data()  # the 10,000 test images\n"
+                "test_labels = test_labels.ravel()\n")
+    root = repr(data.source)
+    if data.test_split == "folder":
+        return (f"from pathlib import Path\n\nfrom PIL import Image\n\n{_FILES}\n"
+                f"files = image_files(Path({root}) / \"test\")\n"
+                "test_images = [Image.open(path) for path, _ in files]\n"
+                "test_labels = [label for _, label in files]\n")
+    return (f"from pathlib import Path\n\nfrom PIL import Image\n"
+            "from sklearn.model_selection import train_test_split\n\n"
+            f"{_FILES}\n"
+            f"files = image_files(Path({root}))\n"
+            "_, test_files = train_test_split(files, test_size="
+            f"{data.test_fraction:g}, random_state={data.seed}, stratify=[label for _, label in files])\n"
+            "test_images = [Image.open(path) for path, _ in test_files]\n"
+            "test_labels = [label for _, label in test_files]\n")
+
+
+def test_split_description(data: ImageData) -> str:
+    """In words, how ``data``'s test split is drawn (the model card's)."""
+    if data.test_split == "digits":
+        return (f"scikit-learn's digits (1,797 8x8 images, values 0..16), each made an RGB image by "
+                f"round(v * 255 / 16) as uint8 then PIL bilinear to 32x32, grey in R, G and B; the test split is "
+                f"sklearn.model_selection.train_test_split(test_size={data.test_fraction:g}, "
+                f"random_state={data.seed}, stratify=labels) of them")
+    if data.test_split == "cifar10":
+        return "the 10,000 test images of CIFAR-10 as keras.datasets.cifar10.load_data() gives them"
+    if data.test_split == "folder":
+        return f"every image of {data.source}/test/<class>/"
+    return (f"the images of {data.source}/<class>/ (classes and files sorted by name), split by "
+            f"sklearn.model_selection.train_test_split(test_size={data.test_fraction:g}, "
+            f"random_state={data.seed}, stratify=labels)")

@@ -1,7 +1,9 @@
-"""Decoding image folders and splitting them, with numpy, PIL and scikit-learn only.
+"""Decoding, resizing and splitting images, with numpy, PIL and scikit-learn only.
 
-No TensorFlow here, so the exact training split can be rebuilt where TensorFlow is not
-installed (``bench/baselines.py`` trains baselines under Keras 3 on other backends).
+No TensorFlow here, so the exact images the factory scores can be rebuilt where
+TensorFlow is not installed: ``bench/baselines.py`` trains baselines under Keras 3 on
+other backends, and a bundle's model card tells an app developer to prepare images with
+the same PIL calls (:data:`RESIZE_POLICY`) to reproduce its accuracy.
 """
 
 from __future__ import annotations
@@ -16,6 +18,46 @@ from factory.errors import FactoryError
 # int8 input quantized over that range is exactly ``pixel - 128`` (no rounding ties). Kept out of the graph and
 # recorded with every exported model.
 SCALE, OFFSET = 1.0 / 128, -1.0
+
+# The one way the factory brings an image to a model's input size, stated in every model card.
+RESIZE_POLICY = ("convert to RGB; centre-crop to a square (the shorter side); resize to the model's "
+                 "resolution with PIL's Image.resize(size, Image.Resampling.BILINEAR), which is "
+                 "antialiased when shrinking (the filter widens with the scale factor); keep uint8 pixels")
+
+
+def resize_image(image, size: int) -> np.ndarray:
+    """One image (a PIL image or an HxWx3 uint8 array) as a ``size`` x ``size`` x 3 uint8 array."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    image = image.convert("RGB")
+    w, h = image.size
+    side = min(w, h)
+    if w != h:
+        left, top = (w - side) // 2, (h - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    if side != size:
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """A batch of uint8 images resized by :func:`resize_image` (returned as is when already that size)."""
+    if images.shape[1:3] == (size, size):
+        return images
+    return np.stack([resize_image(image, size) for image in images]) if len(images) else \
+        np.zeros((0, size, size, 3), np.uint8)
+
+
+def digits_images(values: np.ndarray, size: int = 32) -> np.ndarray:
+    """scikit-learn's 8x8 digits (values 0..16) as RGB uint8 images of ``size`` pixels.
+
+    round(v * 255 / 16) to uint8, then PIL bilinear to ``size`` x ``size``, grey copied to
+    R, G and B: the model card states exactly this so the test split can be rebuilt.
+    """
+    grey = np.round(values * (255.0 / 16.0)).astype(np.uint8)
+    return np.stack([resize_image(np.repeat(g[..., None], 3, axis=-1), size) for g in grey])
 
 
 def split(x, y, fraction, seed):

@@ -33,7 +33,7 @@ def workdir_data(workdir: Path, data: str | None = None):
     spec = data or recorded.get("source")
     if not spec:
         raise FactoryError(f"{workdir}/data.json does not say where its data came from: pass --data")
-    loaded = load_data(spec)
+    loaded = load_data(spec, seed=recorded.get("seed", 0))
     if loaded.class_names != recorded["classes"]:
         raise FactoryError(f"{spec} has classes {loaded.class_names}, {workdir} was trained on "
                            f"{recorded['classes']}: pass the training data")

@@ -1,15 +1,14 @@
 """Building a latency table: every distinct layer as a one-layer .tflite, timed on the device.
 
 Each layer is built from the same Keras code as extracted subnets (random weights),
-converted in the profile's precision (int8 through the converter with a representative
-dataset, int8 input and output), and timed with the profile's runner. The table is
+converted in the profile's precision (``factory.convert``; int8 with random calibration,
+int8 input and output), and timed with the profile's runner. The table is
 rewritten atomically after every entry, so an interrupted build resumes where it
 stopped; entries whose coefficient of variation is too wide are measured again.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,8 @@ import numpy as np
 from devices.hardware import check_same_hardware
 from devices.profile import DeviceProfile, load_profile
 from devices.runners import get_runner
-from factory.backend import keras, tf
+from factory.backend import keras
+from factory.convert import convert
 from factory.extract import head, mbconv, stem
 from factory.files import read_json, write_json
 from factory.space import BlockSpec, SearchSpace, get_space
@@ -46,20 +46,12 @@ def overhead_model(key: LayerKey) -> keras.Model:
 
 
 def to_tflite(model: keras.Model, precision: str, seed: int = 0) -> bytes:
-    """Convert to float32, or to full int8 (int8 input and output) with random calibration."""
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    """Convert in ``precision``; int8 (int8 input and output) is calibrated on random inputs,
+    since latency does not depend on the quantization ranges."""
+    representative = None
     if precision == "int8":
-        shape = [1, *model.input_shape[1:]]
-        rng = np.random.default_rng(seed)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([rng.standard_normal(shape).astype(np.float32)]
-                                                    for _ in range(16))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": random calibration
-        warnings.simplefilter("ignore", UserWarning)
-        return converter.convert()
+        representative = np.random.default_rng(seed).standard_normal((16, *model.input_shape[1:])).astype(np.float32)
+    return convert(model, precision, representative)
 
 
 def _entry(timing) -> dict:

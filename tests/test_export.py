@@ -1,6 +1,9 @@
 """Exporting a subnet of a trained work directory as a bundle an app team can ship."""
 
+import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from devices.hardware import describe, host_hardware
 from export.bundle import write_bundle
+from export.metadata import read_metadata
 from export.finetune import qat_epochs
 from export.pipeline import ExportConfig, export_subnet
 from factory.data import load_data
@@ -17,7 +21,8 @@ from latency_tables.table import LatencyTable
 
 SUBNETS = {"smallest": SubnetConfig.smallest(TINY), "largest": SubnetConfig.largest(TINY),
            "random": SubnetConfig.random(TINY, 5)}
-QUICK = ExportConfig(qat_epochs=1, min_qat_steps=0, max_drop_points=100.0)  # parity is tested on its own below
+# parity is tested on its own below: a one-epoch tiny supernet is near chance, where int8 and Keras disagree on ties
+QUICK = ExportConfig(qat_epochs=1, min_qat_steps=0, max_drop_points=100.0, min_agreement=0.0)
 
 
 def app_accuracy(bundle, images, labels):
@@ -29,11 +34,13 @@ def app_accuracy(bundle, images, labels):
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
     x = images.astype(np.float32) * inp["pixel_scale"] + inp["pixel_offset"]
-    q = np.clip(np.round(x / inp["scale"]) + inp["zero_point"], -128, 127).astype(np.int8)
-    if inp["pixel_shift"] is not None:  # the card's shortcut is the same thing
-        np.testing.assert_array_equal(q, (images.astype(np.int32) + inp["pixel_shift"]).astype(np.int8))
+    if inp["dtype"] != "float32":
+        info = np.iinfo(inp["dtype"])
+        x = np.clip(np.round(x / inp["scale"]) + inp["zero_point"], info.min, info.max).astype(inp["dtype"])
+        # the card's plain statement of the same thing: pixels as they are (uint8) or pixel - 128 (int8)
+        np.testing.assert_array_equal(x, (images.astype(np.int32) + inp["pixel_shift"]).astype(inp["dtype"]))
     hits = 0
-    for image, label in zip(q, labels):
+    for image, label in zip(x, labels):
         interpreter.set_tensor(input_index, image[None])
         interpreter.invoke()
         hits += int(interpreter.get_tensor(output_index)[0].argmax() == label)
@@ -46,14 +53,15 @@ def test_small_data_fine_tunes_for_at_least_the_minimum_steps(epochs, min_steps,
     assert qat_epochs(epochs, min_steps, steps_per_epoch) == expected
 
 
-@pytest.mark.parametrize("name", list(SUBNETS))
-def test_bundle_holds_a_fully_int8_model_that_matches_its_card(name, tiny_workdir, tiny_table_file, tmp_path,
+@pytest.mark.parametrize("name, io", [("smallest", "uint8"), ("largest", "uint8"), ("random", "uint8"),
+                                      ("smallest", "int8")])
+def test_bundle_holds_a_fully_int8_model_that_matches_its_card(name, io, tiny_workdir, tiny_table_file, tmp_path,
                                                                capsys):
     subnet = SUBNETS[name]
     budget = 1e-6 if name == "largest" else 1e3  # one budget no model can meet
     out = tmp_path / "bundle"
-    card = export_subnet(tiny_workdir, subnet, "host-cpu-1t", out, budget_ms=budget, config=QUICK,
-                         table=tiny_table_file, verbose=0)
+    card = export_subnet(tiny_workdir, subnet, "host-cpu-1t", out, budget_ms=budget,
+                         config=dataclasses.replace(QUICK, io=io), table=tiny_table_file, verbose=0)
     assert sorted(p.name for p in out.iterdir()) == ["labels.txt", "model.tflite", "model_card.json",
                                                       "model_card.md", "pareto.png"]
     assert json.loads((out / "model_card.json").read_text()) == card
@@ -61,9 +69,11 @@ def test_bundle_holds_a_fully_int8_model_that_matches_its_card(name, tiny_workdi
     assert (out / "labels.txt").read_text().split() == data.class_names
     assert SubnetConfig.from_dict(card["subnet"]) == subnet
     r = subnet.resolution
-    assert card["input"]["shape"] == [1, r, r, 3] and card["input"]["dtype"] == "int8"
-    assert card["output"]["shape"] == [1, 10] and card["output"]["dtype"] == "int8"
+    assert card["input"]["shape"] == [1, r, r, 3] and card["input"]["dtype"] == io
+    assert card["output"]["shape"] == [1, 10] and card["output"]["dtype"] == {"uint8": "float32", "int8": "int8"}[io]
     assert card["float_operators"] == [] and card["size_bytes"] == (out / "model.tflite").stat().st_size
+    # MediaPipe and the Task Library take uint8 pixels; only the I/O conversions are not int8
+    assert card["io_operators"] == ({"uint8": ["QUANTIZE", "DEQUANTIZE"], "int8": []}[io])
     table = LatencyTable.load(tiny_table_file, TINY)
     assert card["latency"]["predicted_ms"] == pytest.approx(table.predict(subnet))
     assert card["latency"]["measured"]["median_ms"] > 0
@@ -78,6 +88,82 @@ def test_bundle_holds_a_fully_int8_model_that_matches_its_card(name, tiny_workdi
     assert "EXCEEDED" in text if name == "largest" else "(met)" in text
     assert ("exceeds the 1e-06 ms budget" in capsys.readouterr().err) is (name == "largest")
     assert card["latency"]["hardware"] == host_hardware() and f"measured on: {describe(host_hardware())}" in text
+    # the model carries its own metadata: an RGB image input with its normalization, labels packed for the output
+    info, files = read_metadata((out / "model.tflite").read_bytes())
+    assert files == {"labels.txt": (out / "labels.txt").read_bytes()}
+    [image], [scores] = info.inputs, info.outputs
+    assert image.image == (r, r) and image.mean == (128.0,) and image.std == (128.0,)
+    assert (image.min, image.max) == {"uint8": ((0.0,), (255.0,)), "int8": ((-128.0,), (127.0,))}[io]
+    assert scores.labels_file == "labels.txt" and info.min_parser_version == "1.0.0"
+    assert info.author == "mobile-model-factory" and info.license and info.version and info.name == card["name"]
+    # parity measures quantization: against the float twin of the same weights, and agreement with Keras QAT
+    acc = card["accuracy"]
+    assert {"float", "ptq_int8", "float_finetuned", "qat_keras", "qat_int8"} <= set(acc)
+    assert card["parity"]["reference"] == "float_finetuned"
+    assert card["parity"]["drop_points"] == pytest.approx(100 * (acc["float_finetuned"] - acc["qat_int8"]))
+    assert 0 <= card["parity"]["top1_agreement"] <= 1
+    assert "float twin of this model" in text and "QAT model simulated in Keras" in text
+
+
+def probabilities(bundle, images):
+    interpreter = Interpreter(model_path=str(bundle / "model.tflite"))
+    interpreter.allocate_tensors()
+    out = []
+    for image in images:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
+        interpreter.invoke()
+        out.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0])
+    return np.array(out)
+
+
+def test_the_default_bundle_returns_probabilities(tiny_workdir, tiny_table_file, tmp_path):
+    out = tmp_path / "bundle"
+    export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", out, config=QUICK, table=tiny_table_file,
+                  verbose=0)
+    test = load_data("digits").resized(SUBNETS["smallest"].resolution)
+    p = probabilities(out, test.x_test[:50])
+    assert p.dtype == np.float32 and (p >= 0).all() and (p <= 1).all()
+    assert np.abs(p.sum(-1) - 1).max() < 0.05  # an int8 softmax: steps of 1/256 per class
+
+
+def run_card_snippet(bundle) -> str:
+    """The card's Python snippet, taken from model_card.md as a reader would copy it, run in the bundle."""
+    text = (bundle / "model_card.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run([sys.executable, "-c", code], cwd=bundle, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("io", ["uint8", "int8"])
+def test_the_cards_python_snippet_reproduces_its_accuracy_exactly(io, tiny_workdir, tiny_table_file, tmp_path):
+    out = tmp_path / "bundle"
+    card = export_subnet(tiny_workdir, SUBNETS["random"], "host-cpu-1t", out, table=tiny_table_file, verbose=0,
+                         config=dataclasses.replace(QUICK, io=io))
+    acc = card["accuracy"]
+    assert run_card_snippet(out) == (f"{acc['correct']} of {acc['images']} correct: "
+                                     f"{100 * acc['qat_int8']:.2f}%")
+
+
+def test_the_cards_snippet_rebuilds_a_folders_split(tmp_path):
+    """A <class>/ folder split by the seed: the snippet's file list is the factory's test split."""
+    from PIL import Image
+
+    from factory.data import load_folder, test_split_code
+    from factory.images import resize_image
+
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(15):
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3)).astype(np.uint8)).save(tmp_path / "data" / c / f"{i}.png")
+    data = load_folder(tmp_path / "data", seed=3)
+    data = dataclasses.replace(data, source=str(tmp_path / "data"))
+    scope = {"labels": data.class_names}
+    exec(test_split_code(data), scope)
+    rebuilt = np.stack([resize_image(image, 12) for image in scope["test_images"]])
+    np.testing.assert_array_equal(rebuilt, data.x_test)
+    np.testing.assert_array_equal(scope["test_labels"], data.y_test)
 
 
 def test_an_int8_model_losing_too_much_fails_with_three_figures_and_no_bundle(tiny_workdir, tiny_table_file,
@@ -87,8 +173,52 @@ def test_an_int8_model_losing_too_much_fails_with_three_figures_and_no_bundle(ti
         export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", out,
                       config=ExportConfig(qat_epochs=0, max_drop_points=-100.0), table=tiny_table_file, verbose=0)
     message = str(info.value)
-    assert all(f"{k} " in message for k in ("float", "ptq_int8", "qat_int8")) and "--max-drop" in message
+    assert all(f"{k} " in message for k in ("float", "ptq_int8", "float_finetuned", "qat_int8"))
+    assert "against float_finetuned" in message and "--max-drop" in message
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_tflite_that_disagrees_with_its_keras_model_fails_with_no_bundle(tiny_workdir, tiny_table_file, tmp_path):
+    out = tmp_path / "bundle"
+    with pytest.raises(FactoryError, match="agrees with its Keras model on only"):  # more than all: never met
+        export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", out, table=tiny_table_file, verbose=0,
+                      config=ExportConfig(qat_epochs=0, max_drop_points=100.0, min_agreement=1.01))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def float16_device(tmp_path_factory):
+    """A host profile timing float16 models, and a synthetic float16 table of the tiny space for it."""
+    from test_search import synthetic_table
+
+    path = tmp_path_factory.mktemp("fp16")
+    profile = {"name": "host-fp16", "runner": "host", "precision": "float16", "runs": 5, "warmup_runs": 1}
+    (path / "host-fp16.json").write_text(json.dumps(profile))
+    doc = synthetic_table("host-fp16", 1.0).doc
+    doc["device"], doc["precision"] = profile, "float16"
+    (path / "table.json").write_text(json.dumps(doc))
+    return path / "host-fp16.json", path / "table.json"
+
+
+def test_a_float16_profile_exports_a_float16_model_with_normalization_metadata(float16_device, tiny_workdir,
+                                                                              tmp_path):
+    profile, table = float16_device
+    out = tmp_path / "bundle"
+    card = export_subnet(tiny_workdir, SUBNETS["random"], str(profile), out, table=table, verbose=0,
+                         config=dataclasses.replace(QUICK, min_agreement=0.99))
+    interpreter = Interpreter(model_path=str(out / "model.tflite"))
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+    weights = {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    assert "float16" in weights and "int8" not in weights  # float16 weights, float compute
+    assert card["precision"] == "float16" and card["io"] == "float32" and card["training"]["qat_epochs_run"] == 0
+    acc = card["accuracy"]
+    assert acc["shipped"] == "float16" and card["parity"]["reference"] == "float"
+    assert card["parity"]["top1_agreement"] >= 0.99  # float16 weights barely move a float model
+    [image], _ = read_metadata((out / "model.tflite").read_bytes())[0].inputs, None
+    assert image.mean == (128.0,) and image.std == (128.0,)  # MediaPipe normalizes float input from these
+    assert image.min == (-1.0,) and image.max == (pytest.approx(127 / 128),)
+    test = load_data("digits").resized(SUBNETS["random"].resolution)
+    assert app_accuracy(out, test.x_test, test.y_test) == pytest.approx(acc["float16"], abs=0.01)
 
 
 def test_a_failed_bundle_write_leaves_nothing(tmp_path):
@@ -104,12 +234,12 @@ def test_float_operators_fail_the_export_unless_allowed(tiny_workdir, tiny_table
     import export.pipeline
 
     monkeypatch.setattr(export.pipeline, "float_operators", lambda content: ["LOGISTIC"])  # as if left in float
-    quick = ExportConfig(qat_epochs=0, max_drop_points=100.0)
+    quick = ExportConfig(qat_epochs=0, max_drop_points=100.0, min_agreement=0.0)
     with pytest.raises(FactoryError, match=r"\['LOGISTIC'\].*--allow-float-ops"):
         export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", tmp_path / "b", config=quick,
                       table=tiny_table_file, verbose=0)
     assert not (tmp_path / "b").exists()
-    allowed = ExportConfig(qat_epochs=0, max_drop_points=100.0, allow_float_ops=True)
+    allowed = dataclasses.replace(quick, allow_float_ops=True)
     card = export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", tmp_path / "b", config=allowed,
                          table=tiny_table_file, verbose=0)
     assert card["float_operators"] == ["LOGISTIC"] and "LOGISTIC" in (tmp_path / "b" / "model_card.md").read_text()
