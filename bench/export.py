@@ -298,7 +298,7 @@ def add_factory(run: Run, runner):
         card = read_json(bundle / "model_card.json")
         run.doc["rows"][f"factory@{budget:g}"] = {
             "model": "factory", "budget_ms": budget, "subnet": card["subnet"],
-            **{k: card["accuracy"][k] for k in ("float", "ptq_int8", "qat_int8")},
+            **{k: card["accuracy"].get(k) for k in ("float", "ptq_int8", "float_finetuned", "qat_keras", "qat_int8")},
             "size_bytes": card["size_bytes"], "macs": card["macs"], "predicted_ms": card["latency"]["predicted_ms"],
             "file": str(bundle / "model.tflite")}
         run.save()

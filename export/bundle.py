@@ -209,7 +209,7 @@ slightly from the card's when shrinking much):
 ```kotlin
 {code['kotlin_litert']}```
 
-## Latency on {card['device']['name']}
+{_onnx_section(card.get('onnx'))}## Latency on {card['device']['name']}
 - measured: median {measured['median_ms']:.3f} ms (p10 {_ms(measured['p10_ms'])}, p90 {_ms(measured['p90_ms'])}, {measured['runs']} runs, {card['device']['threads']} thread(s), {card['device']['delegate']})
 - measured on: {describe(lat['hardware'])}
 - predicted by the latency table: {lat['predicted_ms']:.3f} ms ({lat['prediction_error_percent']:+.1f}% against measured)
@@ -236,15 +236,30 @@ slightly from the card's when shrinking much):
 """
 
 
+def _onnx_section(onnx: dict | None) -> str:
+    if not onnx:
+        return ""
+    return f"""## ONNX
+`{onnx['file']}` ({onnx['size_bytes']:,} bytes, opset {onnx['opset']}): {onnx['weights']}; input {onnx['input']};
+output {onnx['output']}. In ONNX Runtime it scores {_pct(onnx['accuracy'])} on the same test split and agrees
+on top-1 with the Keras model on {100 * onnx['top1_agreement']:.2f}% of the images (largest logit difference
+{onnx['max_abs_logit_difference']:.2g}).
+
+"""
+
+
 def _ms(value) -> str:
     return "n/a" if value is None else f"{value:.3f} ms"
 
 
-def write_bundle(path: str | Path, content: bytes, labels: list[str], card: dict, plot=None) -> Path:
-    """Write the bundle folder atomically; ``plot(png_path)`` draws the Pareto PNG."""
+def write_bundle(path: str | Path, content: bytes, labels: list[str], card: dict, plot=None,
+                 extra: dict[str, bytes] | None = None) -> Path:
+    """Write the bundle folder atomically; ``plot(png_path)`` draws the Pareto PNG; ``extra``: more files."""
     path = Path(path)
     with atomic_directory(path) as tmp:
         (tmp / "model.tflite").write_bytes(content)
+        for name, data in (extra or {}).items():
+            (tmp / name).write_bytes(data)
         (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
         if plot is not None:
             plot(tmp / "pareto.png")

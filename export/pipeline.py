@@ -25,6 +25,7 @@ from devices.runners import get_runner
 from export.bundle import classifier_metadata, count_macs, snippets, write_bundle
 from export.finetune import fine_tune
 from export.metadata import embed
+from export.onnx import onnx_check, to_onnx
 from export.parity import keras_labels, pixel_shift, quantization, tflite_labels
 from export.quantize import dequantized, float_operators, io_operators, operator_report, pin_input_range, \
     quantize_model, wrapped
@@ -55,6 +56,7 @@ class ExportConfig:
     allow_float_ops: bool = False
     io: str = "uint8"  # int8 models: "uint8" pixels in, probabilities out; "int8" in, int8 logits out
     representative_images: int = 200
+    formats: tuple[str, ...] = ("tflite",)  # "onnx" adds model.onnx (the float weights) beside the .tflite
     author: str = "mobile-model-factory"
     license: str = "unspecified (set it with --license)"
     seed: int = 0
@@ -62,6 +64,12 @@ class ExportConfig:
     def __post_init__(self):
         if self.io not in IO_TYPES:
             raise FactoryError(f"--io {self.io!r} is not one of {list(IO_TYPES)}")
+        unknown = sorted(set(self.formats) - set(FORMATS))
+        if unknown:
+            raise FactoryError(f"--format {unknown[0]!r} is not one of {list(FORMATS)}")
+
+
+FORMATS = ("tflite", "onnx")
 
 
 def load_subnet(path: str | Path) -> tuple[SubnetConfig, float | None]:
@@ -85,11 +93,12 @@ def _accuracy(predicted, labels) -> float:
     return float(np.mean(predicted == labels))
 
 
-def _int8(classifier, local, representative, teacher, config: ExportConfig, accuracy: dict, verbose: int):
+def _int8(model, classifier, local, representative, teacher, config: ExportConfig, accuracy: dict, verbose: int):
     """Post-training int8 for comparison, then QAT fine-tune and conversion.
 
     Returns the .tflite, the Keras model it was converted from (the QAT model, simulating
-    int8) and the epochs run; ``accuracy`` gains the float twin's and the QAT model's figures."""
+    int8), the float twin of its weights (``model``'s logits) and the epochs run;
+    ``accuracy`` gains the twin's figure."""
     x_test, y_test = local.x_test, local.y_test
     accuracy["ptq_int8"] = _accuracy(tflite_labels(convert(classifier, "int8", representative, config.io), x_test),
                                      y_test)
@@ -106,8 +115,9 @@ def _int8(classifier, local, representative, teacher, config: ExportConfig, accu
     if floats and not config.allow_float_ops:
         raise FactoryError(f"the int8 model still computes in float in {sorted(set(floats))}: "
                            "pass --allow-float-ops to ship it anyway")
-    accuracy["float_finetuned"] = _accuracy(keras_labels(dequantized(qat, classifier), x_test), y_test)
-    return content, qat, epochs_run
+    twin = dequantized(qat, model)
+    accuracy["float_finetuned"] = _accuracy(keras_labels(twin, x_test), y_test)
+    return content, qat, twin, epochs_run
 
 
 def _check_input(content: bytes, io: str):
@@ -172,11 +182,12 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
     accuracy = {"float": _accuracy(keras_labels(model, x_test), y_test)}
     epochs_run = 0
     if precision == "int8":
-        content, converted, epochs_run = _int8(classifier, local, representative, teacher, config, accuracy, verbose)
+        content, converted, twin, epochs_run = _int8(model, classifier, local, representative, teacher, config,
+                                                     accuracy, verbose)
         _check_input(content, io)
         reference, shipped = "float_finetuned", "qat_int8"
     else:
-        content, converted = convert(classifier, precision), classifier
+        content, converted, twin = convert(classifier, precision), classifier, model
         reference, shipped = "float", precision
     name = f"{space.name}-{profile.name}" + (f"-{budget_ms:g}ms" if budget_ms is not None else "")
     content = embed(content, classifier_metadata(name, subnet.resolution, io, source.class_names,
@@ -191,6 +202,19 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
     figures = ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy.items())
     print(f"parity on {len(y_test)} test images: {figures}; .tflite and Keras agree on "
           f"{100 * checks['top1_agreement']:.2f}%", flush=True)
+    extra, onnx = {}, None
+    if "onnx" in config.formats:
+        extra["model.onnx"] = to_onnx(twin)
+        onnx = {"file": "model.onnx", "size_bytes": len(extra["model.onnx"]),
+                "weights": "the float weights the .tflite was made from" + (" (fine-tuned)" if epochs_run else ""),
+                "input": "float32 NHWC, (pixel - 128) / 128, after the same resize",
+                "output": "logits, one per class in labels.txt order",
+                **onnx_check(extra["model.onnx"], twin, x_test, y_test)}
+        if onnx["top1_agreement"] < config.min_agreement:
+            raise FactoryError(f"ONNX Runtime agrees with the Keras model on only {100 * onnx['top1_agreement']:.2f}% "
+                               "of the test images: the ONNX conversion changed the model; report it with the subnet")
+        print(f"ONNX: top-1 agrees with Keras on {100 * onnx['top1_agreement']:.2f}%, largest logit difference "
+              f"{onnx['max_abs_logit_difference']:.2g}", flush=True)
 
     with get_runner(profile) as runner:
         timing, hardware = runner.measure(content), runner.hardware()
@@ -235,13 +259,15 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
         "operators": dict(collections.Counter(op["op"] for op in operator_report(content))),
         "float_operators": float_operators(content) if precision == "int8" else [],
         "io_operators": io_operators(content) if precision == "int8" else [],
+        "onnx": onnx,
         "metadata": {"author": config.author, "license": config.license, "labels_file": "labels.txt"},
         "training": {"data": source.name, "supernet_epochs": training["epochs"], **asdict(config),
+                     "formats": list(config.formats),
                      "qat_epochs_run": epochs_run, "distilled": teacher is not None},
     }
     card["snippets"] = snippets(card, test_split_code(source))
     result = {"subnet": subnet.to_dict(), "val_accuracy": val_accuracy, "budget_ms": budget_ms}
-    write_bundle(out, content, source.class_names, card,
+    write_bundle(out, content, source.class_names, card, extra=extra,
                  plot=lambda png: pareto_plot(workdir, device, png, table, chosen=[result], size=(4.5, 3.2)))
     print(f"wrote {out}: {len(content):,} bytes, {shipped} test accuracy {100 * accuracy[shipped]:.2f}%, "
           f"measured {timing.median_ms:.3f} ms (predicted {predicted:.3f} ms) on {profile.name}", flush=True)

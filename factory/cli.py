@@ -142,7 +142,9 @@ def _export_config(args):
 
     return ExportConfig(qat_epochs=args.qat_epochs, min_qat_steps=args.min_qat_steps,
                         learning_rate=args.qat_learning_rate, distill=not args.no_distill,
-                        max_drop_points=args.max_drop, allow_float_ops=args.allow_float_ops, seed=args.seed)
+                        max_drop_points=args.max_drop, allow_float_ops=args.allow_float_ops, io=args.io,
+                        formats=tuple(dict.fromkeys(["tflite", *args.format])), author=args.author,
+                        license=args.license, seed=args.seed)
 
 
 def _export(args):
@@ -161,6 +163,13 @@ def _make(args):
     make(args.data, args.device, args.budget_ms, args.workdir, space=args.space,
          train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed),
          n_eval=args.n_eval, strategy=args.strategy, export=_export_config(args), calibrate_n=args.calibrate_n)
+
+
+def _predict(args):
+    from export.predict import predict
+
+    for path, top in zip(args.images, predict(args.bundle, args.images, args.top_k)):
+        print(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
 
 
 def _bench(args):
@@ -193,6 +202,8 @@ def _bench(args):
 
 
 def _export_options(parser):
+    from export.pipeline import ExportConfig
+
     parser.add_argument("--qat-epochs", type=int, default=2, help="quantization-aware fine-tuning epochs (0: none)")
     parser.add_argument("--min-qat-steps", type=int, default=300,
                         help="run more epochs when the data gives fewer fine-tuning steps than this")
@@ -201,6 +212,14 @@ def _export_options(parser):
     parser.add_argument("--max-drop", type=float, default=1.0,
                         help="most accuracy points the int8 model may lose against float")
     parser.add_argument("--allow-float-ops", action="store_true", help="ship a model with float operators left")
+    parser.add_argument("--io", choices=["uint8", "int8"], default=ExportConfig.io,
+                        help="int8 models: uint8 pixels in and probabilities out (MediaPipe, Task Library), "
+                             "or int8 in and int8 logits out")
+    parser.add_argument("--format", nargs="+", choices=["tflite", "onnx"], default=["tflite"],
+                        help="onnx: also write model.onnx (the float weights) beside model.tflite")
+    parser.add_argument("--author", default=ExportConfig.author, help="the model's author, in its metadata and card")
+    parser.add_argument("--license", default=ExportConfig.license,
+                        help="the model's licence, in its metadata and card")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("model")
     bench.add_argument("--device", required=True)
     bench.set_defaults(run=_bench)
+
+    predict = sub.add_parser("predict", help="classify image files with a bundle: top-k labels with probabilities")
+    predict.add_argument("bundle", help="a bundle folder (or its model.tflite)")
+    predict.add_argument("images", nargs="+", help="image files of any size (JPEG, PNG, BMP, GIF, WebP)")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.set_defaults(run=_predict)
 
     devices = sub.add_parser("devices", help="list or show device profiles")
     devices.add_argument("action", choices=["list", "show"])

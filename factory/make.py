@@ -105,8 +105,8 @@ def make(data: str, devices: list[str], budgets_ms: list[float], workdir: str | 
                                    budget_ms=result["budget_ms"], config=export, data=data, table=tables[device]))
     _stage("done")
     for card in cards:
-        lat = card["latency"]
-        print(f"{card['device']['name']} <= {lat['budget_ms']:g} ms: int8 test accuracy "
-              f"{100 * card['accuracy']['qat_int8']:.2f}%, measured {lat['measured']['median_ms']:.3f} ms, "
+        lat, acc = card["latency"], card["accuracy"]
+        print(f"{card['device']['name']} <= {lat['budget_ms']:g} ms: {card['precision']} test accuracy "
+              f"{100 * acc[acc['shipped']]:.2f}%, measured {lat['measured']['median_ms']:.3f} ms, "
               f"{card['size_bytes']:,} bytes")
     return cards

@@ -16,6 +16,7 @@ from export.finetune import qat_epochs
 from export.pipeline import ExportConfig, export_subnet
 from factory.data import load_data
 from factory.errors import FactoryError
+from factory.images import resize_images
 from factory.space import TINY, SubnetConfig
 from latency_tables.table import LatencyTable
 
@@ -116,14 +117,69 @@ def probabilities(bundle, images):
     return np.array(out)
 
 
-def test_the_default_bundle_returns_probabilities(tiny_workdir, tiny_table_file, tmp_path):
-    out = tmp_path / "bundle"
-    export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", out, config=QUICK, table=tiny_table_file,
-                  verbose=0)
-    test = load_data("digits").resized(SUBNETS["smallest"].resolution)
-    p = probabilities(out, test.x_test[:50])
+@pytest.fixture(scope="module")
+def bundle(tiny_workdir, tiny_table_file, tmp_path_factory):
+    """A default bundle (uint8 pixels in, probabilities out) with its ONNX model, shared by the tests below."""
+    out = tmp_path_factory.mktemp("default") / "bundle"
+    export_subnet(tiny_workdir, SUBNETS["random"], "host-cpu-1t", out, table=tiny_table_file, verbose=0,
+                  config=dataclasses.replace(QUICK, formats=("tflite", "onnx")))
+    return out
+
+
+def test_the_default_bundle_returns_probabilities(bundle):
+    test = load_data("digits").resized(SUBNETS["random"].resolution)
+    p = probabilities(bundle, test.x_test[:50])
     assert p.dtype == np.float32 and (p >= 0).all() and (p <= 1).all()
     assert np.abs(p.sum(-1) - 1).max() < 0.05  # an int8 softmax: steps of 1/256 per class
+
+
+def test_onnx_beside_the_tflite_matches_keras_in_onnx_runtime(bundle):
+    import onnxruntime
+
+    card = json.loads((bundle / "model_card.json").read_text())
+    onnx = card["onnx"]
+    assert (bundle / "model.onnx").stat().st_size == onnx["size_bytes"]
+    assert onnx["top1_agreement"] == 1.0 and onnx["max_abs_logit_difference"] < 1e-3
+    assert onnx["accuracy"] == pytest.approx(card["accuracy"]["float_finetuned"])  # the fine-tuned float weights
+    session = onnxruntime.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    r = SUBNETS["random"].resolution
+    x = np.zeros((3, r, r, 3), np.float32)
+    assert session.run(None, {session.get_inputs()[0].name: x})[0].shape == (3, 10)  # any batch size
+    assert "## ONNX" in (bundle / "model_card.md").read_text()
+
+
+def test_predict_labels_images_of_any_size_as_the_card_prepares_them(bundle, tmp_path):
+    from PIL import Image
+
+    from export.predict import predict
+
+    data = load_data("digits")
+    big = np.kron(data.x_test[0], np.ones((3, 3, 1), np.uint8))  # 96x96: resized by the bundle's preprocessing
+    Image.fromarray(big).save(tmp_path / "big.png")
+    Image.fromarray(data.x_test[1][:, 4:28]).save(tmp_path / "narrow.jpg", quality=95)  # 24x32, not square
+    [first, second] = predict(bundle, [tmp_path / "big.png", tmp_path / "narrow.jpg"], top_k=3)
+    assert len(first) == 3 and all(label in data.class_names for label, _ in first + second)
+    scores = [p for _, p in first]
+    assert scores == sorted(scores, reverse=True) and 0 <= scores[-1] <= scores[0] <= 1
+    r = SUBNETS["random"].resolution
+    expected = probabilities(bundle, resize_images(big[None], r))[0]
+    assert first[0] == (data.class_names[int(expected.argmax())], pytest.approx(float(expected.max())))
+
+
+@pytest.mark.parametrize("bad, message", [("missing.png", "does not exist"), ("notes.txt", "not a decodable image")])
+def test_predict_refuses_a_bad_image_in_one_line(bundle, tmp_path, bad, message):
+    from export.predict import predict
+
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(FactoryError, match=message):
+        predict(bundle, [tmp_path / bad])
+
+
+def test_predict_refuses_a_folder_without_a_bundle(tmp_path):
+    from export.predict import predict
+
+    with pytest.raises(FactoryError, match="give a bundle folder"):
+        predict(tmp_path, [tmp_path / "x.png"])
 
 
 def run_card_snippet(bundle) -> str:
@@ -136,11 +192,14 @@ def run_card_snippet(bundle) -> str:
 
 
 @pytest.mark.parametrize("io", ["uint8", "int8"])
-def test_the_cards_python_snippet_reproduces_its_accuracy_exactly(io, tiny_workdir, tiny_table_file, tmp_path):
-    out = tmp_path / "bundle"
-    card = export_subnet(tiny_workdir, SUBNETS["random"], "host-cpu-1t", out, table=tiny_table_file, verbose=0,
-                         config=dataclasses.replace(QUICK, io=io))
-    acc = card["accuracy"]
+def test_the_cards_python_snippet_reproduces_its_accuracy_exactly(io, bundle, tiny_workdir, tiny_table_file,
+                                                                  tmp_path):
+    out = bundle
+    if io != "uint8":
+        out = tmp_path / "bundle"
+        export_subnet(tiny_workdir, SUBNETS["random"], "host-cpu-1t", out, table=tiny_table_file, verbose=0,
+                      config=dataclasses.replace(QUICK, io=io))
+    acc = json.loads((out / "model_card.json").read_text())["accuracy"]
     assert run_card_snippet(out) == (f"{acc['correct']} of {acc['images']} correct: "
                                      f"{100 * acc['qat_int8']:.2f}%")
 

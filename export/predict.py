@@ -1,0 +1,72 @@
+"""Classify image files with a bundle, as an app would: the bundle's own preprocessing, its own labels.
+
+Any image size: each is prepared by ``factory.images.resize_image`` at the model's
+input resolution (the function the model card states), fed in the model's input type,
+and the output is read as probabilities (a softmax over int8 logits for ``--io int8``
+models). The labels come from the model's packed metadata.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from export.metadata import read_metadata
+from export.parity import quantize_images
+from factory.errors import FactoryError
+from factory.images import resize_image
+
+
+def _decode(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except FileNotFoundError:
+        raise FactoryError(f"{path} does not exist: give image files") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise FactoryError(f"{path} is not a decodable image (JPEG, PNG, BMP, GIF or WebP): give image files") from None
+
+
+def load_bundle(bundle: str | Path) -> tuple[bytes, list[str]]:
+    """The model of a bundle folder (or a .tflite path) and the labels packed in it."""
+    path = Path(bundle)
+    model = path / "model.tflite" if path.is_dir() else path
+    if not model.is_file():
+        raise FactoryError(f"{model} does not exist: give a bundle folder written by `factory export` or `make`")
+    content = model.read_bytes()
+    info, files = read_metadata(content)
+    name = info.outputs[0].labels_file if info.outputs else None
+    if name not in files:
+        raise FactoryError(f"{model} holds no packed labels: export it again with this version of the factory")
+    return content, files[name].decode().splitlines()
+
+
+def predict(bundle: str | Path, images: list[str | Path], top_k: int = 3) -> list[list[tuple[str, float]]]:
+    """The ``top_k`` (label, probability) pairs of each image, most probable first."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    if top_k < 1:
+        raise FactoryError(f"--top-k must be at least 1, got {top_k}")
+    content, labels = load_bundle(bundle)
+    decoded = [_decode(Path(p)) for p in images]  # every file checked before anything runs
+    interpreter = Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    resolution = int(inp["shape"][1])
+    results = []
+    for image in decoded:
+        interpreter.set_tensor(inp["index"], quantize_images(resize_image(image, resolution)[None], inp))
+        interpreter.invoke()
+        scores = interpreter.get_tensor(out["index"])[0].astype(np.float32)
+        if out["dtype"] != np.float32:  # int8 logits: dequantize, then softmax
+            scale, zero_point = out["quantization"]
+            logits = (scores - zero_point) * scale
+            scores = np.exp(logits - logits.max())
+            scores /= scores.sum()
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        results.append([(labels[i], float(scores[i])) for i in order])
+    return results
