@@ -72,9 +72,24 @@ def tflite_accuracy(content: bytes, images: np.ndarray, labels: np.ndarray) -> f
     return float(np.mean(tflite_labels(content, images) == labels))
 
 
+def keras_predict(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """A Keras model's outputs (logits or probabilities) for uint8 images."""
+    return model.predict(normalize(images).numpy(), batch_size=batch_size, verbose=0)
+
+
 def keras_labels(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The class a Keras model (logits or probabilities) predicts for each uint8 image."""
-    return model.predict(normalize(images).numpy(), batch_size=batch_size, verbose=0).argmax(-1)
+    return keras_predict(model, images, batch_size).argmax(-1)
+
+
+def top1_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of images on which two models' top-1 classes overlap.
+
+    Ties count: an int8 softmax has steps of 1/256, so close classes can tie, and the
+    model then does not tell them apart; it agrees when the other model's class is one
+    of its tied best (an app's argmax takes the first of them)."""
+    best_a, best_b = a == a.max(-1, keepdims=True), b == b.max(-1, keepdims=True)
+    return float(np.mean((best_a & best_b).any(-1)))
 
 
 def keras_accuracy(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:

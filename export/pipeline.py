@@ -26,7 +26,8 @@ from export.bundle import classifier_metadata, count_macs, snippets, write_bundl
 from export.finetune import fine_tune
 from export.metadata import embed
 from export.onnx import onnx_check, to_onnx
-from export.parity import keras_labels, pixel_shift, quantization, tflite_labels
+from export.parity import keras_labels, keras_predict, pixel_shift, quantization, tflite_labels, tflite_predict, \
+    top1_agreement
 from export.quantize import dequantized, float_operators, io_operators, operator_report, pin_input_range, \
     quantize_model, wrapped
 from factory.backend import keras
@@ -193,12 +194,12 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
     content = embed(content, classifier_metadata(name, subnet.resolution, io, source.class_names,
                                                  space.fingerprint, config),
                     {"labels.txt": ("\n".join(source.class_names) + "\n").encode()})
-    predicted_labels = tflite_labels(content, x_test)
+    outputs, converted_outputs = tflite_predict(content, x_test), keras_predict(converted, x_test)
+    predicted_labels = outputs.argmax(-1)
     accuracy[shipped] = _accuracy(predicted_labels, y_test)
-    converted_labels = keras_labels(converted, x_test)
     if precision == "int8":
-        accuracy["qat_keras"] = _accuracy(converted_labels, y_test)
-    checks = parity(accuracy, reference, shipped, _accuracy(predicted_labels, converted_labels), config)
+        accuracy["qat_keras"] = _accuracy(converted_outputs.argmax(-1), y_test)
+    checks = parity(accuracy, reference, shipped, top1_agreement(outputs, converted_outputs), config)
     figures = ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy.items())
     print(f"parity on {len(y_test)} test images: {figures}; .tflite and Keras agree on "
           f"{100 * checks['top1_agreement']:.2f}%", flush=True)

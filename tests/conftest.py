@@ -38,11 +38,12 @@ def randomize_statistics(supernet, seed=0):
 
 @pytest.fixture(scope="session")
 def tiny_workdir(tmp_path_factory):
-    """A tiny supernet trained one epoch on digits, shared by the search and export tests."""
+    """A tiny supernet trained 10 epochs on digits (about 90% for its largest subnet, in under a minute: most
+    of the time is the first trace), shared by the search and export tests."""
     from factory.train import TrainConfig, train_supernet
 
     path = tmp_path_factory.mktemp("work")
-    train_supernet(load_data("digits"), "tiny", path, TrainConfig(epochs=1, batch_size=64), verbose=0)
+    train_supernet(load_data("digits"), "tiny", path, TrainConfig(epochs=10, batch_size=64), verbose=0)
     return path
 
 
@@ -56,6 +57,19 @@ def tiny_table_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("tables") / "tiny-host.json"
     path.write_text(json.dumps(synthetic_table("host-cpu-1t", 1.0).doc))
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tiny_workdir, tiny_table_file, tmp_path_factory):
+    """A bundle as `factory export` writes it by default (uint8 pixels in, probabilities out, 300 QAT steps,
+    every parity gate at its default), with its ONNX model: shared by the export and client tests."""
+    from export.pipeline import ExportConfig, export_subnet
+    from factory.space import SubnetConfig
+
+    out = tmp_path_factory.mktemp("default") / "bundle"
+    export_subnet(tiny_workdir, SubnetConfig.random(TINY, 5), "host-cpu-1t", out, table=tiny_table_file, verbose=0,
+                  config=ExportConfig(formats=("tflite", "onnx")))
+    return out
 
 
 @pytest.fixture(scope="session")

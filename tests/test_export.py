@@ -48,6 +48,14 @@ def app_accuracy(bundle, images, labels):
     return hits / len(labels)
 
 
+def test_top1_agreement_counts_a_tie_as_agreeing_with_either_class():
+    from export.parity import top1_agreement
+
+    keras = np.array([[0.1, 0.5, 0.4], [0.6, 0.3, 0.1], [0.2, 0.3, 0.5]])
+    tflite = np.array([[0.1, 0.45, 0.45], [0.4, 0.4, 0.2], [0.5, 0.3, 0.2]])  # two ties, one real miss
+    assert top1_agreement(keras, tflite) == pytest.approx(2 / 3) == top1_agreement(tflite, keras)
+
+
 @pytest.mark.parametrize("epochs, min_steps, steps_per_epoch, expected",
                          [(2, 300, 352, 2), (2, 300, 10, 30), (5, 300, 100, 5), (1, 301, 100, 4), (0, 300, 10, 0)])
 def test_small_data_fine_tunes_for_at_least_the_minimum_steps(epochs, min_steps, steps_per_epoch, expected):
@@ -117,13 +125,9 @@ def probabilities(bundle, images):
     return np.array(out)
 
 
-@pytest.fixture(scope="module")
-def bundle(tiny_workdir, tiny_table_file, tmp_path_factory):
-    """A default bundle (uint8 pixels in, probabilities out) with its ONNX model, shared by the tests below."""
-    out = tmp_path_factory.mktemp("default") / "bundle"
-    export_subnet(tiny_workdir, SUBNETS["random"], "host-cpu-1t", out, table=tiny_table_file, verbose=0,
-                  config=dataclasses.replace(QUICK, formats=("tflite", "onnx")))
-    return out
+@pytest.fixture
+def bundle(trained_bundle):
+    return trained_bundle
 
 
 def test_the_default_bundle_returns_probabilities(bundle):
