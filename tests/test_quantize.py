@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from export.quantize import float_operators, operator_report, quantize_model, to_int8_tflite
+from export.quantize import float_operators, io_operators, operator_report, quantize_model
+from factory.convert import convert
 from factory.space import TINY, SubnetConfig
 from factory.supernet import Supernet
 from factory.extract import extract
@@ -14,8 +15,8 @@ def supernet():
     return Supernet(TINY, 10)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_qat_subnet_converts_to_a_fully_int8_model(supernet, seed):
+@pytest.mark.parametrize("seed, io", [(0, "int8"), (1, "int8"), (0, "uint8")])
+def test_qat_subnet_converts_to_a_fully_int8_model(supernet, seed, io):
     subnet = SubnetConfig.random(TINY, seed)
     model = extract(supernet, subnet, fold_gate=True)
     qat = quantize_model(model)
@@ -24,15 +25,16 @@ def test_qat_subnet_converts_to_a_fully_int8_model(supernet, seed):
     x = np.random.default_rng(seed).uniform(-1, 1, (8, subnet.resolution, subnet.resolution, 3)).astype("float32")
     qat.compile(optimizer="sgd", loss="mse")
     qat.fit(x, model(x).numpy(), epochs=1, verbose=0)  # ranges are learnt, not left at init
-    content = to_int8_tflite(qat, x)
+    content = convert(qat, "int8", x, io)
     report = operator_report(content)
-    assert float_operators(content) == []
+    assert float_operators(content) == []  # the uint8 interface's QUANTIZE and DEQUANTIZE are I/O, not body
+    assert io_operators(content) == ({"int8": [], "uint8": ["QUANTIZE", "DEQUANTIZE"]}[io])
     assert {"HARD_SWISH", "MUL", "DEPTHWISE_CONV_2D"} <= {op["op"] for op in report}  # SE gate and hard-swish stay
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content)
-    assert interpreter.get_input_details()[0]["dtype"] == np.int8
-    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    assert interpreter.get_input_details()[0]["dtype"] == {"int8": np.int8, "uint8": np.uint8}[io]
+    assert interpreter.get_output_details()[0]["dtype"] == {"int8": np.int8, "uint8": np.float32}[io]
 
 
 def test_float_operators_are_found(supernet):
@@ -41,3 +43,30 @@ def test_float_operators_are_found(supernet):
     model = extract(supernet, SubnetConfig.smallest(TINY))
     content = tf.lite.TFLiteConverter.from_keras_model(model).convert()  # no quantization at all
     assert "CONV_2D" in float_operators(content)
+
+
+def test_a_float16_conversion_stores_float16_weights_and_takes_float32(supernet):
+    model = extract(supernet, SubnetConfig.smallest(TINY))
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=convert(model, "float16"))
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+    assert "float16" in {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+
+
+def test_the_fine_tuned_float_twin_holds_the_qat_weights(supernet):
+    from export.quantize import dequantized
+
+    model = extract(supernet, SubnetConfig.random(TINY, 2), fold_gate=True)
+    qat = quantize_model(model)
+    x = np.random.default_rng(0).uniform(-1, 1, (8, *model.input_shape[1:])).astype("float32")
+    qat.compile(optimizer="sgd", loss="mse")
+    qat.fit(x, model(x).numpy() + 1.0, epochs=2, verbose=0)  # moves every weight away from the extracted ones
+    twin = dequantized(qat, model)
+    trained = {v.name: v.numpy() for v in qat.weights}
+    for name in ("classifier/kernel:0", "stem_conv/kernel:0", "stem_bn/moving_mean:0", "head_bn/gamma:0"):
+        layer, weight = name.split("/")
+        [value] = [w.numpy() for w in twin.get_layer(layer).weights if w.name.endswith(weight)]
+        np.testing.assert_array_equal(value, trained[name])
+    assert not np.array_equal(twin.get_layer("classifier").get_weights()[0],
+                              model.get_layer("classifier").get_weights()[0])  # the fine-tune moved it
