@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from bench.baselines import baseline, checksum, fine_tuned_stem, load, probe, stem  # noqa: E402
+from bench.search import three_budgets  # noqa: E402
 from devices.profile import load_profile  # noqa: E402
 from devices.runners import get_runner  # noqa: E402
 from export.bundle import count_macs, is_complete  # noqa: E402
@@ -190,8 +191,8 @@ class Run:
         if not args.baseline_epochs and not (workdir / "training.json").exists():
             raise SystemExit(f"{workdir} holds no trained supernet yet: give --baseline-epochs (the epochs it will have)")
         epochs = args.baseline_epochs or read_json(workdir / "training.json")["epochs"]
-        fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
-        budgets = args.budgets_ms or [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
+        budgets = args.budgets_ms or three_budgets(table, space)
+        fastest = table.fastest_ms()
         if min(budgets) < fastest:
             raise SystemExit(f"a budget of {min(budgets):g} ms is under the fastest subnet of {space.name} on "
                              f"{device} ({fastest:.3f} ms): give budgets of at least that")

@@ -33,6 +33,12 @@ from factory.train import load_supernet  # noqa: E402
 from factory.workflow import ensure_predictor, load_tables, workdir_data  # noqa: E402
 
 
+def three_budgets(table, space) -> list[float]:
+    """25%, 50% and 75% of the way from the fastest to the largest subnet's predicted latency (to the microsecond)."""
+    fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
+    return [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="runs/bench-supernet")
@@ -53,8 +59,7 @@ def main():
     data = workdir_data(workdir).resized(space.resolutions[-1])
     predictor, evals = ensure_predictor(workdir, supernet, data, args.n_eval)
 
-    fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
-    budgets = [fastest + f * (largest - fastest) for f in (0.25, 0.5, 0.75)]
+    budgets = three_budgets(table, space)
     # evolution evaluates population * (generations + 1) candidates at most; match the others to it
     population = max(10, min(50, args.evaluations // 5))
     generations = max(1, args.evaluations // population - 1)

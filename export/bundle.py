@@ -165,7 +165,7 @@ def card_markdown(card: dict) -> str:
                  if out["dtype"] != "float32" else "")
     return f"""# {card['name']}
 
-A {card['precision']} image classifier for **{card['device']['name']}** ({card['device']['description']}),
+{'An' if card['precision'][0] in 'aeiou' else 'A'} {card['precision']} image classifier for **{card['device']['name']}** ({card['device']['description']}),
 made by mobile-model-factory on {card['date']}. It carries TFLite metadata (input image properties and
 normalization, output labels packed in the model) that MediaPipe Tasks' `ImageClassifier`, the TFLite Task
 Library and Android Studio's ML Model Binding read; `labels.txt` holds the same labels.

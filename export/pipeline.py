@@ -95,30 +95,45 @@ def _accuracy(predicted, labels) -> float:
 
 
 def _int8(model, classifier, local, representative, teacher, config: ExportConfig, accuracy: dict, verbose: int):
-    """Post-training int8 for comparison, then QAT fine-tune and conversion.
+    """Post-training int8, then (unless ``qat_epochs`` is 0) the QAT fine-tune and its conversion.
 
     Returns the .tflite, the Keras model it was converted from (the QAT model, simulating
-    int8), the float twin of its weights (``model``'s logits) and the epochs run;
-    ``accuracy`` gains the twin's figure."""
+    int8, or the float classifier for post-training int8), the float twin of its weights
+    (``model``'s logits), the epochs run, and the names of the shipped and reference
+    figures, which it adds to ``accuracy``."""
     x_test, y_test = local.x_test, local.y_test
-    accuracy["ptq_int8"] = _accuracy(tflite_labels(convert(classifier, "int8", representative, config.io), x_test),
-                                     y_test)
-    print(f"float {100 * accuracy['float']:.2f}%, post-training int8 {100 * accuracy['ptq_int8']:.2f}%; "
-          "quantization-aware fine-tuning", flush=True)
-    qat = quantize_model(classifier)
-    pin_input_range(qat, OFFSET, OFFSET + 255 * SCALE)
-    logits = keras.Model(qat.input, wrapped(qat, "classifier").output)  # trained on logits, shares every weight
-    epochs_run = fine_tune(logits, local, config.qat_epochs, min_steps=config.min_qat_steps,
-                           learning_rate=config.learning_rate, batch_size=config.batch_size,
-                           teacher=teacher, seed=config.seed, verbose=verbose)
-    content = convert(qat, "int8", representative, config.io)
+    content = convert(classifier, "int8", representative, config.io)
+    accuracy["ptq_int8"] = _accuracy(tflite_labels(content, x_test), y_test)
+    if config.qat_epochs < 1:
+        print(f"float {100 * accuracy['float']:.2f}%, post-training int8 {100 * accuracy['ptq_int8']:.2f}% "
+              "(no quantization-aware fine-tuning)", flush=True)
+        converted, twin, epochs_run, names = classifier, model, 0, ("ptq_int8", "float")
+    else:
+        print(f"float {100 * accuracy['float']:.2f}%, post-training int8 {100 * accuracy['ptq_int8']:.2f}%; "
+              "quantization-aware fine-tuning", flush=True)
+        converted = quantize_model(classifier)
+        pin_input_range(converted, OFFSET, OFFSET + 255 * SCALE)
+        logits = keras.Model(converted.input, wrapped(converted, "classifier").output)  # shares every weight
+        epochs_run = fine_tune(logits, local, config.qat_epochs, min_steps=config.min_qat_steps,
+                               learning_rate=config.learning_rate, batch_size=config.batch_size,
+                               teacher=teacher, seed=config.seed, verbose=verbose)
+        content = convert(converted, "int8", representative, config.io)
+        twin = dequantized(converted, model)
+        accuracy["float_finetuned"] = _accuracy(keras_labels(twin, x_test), y_test)
+        names = ("qat_int8", "float_finetuned")
     floats = float_operators(content)
     if floats and not config.allow_float_ops:
         raise FactoryError(f"the int8 model still computes in float in {sorted(set(floats))}: "
                            "pass --allow-float-ops to ship it anyway")
-    twin = dequantized(qat, model)
-    accuracy["float_finetuned"] = _accuracy(keras_labels(twin, x_test), y_test)
-    return content, qat, twin, epochs_run
+    return content, converted, twin, epochs_run, names
+
+
+def pinned(images: np.ndarray) -> np.ndarray:
+    """Normalized calibration images whose range is exactly the pixels' (one black and one white pixel
+    put in the first image), so post-training quantization gives the input tensor the pixels' own scale."""
+    images = images.copy()
+    images[0, 0, 0], images[0, 0, -1] = OFFSET, OFFSET + 255 * SCALE
+    return images
 
 
 def _check_input(content: bytes, io: str):
@@ -179,14 +194,13 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
 
     local = source.resized(subnet.resolution)  # what an app does: resize its image to the input size
     x_test, y_test = local.x_test, local.y_test
-    representative = normalize(local.x_train[:config.representative_images]).numpy()
+    representative = pinned(normalize(local.x_train[:config.representative_images]).numpy())
     accuracy = {"float": _accuracy(keras_labels(model, x_test), y_test)}
     epochs_run = 0
     if precision == "int8":
-        content, converted, twin, epochs_run = _int8(model, classifier, local, representative, teacher, config,
-                                                     accuracy, verbose)
+        content, converted, twin, epochs_run, (shipped, reference) = _int8(
+            model, classifier, local, representative, teacher, config, accuracy, verbose)
         _check_input(content, io)
-        reference, shipped = "float_finetuned", "qat_int8"
     else:
         content, converted, twin = convert(classifier, precision), classifier, model
         reference, shipped = "float", precision
@@ -197,7 +211,7 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
     outputs, converted_outputs = tflite_predict(content, x_test), keras_predict(converted, x_test)
     predicted_labels = outputs.argmax(-1)
     accuracy[shipped] = _accuracy(predicted_labels, y_test)
-    if precision == "int8":
+    if shipped == "qat_int8":
         accuracy["qat_keras"] = _accuracy(converted_outputs.argmax(-1), y_test)
     checks = parity(accuracy, reference, shipped, top1_agreement(outputs, converted_outputs), config)
     figures = ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy.items())

@@ -121,3 +121,43 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_predict_prints_top_k_labels_with_probabilities(trained_bundle, tmp_path, capsys):
+    from PIL import Image
+
+    from factory.data import load_data
+
+    data = load_data("digits")
+    Image.fromarray(data.x_test[0]).save(tmp_path / "a.png")
+    Image.fromarray(data.x_test[1]).save(tmp_path / "b.jpg")
+    assert main(["predict", str(trained_bundle), str(tmp_path / "a.png"), str(tmp_path / "b.jpg"), "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [str(tmp_path / "a.png"), str(tmp_path / "b.jpg")]
+    for line in lines:
+        pairs = [pair.split() for pair in line.split(": ", 1)[1].split(", ")]
+        assert len(pairs) == 2 and all(label in data.class_names and 0 <= float(p) <= 1 for label, p in pairs)
+    assert main(["predict", str(trained_bundle), str(tmp_path / "missing.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "missing.png does not exist" in err
+
+
+def test_export_options_reach_the_bundle(tiny_workdir, tiny_table_file, tmp_path):
+    import json
+
+    from factory.space import TINY, SubnetConfig
+
+    subnet = tmp_path / "subnet.json"
+    subnet.write_text(SubnetConfig.smallest(TINY).to_json())
+    out = tmp_path / "bundle"
+    code = main(["export", "--workdir", str(tiny_workdir), "--subnet", str(subnet), "--device", "host-cpu-1t",
+                 "--table", str(tiny_table_file), "--out", str(out), "--io", "int8", "--qat-epochs", "0",
+                 "--max-drop", "100", "--author", "Test Team", "--license", "Apache-2.0"])
+    assert code == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["io"] == "int8" and card["input"]["dtype"] == "int8" and card["output"]["dtype"] == "int8"
+    assert card["metadata"]["author"] == "Test Team" and card["metadata"]["license"] == "Apache-2.0"
+    from export.metadata import read_metadata
+
+    info, _ = read_metadata((out / "model.tflite").read_bytes())
+    assert (info.author, info.license) == ("Test Team", "Apache-2.0")

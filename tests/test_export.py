@@ -235,10 +235,21 @@ def test_an_int8_model_losing_too_much_fails_with_three_figures_and_no_bundle(ti
     with pytest.raises(FactoryError) as info:  # a threshold no model meets: int8 must beat float by 100 points
         export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", out,
                       config=ExportConfig(qat_epochs=0, max_drop_points=-100.0), table=tiny_table_file, verbose=0)
-    message = str(info.value)
-    assert all(f"{k} " in message for k in ("float", "ptq_int8", "float_finetuned", "qat_int8"))
-    assert "against float_finetuned" in message and "--max-drop" in message
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    message = str(info.value)  # with no QAT the post-training int8 model is what would ship
+    assert message.startswith("the ptq_int8 model loses") and "against float (float " in message
+    assert "--max-drop" in message and not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_no_fine_tune_ships_post_training_int8_with_the_pixels_own_input_scale(tiny_workdir, tiny_table_file,
+                                                                                tmp_path):
+    out = tmp_path / "bundle"
+    card = export_subnet(tiny_workdir, SUBNETS["random"], "host-cpu-1t", out, table=tiny_table_file, verbose=0,
+                         config=ExportConfig(qat_epochs=0))  # every gate at its default
+    acc = card["accuracy"]
+    assert acc["shipped"] == "ptq_int8" and card["parity"]["reference"] == "float" and "qat_keras" not in acc
+    assert card["input"]["dtype"] == "uint8" and card["input"]["pixel_shift"] == 0  # raw pixels, exactly
+    test = load_data("digits").resized(SUBNETS["random"].resolution)
+    assert app_accuracy(out, test.x_test, test.y_test) == pytest.approx(acc["ptq_int8"])
 
 
 def test_a_tflite_that_disagrees_with_its_keras_model_fails_with_no_bundle(tiny_workdir, tiny_table_file, tmp_path):

@@ -95,6 +95,27 @@ def test_every_figure_is_the_lowest_of_several_passes(tmp_path, monkeypatch, tab
         assert [r["measured_ms"] for r in report["subnets"]] == [expected] * 3 and report["passes"] == passes
 
 
+def test_a_float16_table_is_built_from_float16_models_and_refused_for_int8(tmp_path, monkeypatch):
+    from ai_edge_litert.interpreter import Interpreter
+
+    real, kinds = HostRunner.measure, set()
+
+    def watch(self, model):  # every layer the build times holds float16 weights and takes float32
+        interpreter = Interpreter(model_content=model)
+        kinds.add((np.dtype(interpreter.get_input_details()[0]["dtype"]).name,
+                   "float16" in {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}))
+        return real(self, model)
+
+    monkeypatch.setattr(HostRunner, "measure", watch)
+    half = DeviceProfile("host-fast", "host", precision="float16", runs=5, warmup_runs=1)
+    doc = build_table(MICRO, half, tmp_path / "fp16.json", num_classes=4, verbose=0, passes=1)
+    assert doc["precision"] == "float16" and doc["complete"]
+    assert ("float32", True) in kinds and all(dtype == "float32" for dtype, _ in kinds)
+    assert LatencyTable.load(tmp_path / "fp16.json", MICRO, half).predict(SubnetConfig.smallest(MICRO)) > 0
+    with pytest.raises(FactoryError, match="holds float16 latencies"):
+        LatencyTable.load(tmp_path / "fp16.json", MICRO, FAST)
+
+
 def test_tables_of_another_space_device_or_precision_are_refused(table_path):
     other_space = SearchSpace.from_dict({**MICRO.to_dict(), "width_multiplier": 2.0})
     with pytest.raises(FactoryError, match="built for space"):
