@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import datetime
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 from devices.profile import load_profile
 from devices.hardware import check_same_hardware
 from devices.runners import get_runner
+from export.config import ExportConfig
 from export.bundle import classifier_metadata, count_macs, snippets, write_bundle
 from export.finetune import fine_tune
 from export.metadata import embed
@@ -31,7 +32,7 @@ from export.parity import keras_labels, keras_predict, pixel_shift, quantization
 from export.quantize import dequantized, float_operators, io_operators, operator_report, pin_input_range, \
     quantize_model, wrapped
 from factory.backend import keras
-from factory.convert import IO_TYPES, convert
+from factory.convert import convert
 from factory.data import OFFSET, SCALE, make_dataset, normalize, test_split_code, test_split_description
 from factory.errors import FactoryError
 from factory.images import RESIZE_POLICY
@@ -41,44 +42,6 @@ from factory.space import SubnetConfig
 from factory.train import load_supernet
 from factory.workflow import load_tables, pareto_plot, workdir_data
 from latency_tables.table import rebuild_hint, tool_versions
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """QAT, interface and acceptance settings of an export."""
-
-    qat_epochs: int = 2
-    min_qat_steps: int = 300  # small data sets run more epochs to reach this many steps
-    learning_rate: float = 0.005
-    batch_size: int = 128
-    distill: bool = True
-    max_drop_points: float = 1.0  # the shipped model may lose at most this many points against its float twin
-    min_agreement: float = 0.99  # top-1 agreement of the .tflite with the Keras model it was converted from
-    allow_float_ops: bool = False
-    io: str = "uint8"  # int8 models: "uint8" pixels in, probabilities out; "int8" in, int8 logits out
-    representative_images: int = 200
-    formats: tuple[str, ...] = ("tflite",)  # "onnx" adds model.onnx (the float weights) beside the .tflite
-    author: str = "mobile-model-factory"
-    license: str = "unspecified (set it with --license)"
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.io not in IO_TYPES:
-            raise FactoryError(f"--io {self.io!r} is not one of {list(IO_TYPES)}")
-        unknown = sorted(set(self.formats) - set(FORMATS))
-        if unknown:
-            raise FactoryError(f"--format {unknown[0]!r} is not one of {list(FORMATS)}")
-
-
-FORMATS = ("tflite", "onnx")
-
-
-def load_subnet(path: str | Path) -> tuple[SubnetConfig, float | None]:
-    """A SubnetConfig from a `factory search` result or a SubnetConfig JSON, with its budget if any."""
-    doc = read_json(path)
-    if "subnet" in doc:
-        return SubnetConfig.from_dict(doc["subnet"]), doc.get("budget_ms")
-    return SubnetConfig.from_dict(doc), None
 
 
 def _tensor(detail: dict) -> dict:

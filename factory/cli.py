@@ -1,22 +1,58 @@
-"""The ``factory`` command line: a thin layer over the Python API."""
+"""The ``factory`` command line: a thin layer over the Python API.
+
+Every command checks its arguments before anything slow (TensorFlow's import included):
+device profiles, spaces, data folders, budgets, subnet and table files, and that the
+folders it will write can be written. A fault the user can fix is one line on stderr and
+exit code 2; a bug exits 1 with its traceback kept in a log file (``--debug`` shows it).
+TensorFlow's and the converter's native logging goes to that log, not the console.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import traceback
+from pathlib import Path
 
-from factory.errors import FactoryError
-from factory.space import SPACES
+from export.config import ExportConfig
+from factory.errors import FactoryError, fault_line
+from factory.files import writable_dir
+from factory.images import check_data
+from factory.recipe import TrainConfig
+from factory.space import SPACES, get_space, load_space
+from factory.workdir import check_trained, load_subnet
+
+
+def _profiles(devices: list[str]):
+    from devices.profile import load_profile
+
+    return [load_profile(d) for d in devices]
+
+
+def _tables(args) -> dict | None:
+    """--table per --device, each an existing file."""
+    if not args.table:
+        return None
+    if len(args.table) != len(args.device):
+        raise FactoryError("give one --table per --device, in the same order")
+    for path in args.table:
+        if not Path(path).is_file():
+            raise FactoryError(f"latency table {path} does not exist: build it with `factory table build --table {path}`")
+    return dict(zip(args.device, args.table))
 
 
 def _train(args):
-    from factory.backend import tf
-    from factory.data import load_data
-    from factory.train import TrainConfig, train_supernet
-
+    check_data(args.data)
+    get_space(args.space)
+    writable_dir(args.workdir, "--workdir")
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, n_random=args.n_random, seed=args.seed)
+
+    from factory.backend import tf
+    from factory.data import load_data
+    from factory.train import train_supernet
+
     strategy = {
         "none": None,
         "mirrored": tf.distribute.MirroredStrategy,
@@ -41,20 +77,27 @@ def _devices(args):
 
 
 def _table(args):
-    from devices.profile import load_profile
-    from factory.space import get_space
-    from latency_tables.builder import build_table
-    from latency_tables.table import LatencyTable, default_table_path
+    from latency_tables.table import LatencyTable, default_table_path, user_table_path
 
-    space, profile = get_space(args.space), load_profile(args.device)
-    path = args.table or default_table_path(space, profile)
+    space, [profile] = get_space(args.space), _profiles([args.device])
     if args.action == "build":
+        path = Path(args.table) if args.table else user_table_path(space, profile)
+        if path.is_dir():
+            raise FactoryError(f"--table {path} is a folder: give the table file's path")
+        writable_dir(path.parent, "the folder of --table")
+        from latency_tables.builder import build_table
+
         doc = build_table(space, profile, path, num_classes=args.classes)
         print(f"wrote {path}: {len(doc['entries'])} layers measured on {profile.name}")
         return
+    path = args.table or default_table_path(space, profile)
     if args.action == "show":
         _show_table(path, space, profile)
         return
+    table = LatencyTable.load(path, space, profile)
+    out = writable_dir(args.out or f"runs/{args.action}__{space.name}__{profile.name}", "--out")
+    if args.workdir:
+        check_trained(args.workdir)
     from latency_tables.validate import calibrate_table, validate_table
 
     supernet = None
@@ -62,8 +105,6 @@ def _table(args):
         from factory.train import load_supernet
 
         supernet = load_supernet(args.workdir)
-    table = LatencyTable.load(path, space, profile)
-    out = args.out or f"runs/{args.action}__{space.name}__{profile.name}"
     if args.action == "validate":
         # calibrate and validate draw different subnets by default, so validation stays held out
         report = validate_table(table, profile, args.n, out, supernet=supernet,
@@ -107,21 +148,20 @@ def _show_table(path, space, profile):
         print(f"| {resolution} | {lo:.3f} | {hi:.3f} |")
 
 
-SPACE_HELP = f"search space: {', '.join(SPACES)} (presets) or a space JSON file"
-
-
 def _errors(r: dict) -> str:
     return (f"MAPE {r['mape_percent']:.2f}%, within 5% {100 * r['within_5_percent']:.0f}%, within 10% "
             f"{100 * r['within_10_percent']:.0f}%, Kendall tau {r['kendall_tau']:.3f}")
 
 
 def _search(args):
+    check_trained(args.workdir)
+    _profiles(args.device)
+    tables = _tables(args)
+    if args.data:
+        check_data(args.data)
     from factory.evolution import EvolutionConfig
     from factory.workflow import search_workdir
 
-    tables = dict(zip(args.device, args.table)) if args.table else None
-    if args.table and len(args.table) != len(args.device):
-        raise FactoryError("give one --table per --device, in the same order")
     search_workdir(args.workdir, args.device, args.budget_ms, data=args.data, strategy=args.strategy,
                    n_eval=args.n_eval, recheck=args.recheck, size_bytes=args.size_bytes,
                    evolution=EvolutionConfig(population=args.population, generations=args.generations,
@@ -130,6 +170,9 @@ def _search(args):
 
 
 def _pareto(args):
+    check_trained(args.workdir)
+    _profiles(args.device)
+    _tables(args)
     from factory.workflow import pareto_plot
 
     for i, device in enumerate(args.device):
@@ -138,31 +181,43 @@ def _pareto(args):
 
 
 def _export_config(args):
-    from export.pipeline import ExportConfig
-
     return ExportConfig(qat_epochs=args.qat_epochs, min_qat_steps=args.min_qat_steps,
                         learning_rate=args.qat_learning_rate, distill=not args.no_distill,
-                        max_drop_points=args.max_drop, allow_float_ops=args.allow_float_ops, io=args.io,
+                        max_drop_points=args.max_drop, min_agreement=args.min_agreement,
+                        allow_float_ops=args.allow_float_ops, io=args.io,
                         formats=tuple(dict.fromkeys(["tflite", *args.format])), author=args.author,
                         license=args.license, seed=args.seed)
 
 
 def _export(args):
-    from export.pipeline import export_subnet, load_subnet
-
+    workdir = check_trained(args.workdir)
     subnet, budget = load_subnet(args.subnet)
+    subnet.validate(load_space(workdir / "space.json"))
+    _profiles([args.device])
+    if args.table and not Path(args.table).is_file():
+        raise FactoryError(f"latency table {args.table} does not exist: give a table file")
+    if args.data:
+        check_data(args.data)
+    writable_dir(args.out, "--out")
+    config = _export_config(args)
     budget = args.budget_ms if args.budget_ms is not None else budget
-    export_subnet(args.workdir, subnet, args.device, args.out, budget_ms=budget, config=_export_config(args),
+    from export.pipeline import export_subnet
+
+    export_subnet(args.workdir, subnet, args.device, args.out, budget_ms=budget, config=config,
                   data=args.data, table=args.table)
 
 
 def _make(args):
+    workdir = writable_dir(args.workdir, "--workdir")
+    if not (workdir / "training.json").exists():  # a trained work directory knows its own data and space
+        check_data(args.data)
+        get_space(args.space)
+    _profiles(args.device)
+    train, export = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed), _export_config(args)
     from factory.make import make
-    from factory.train import TrainConfig
 
-    make(args.data, args.device, args.budget_ms, args.workdir, space=args.space,
-         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed),
-         n_eval=args.n_eval, strategy=args.strategy, export=_export_config(args), calibrate_n=args.calibrate_n)
+    make(args.data, args.device, args.budget_ms, workdir, space=args.space, train=train, n_eval=args.n_eval,
+         strategy=args.strategy, export=export, calibrate_n=args.calibrate_n)
 
 
 def _predict(args):
@@ -172,16 +227,26 @@ def _predict(args):
         print(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
 
 
-def _bench(args):
-    from pathlib import Path
+def check_tflite(path: str) -> Path:
+    """A file that holds a .tflite model (TFLite's FlatBuffer identifier TFL3 at bytes 4..8)."""
+    model = Path(path)
+    if not model.is_file():
+        raise FactoryError(f"{model} is not a file: give the path of a .tflite model")
+    with open(model, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise FactoryError(f"{model} is empty: give the path of a .tflite model")
+    if head[4:8] != b"TFL3":
+        raise FactoryError(f"{model} is not a .tflite model (no TFL3 identifier): give a model `factory export` wrote")
+    return model
 
+
+def _bench(args):
+    [profile] = _profiles([args.device])
+    check_tflite(args.model)
     from devices.hardware import describe
-    from devices.profile import load_profile
     from devices.runners import get_runner
 
-    profile = load_profile(args.device)
-    if not Path(args.model).is_file():
-        raise FactoryError(f"{args.model} is not a file: give the path of a .tflite model")
     with get_runner(profile) as runner:
         timing, hardware = runner.measure(args.model), runner.hardware()
     rows = [("model", args.model), ("device", f"{profile.name} ({profile.runner}, {profile.threads} thread(s), "
@@ -201,120 +266,155 @@ def _bench(args):
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
 
 
-def _export_options(parser):
-    from export.pipeline import ExportConfig
+def _number(kind, minimum, strict: bool):
+    """An argparse type: a number at least (or, ``strict``, above) ``minimum``, else one line naming it."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text} must be {'above' if strict else 'at least'} {minimum:g}")
+        return value
 
-    parser.add_argument("--qat-epochs", type=int, default=2, help="quantization-aware fine-tuning epochs (0: none)")
-    parser.add_argument("--min-qat-steps", type=int, default=300,
+    return parse
+
+
+POSITIVE, POSITIVE_INT, COUNT = _number(float, 0, True), _number(int, 1, False), _number(int, 0, False)
+SPACE_HELP = f"search space: {', '.join(SPACES)} (presets) or a space JSON file"
+TRAIN, EXPORT = TrainConfig(), ExportConfig()
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other error of the factory."""
+
+    def error(self, message):
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _export_options(parser):
+    parser.add_argument("--qat-epochs", type=COUNT, default=EXPORT.qat_epochs,
+                        help="quantization-aware fine-tuning epochs (0: ship post-training int8)")
+    parser.add_argument("--min-qat-steps", type=COUNT, default=EXPORT.min_qat_steps,
                         help="run more epochs when the data gives fewer fine-tuning steps than this")
-    parser.add_argument("--qat-learning-rate", type=float, default=0.005)
+    parser.add_argument("--qat-learning-rate", type=POSITIVE, default=EXPORT.learning_rate)
     parser.add_argument("--no-distill", action="store_true", help="fine-tune on labels only")
-    parser.add_argument("--max-drop", type=float, default=1.0,
-                        help="most accuracy points the int8 model may lose against float")
+    parser.add_argument("--max-drop", type=_number(float, 0, False), default=EXPORT.max_drop_points,
+                        help="most accuracy points the shipped model may lose against its float twin")
+    parser.add_argument("--min-agreement", type=_number(float, 0, False), default=EXPORT.min_agreement,
+                        help="least share of test images on which the .tflite's top-1 agrees with its Keras model")
     parser.add_argument("--allow-float-ops", action="store_true", help="ship a model with float operators left")
-    parser.add_argument("--io", choices=["uint8", "int8"], default=ExportConfig.io,
+    parser.add_argument("--io", choices=["uint8", "int8"], default=EXPORT.io,
                         help="int8 models: uint8 pixels in and probabilities out (MediaPipe, Task Library), "
                              "or int8 in and int8 logits out")
-    parser.add_argument("--format", nargs="+", choices=["tflite", "onnx"], default=["tflite"],
+    parser.add_argument("--format", nargs="+", choices=["tflite", "onnx"], default=list(EXPORT.formats),
                         help="onnx: also write model.onnx (the float weights) beside model.tflite")
-    parser.add_argument("--author", default=ExportConfig.author, help="the model's author, in its metadata and card")
-    parser.add_argument("--license", default=ExportConfig.license,
-                        help="the model's licence, in its metadata and card")
+    parser.add_argument("--author", default=EXPORT.author, help="the model's author, in its metadata and card")
+    parser.add_argument("--license", default=EXPORT.license, help="the model's licence, in its metadata and card")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="factory", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a supernet with the sandwich rule")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="show TensorFlow's and the converter's own logging")
+    common.add_argument("--debug", action="store_true", help="show tracebacks (and everything --verbose shows)")
+    parser = Parser(prog="factory", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def command(name, help):
+        return sub.add_parser(name, help=help, parents=[common])
+
+    train = command("train", "train a supernet with the sandwich rule")
     train.add_argument("--data", default="digits",
                        help="'digits' (offline default), 'cifar10' (downloads) or an image folder")
     train.add_argument("--space", default="default", help=SPACE_HELP)
-    train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--learning-rate", type=float, default=0.05)
-    train.add_argument("--n-random", type=int, default=2, help="random subnets per step")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=POSITIVE_INT, default=TRAIN.epochs)
+    train.add_argument("--batch-size", type=POSITIVE_INT, default=TRAIN.batch_size)
+    train.add_argument("--learning-rate", type=POSITIVE, default=TRAIN.learning_rate)
+    train.add_argument("--n-random", type=COUNT, default=TRAIN.n_random, help="random subnets per step")
+    train.add_argument("--seed", type=int, default=TRAIN.seed)
     train.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
                        help="tf.distribute strategy: several GPUs (mirrored) or machines (multiworker)")
     train.add_argument("--workdir", required=True)
     train.set_defaults(run=_train)
 
-    table = sub.add_parser("table", help="build, show, validate or calibrate a latency table")
+    table = command("table", "build, show, validate or calibrate a latency table")
     table.add_argument("action", choices=["build", "show", "validate", "calibrate"],
                        help="show: what the table was measured on and the latency range per resolution; "
                             "calibrate: measure --n whole subnets and store a linear correction in the table")
     table.add_argument("--device", required=True, help="profile name or JSON file")
     table.add_argument("--space", default="default", help=SPACE_HELP)
-    table.add_argument("--table", help="table path (default: latency_tables/tables/SPACE__DEVICE.json)")
-    table.add_argument("--classes", type=int, default=10, help="classifier size of the head entries")
-    table.add_argument("--n", type=int, default=100, help="random subnets to measure whole")
+    table.add_argument("--table", help="table path (default: your own build in ~/.cache/mobile-model-factory/"
+                                       "tables/, else the shipped one; build writes to the cache)")
+    table.add_argument("--classes", type=_number(int, 2, False), default=10, help="classifier size of the head entries")
+    table.add_argument("--n", type=_number(int, 5, False), default=100, help="random subnets to measure whole")
     table.add_argument("--workdir", help="validate with subnets of this work directory's trained supernet")
     table.add_argument("--out", help="validation report folder")
     table.add_argument("--seed", type=int, help="subnet sampling seed (default: 0 to validate, 1 to calibrate)")
     table.set_defaults(run=_table)
 
-    search = sub.add_parser("search", help="find the most accurate subnet under latency budgets")
+    search = command("search", "find the most accurate subnet under latency budgets")
     search.add_argument("--workdir", required=True)
     search.add_argument("--device", nargs="+", required=True)
-    search.add_argument("--budget-ms", nargs="+", type=float, required=True)
+    search.add_argument("--budget-ms", nargs="+", type=POSITIVE, required=True)
     search.add_argument("--strategy", choices=["evolution", "random", "bayesian"], default="evolution")
-    search.add_argument("--n-eval", type=int, default=300, help="subnets evaluated to fit the predictor")
-    search.add_argument("--recheck", type=int, default=5, help="top candidates re-checked with the supernet")
-    search.add_argument("--size-bytes", type=int, help="model-size budget (int8: one byte a parameter)")
-    search.add_argument("--population", type=int, default=100)
-    search.add_argument("--generations", type=int, default=50)
-    search.add_argument("--trials", type=int, default=500, help="keras-tuner trials (random, bayesian)")
+    search.add_argument("--n-eval", type=_number(int, 10, False), default=300, help="subnets evaluated to fit the predictor")
+    search.add_argument("--recheck", type=POSITIVE_INT, default=5, help="top candidates re-checked with the supernet")
+    search.add_argument("--size-bytes", type=POSITIVE_INT, help="model-size budget (int8: one byte a parameter)")
+    search.add_argument("--population", type=_number(int, 4, False), default=100)
+    search.add_argument("--generations", type=POSITIVE_INT, default=50)
+    search.add_argument("--trials", type=POSITIVE_INT, default=500, help="keras-tuner trials (random, bayesian)")
     search.add_argument("--table", nargs="+", help="latency table per device (default: the shipped ones)")
     search.add_argument("--data", help="the training data, if the work directory does not record it")
     search.add_argument("--seed", type=int, default=0)
     search.set_defaults(run=_search)
 
-    pareto = sub.add_parser("pareto", help="plot accuracy against predicted latency, per device, to PNG")
+    pareto = command("pareto", "plot accuracy against predicted latency, per device, to PNG")
     pareto.add_argument("--workdir", required=True)
     pareto.add_argument("--device", nargs="+", required=True)
     pareto.add_argument("--table", nargs="+")
     pareto.set_defaults(run=_pareto)
 
-    make = sub.add_parser("make", help="the whole factory: train, tables, search, export a bundle per budget")
+    make = command("make", "the whole factory: tables, train, search, export a bundle per budget")
     make.add_argument("--data", default="digits", help="'digits' (offline default), 'cifar10' or an image folder")
     make.add_argument("--device", nargs="+", required=True)
-    make.add_argument("--budget-ms", nargs="+", type=float, required=True)
+    make.add_argument("--budget-ms", nargs="+", type=POSITIVE, required=True)
     make.add_argument("--workdir", required=True)
     make.add_argument("--space", default="default", help=SPACE_HELP)
-    make.add_argument("--epochs", type=int, default=5, help="supernet training epochs")
-    make.add_argument("--batch-size", type=int, default=128)
-    make.add_argument("--n-eval", type=int, default=300, help="subnets evaluated to fit the predictor")
+    make.add_argument("--epochs", type=POSITIVE_INT, default=TRAIN.epochs, help="supernet training epochs")
+    make.add_argument("--batch-size", type=POSITIVE_INT, default=TRAIN.batch_size)
+    make.add_argument("--n-eval", type=_number(int, 10, False), default=300, help="subnets evaluated to fit the predictor")
     make.add_argument("--strategy", choices=["evolution", "random", "bayesian"], default="evolution")
-    make.add_argument("--calibrate-n", type=int, default=20,
+    make.add_argument("--calibrate-n", type=COUNT, default=20,
                       help="whole subnets measured to calibrate a table make builds (under 5: none)")
-    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--seed", type=int, default=TRAIN.seed)
     _export_options(make)
     make.set_defaults(run=_make)
 
-    export = sub.add_parser("export", help="QAT, int8 conversion, parity and latency checks, bundle")
+    export = command("export", "QAT, int8 conversion, parity and latency checks, bundle")
     export.add_argument("--workdir", required=True)
     export.add_argument("--subnet", required=True, help="a `factory search` result or a SubnetConfig JSON")
     export.add_argument("--device", required=True)
-    export.add_argument("--budget-ms", type=float, help="default: the search result's budget")
+    export.add_argument("--budget-ms", type=POSITIVE, help="default: the search result's budget")
     export.add_argument("--out", required=True, help="bundle folder")
     export.add_argument("--table", help="latency table (default: the shipped one)")
     export.add_argument("--data", help="the training data, if the work directory does not record it")
-    export.add_argument("--seed", type=int, default=0)
+    export.add_argument("--seed", type=int, default=EXPORT.seed)
     _export_options(export)
     export.set_defaults(run=_export)
 
-    bench = sub.add_parser("bench", help="time a .tflite on a device profile")
+    bench = command("bench", "time a .tflite on a device profile")
     bench.add_argument("model")
     bench.add_argument("--device", required=True)
     bench.set_defaults(run=_bench)
 
-    predict = sub.add_parser("predict", help="classify image files with a bundle: top-k labels with probabilities")
+    predict = command("predict", "classify image files with a bundle: top-k labels with probabilities")
     predict.add_argument("bundle", help="a bundle folder (or its model.tflite)")
     predict.add_argument("images", nargs="+", help="image files of any size (JPEG, PNG, BMP, GIF, WebP)")
-    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--top-k", type=POSITIVE_INT, default=3)
     predict.set_defaults(run=_predict)
 
-    devices = sub.add_parser("devices", help="list or show device profiles")
+    devices = command("devices", "list or show device profiles")
     devices.add_argument("action", choices=["list", "show"])
     devices.add_argument("name", nargs="?", help="profile name or JSON file (for show)")
     devices.set_defaults(run=_devices)
@@ -322,13 +422,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from factory.console import Console
+
     args = build_parser().parse_args(argv)
-    try:
-        args.run(args)
-    except FactoryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume", file=sys.stderr)
-        return 130
+    workdir = getattr(args, "workdir", None)
+    with Console(verbose=args.verbose or args.debug) as console:
+        try:
+            args.run(args)
+        except KeyboardInterrupt:
+            console.finish(workdir)
+            print("interrupted: rerun the same command to resume", file=sys.stderr)
+            return 130
+        except Exception as exc:  # one line for what the user can fix; a bug keeps its traceback
+            line = fault_line(exc)
+            if args.debug:
+                traceback.print_exc()
+            if line is not None:  # the line says it all: nothing is added to the work directory
+                console.finish(None)
+                print(f"error: {line}", file=sys.stderr)
+                return 2
+            where = console.finish(workdir, trace=exc)
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            print(f"error: unexpected {type(exc).__name__}: {first} (a bug in the factory; its traceback is in "
+                  f"{where}, --debug shows it)", file=sys.stderr)
+            return 1
+        console.finish(workdir)
     return 0

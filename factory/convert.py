@@ -13,7 +13,6 @@ import warnings
 
 import numpy as np
 
-from factory.backend import tf
 from factory.errors import FactoryError
 
 PRECISIONS = ("int8", "float16", "float32")
@@ -27,6 +26,8 @@ def convert(model, precision: str, representative: np.ndarray | None = None, io:
     model brings its own ranges, and TF 2.21's converter still asks for a representative
     dataset before it allows integer input and output.
     """
+    from factory.backend import tf
+
     if precision not in PRECISIONS:
         raise FactoryError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)

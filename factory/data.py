@@ -17,7 +17,8 @@ import numpy as np
 
 from factory.backend import tf
 from factory.errors import FactoryError
-from factory.images import OFFSET, SCALE, decode_folder, digits_images, resize_images, split
+from factory.images import (CIFAR10_CLASSES, DIGITS_CLASSES, OFFSET, SCALE, check_folder, decode_folder, digits_images,
+                            resize_images, split)
 
 
 @dataclass
@@ -118,7 +119,7 @@ def _digits(val_fraction, test_fraction, seed) -> ImageData:
     d = load_digits()
     x = digits_images(d.images)
     x_train, x_test, y_train, y_test = split(x, d.target, test_fraction, seed)
-    return _with_val("digits", [str(c) for c in range(10)], x_train, y_train, x_test, y_test,
+    return _with_val("digits", DIGITS_CLASSES, x_train, y_train, x_test, y_test,
                      val_fraction, seed, "digits", test_fraction, flip=False)
 
 
@@ -132,8 +133,7 @@ def _cifar10(val_fraction, seed) -> ImageData:
             f"could not download CIFAR-10 ({type(exc).__name__}): when offline, pass an "
             "unpacked image folder instead, e.g. --data ~/.cache/mmf/cifar10"
         ) from None
-    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    return _with_val("cifar10", classes, x_train, y_train.ravel(), x_test, y_test.ravel(),
+    return _with_val("cifar10", CIFAR10_CLASSES, x_train, y_train.ravel(), x_test, y_test.ravel(),
                      val_fraction, seed, "cifar10")
 
 
@@ -142,15 +142,8 @@ def load_folder(path: str | os.PathLike, *, val_fraction: float = 0.1, test_frac
                 seed: int = 0) -> ImageData:
     """``root/train/<class>/*`` and ``root/test/<class>/*``, or ``root/<class>/*`` split by ``seed``."""
     root = Path(path).expanduser()
-    if not root.is_dir():
-        raise FactoryError(
-            f"data folder {root} does not exist: pass 'digits', 'cifar10' or a folder of "
-            "train/<class>/ and test/<class>/ (or <class>/) images"
-        )
+    check_folder(root)
     train_dir, test_dir = root / "train", root / "test"
-    if train_dir.is_dir() != test_dir.is_dir():
-        missing = test_dir if train_dir.is_dir() else train_dir
-        raise FactoryError(f"{root} has only one of train/ and test/: add {missing} or use <class>/ folders")
     test_split = "folder" if train_dir.is_dir() else "fraction"
     if train_dir.is_dir():
         x_train, y_train, classes = decode_folder(train_dir)

@@ -72,34 +72,70 @@ def split(x, y, fraction, seed):
         ) from None
 
 
-def _class_dirs(root: Path) -> list[Path]:
+def list_images(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[list[Path]]]:
+    """The class names (sorted) of ``root/<class>/`` and each class's files, checked without decoding:
+    at least two classes, none empty, the same classes as ``classes`` when given (a test folder)."""
+    if not root.is_dir():
+        raise FactoryError(f"{root} is not a folder: put images in {root}/<class>/")
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not dirs:
         raise FactoryError(f"{root} has no class subfolders: put images in {root}/<class>/")
-    return dirs
-
-
-def _files(class_dir: Path) -> list[Path]:
-    files = sorted(p for p in class_dir.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise FactoryError(f"class folder {class_dir} has no images: add images or remove the folder")
-    return files
-
-
-def decode_folder(root: Path, classes: list[str] | None = None):
-    """Every image under ``root/<class>/`` as one uint8 array, labels, class names (sorted)."""
-    dirs = _class_dirs(root)
     names = [d.name for d in dirs]
     if classes is not None and names != classes:
         raise FactoryError(
             f"the classes of {root} {names} differ from the training classes {classes}: "
             "give train/ and test/ the same class subfolders"
         )
+    if len(dirs) < 2:
+        raise FactoryError(f"{root} has one class ({names[0]}): a classifier needs at least 2 class subfolders")
+    files = []
+    for d in dirs:
+        files.append(sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")))
+        if not files[-1]:
+            raise FactoryError(f"class folder {d} has no images: add images or remove the folder")
+    return names, files
+
+
+DIGITS_CLASSES = [str(c) for c in range(10)]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def check_data(spec: str) -> list[str]:
+    """The class names of a data argument, refusing what ``factory.data.load_data`` would refuse before
+    decoding anything (no TensorFlow here: the CLI checks its arguments before the slow imports)."""
+    if spec == "digits":
+        return DIGITS_CLASSES
+    if spec == "cifar10":
+        return CIFAR10_CLASSES
+    return check_folder(Path(spec).expanduser())
+
+
+def check_folder(root: Path) -> list[str]:
+    """The class names of an image folder: train/ and test/ with the same classes, or <class>/ folders."""
+    if not root.is_dir():
+        raise FactoryError(
+            f"data folder {root} does not exist: pass 'digits', 'cifar10' or a folder of "
+            "train/<class>/ and test/<class>/ (or <class>/) images"
+        )
+    train_dir, test_dir = root / "train", root / "test"
+    if train_dir.is_dir() != test_dir.is_dir():
+        missing = test_dir if train_dir.is_dir() else train_dir
+        raise FactoryError(f"{root} has only one of train/ and test/: add {missing} or use <class>/ folders")
+    if train_dir.is_dir():
+        names = list_images(train_dir)[0]
+        list_images(test_dir, names)
+        return names
+    return list_images(root)[0]
+
+
+def decode_folder(root: Path, classes: list[str] | None = None):
+    """Every image under ``root/<class>/`` as one uint8 array, labels, class names (sorted)."""
+    names, files = list_images(root, classes)
     from PIL import Image, UnidentifiedImageError
 
     images, labels, first = [], [], None
-    for label, d in enumerate(dirs):
-        for path in _files(d):
+    for label, paths in enumerate(files):
+        for path in paths:
             try:
                 with Image.open(path) as im:
                     arr = np.asarray(im.convert("RGB"), dtype=np.uint8)

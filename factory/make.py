@@ -4,9 +4,10 @@ Every stage leaves its output in the work directory and is skipped when that out
 already there and belongs to this space, so an interrupted ``make`` is resumed by
 running it again:
 
-    supernet/ training.json       train          (resumes from the last epoch)
     tables/SPACE__DEVICE.json     latency tables (a shipped one is used when it was measured on
-                                  this hardware; a built one is calibrated on whole subnets)
+                                  this hardware; a built one is calibrated on whole subnets); first,
+                                  so a budget no subnet meets fails before training
+    supernet/ training.json       train          (resumes from the last epoch)
     subnet_evals.json predictor/  evaluations and the accuracy predictor
     search/DEVICE__Bms.json       one search result per (device, budget)
     bundles/DEVICE__Bms/          one bundle per (device, budget)
@@ -22,6 +23,8 @@ from export.pipeline import ExportConfig, export_subnet
 from factory.data import load_data
 from factory.errors import FactoryError
 from factory.files import read_json
+from factory.images import check_data
+from factory.search import Constraints, check_budgets
 from factory.space import SubnetConfig, get_space, load_space
 from factory.train import TrainConfig, train_supernet
 from factory.workflow import search_workdir
@@ -71,22 +74,26 @@ def make(data: str, devices: list[str], budgets_ms: list[float], workdir: str | 
          export: ExportConfig = ExportConfig(), calibrate_n: int = 20) -> list[dict]:
     """Run every stage that has not run yet; return the model card of each bundle."""
     workdir = Path(workdir)
-    _stage("1/4 supernet")
-    if (workdir / "training.json").exists():
-        search_space = load_space(workdir / "space.json")
+    trained = (workdir / "training.json").exists()
+    search_space = load_space(workdir / "space.json") if trained else get_space(space)
+    num_classes = len(read_json(workdir / "data.json")["classes"]) if trained else len(check_data(data))
+
+    _stage("1/4 latency tables")  # first: a budget no subnet can meet fails before any training
+    given = {load_profile(d).name: d for d in devices}  # a shipped profile's name or a profile file
+    tables = {d: ensure_table(search_space, d, workdir, num_classes, calibrate_n) for d in devices}
+    for d, path in tables.items():
+        table = LatencyTable.load(path, search_space, d)
+        for budget in budgets_ms:
+            check_budgets({table.device: table}, Constraints({table.device: budget}))
+
+    _stage("2/4 supernet")
+    if trained:
         print(f"{workdir} already holds a trained supernet ({read_json(workdir / 'training.json')['epochs']} epochs)")
-        num_classes = len(read_json(workdir / "data.json")["classes"])
     else:
         loaded = load_data(data, seed=train.seed)
-        search_space = get_space(space)
         print(f"data {loaded.name}: {len(loaded.y_train)} train / {len(loaded.y_val)} val / "
               f"{len(loaded.y_test)} test images, {loaded.num_classes} classes")
         train_supernet(loaded, search_space, workdir, train)
-        num_classes = loaded.num_classes
-
-    _stage("2/4 latency tables")
-    given = {load_profile(d).name: d for d in devices}  # a shipped profile's name or a profile file
-    tables = {d: ensure_table(search_space, d, workdir, num_classes, calibrate_n) for d in devices}
 
     _stage("3/4 accuracy predictor and search")
     results = search_workdir(workdir, devices, budgets_ms, strategy=strategy, n_eval=n_eval,

@@ -27,6 +27,7 @@ from factory.files import atomic_directory, read_json, write_json
 from factory.recipe import TrainConfig, loss, make_optimizer, recalibrate_batch_norm
 from factory.space import SearchSpace, SubnetConfig, get_space, space_document
 from factory.supernet import Supernet
+from factory.workdir import check_trained
 
 
 class SortChannels(keras.callbacks.Callback):
@@ -130,7 +131,12 @@ def train_supernet(data: ImageData, space: SearchSpace | str, workdir: str | Pat
         supernet.compile(optimizer=make_optimizer(config, steps))
     backup = workdir / "backup"
     if backup.is_dir() and any(backup.iterdir()):
-        print(f"resuming the interrupted run in {workdir} from its last completed epoch")
+        if tf.train.latest_checkpoint(str(backup)) is None:  # killed (or out of disk) while saving the first epoch
+            shutil.rmtree(backup)
+            print(f"restarting the interrupted run in {workdir}: it had completed no epoch")
+        else:
+            print(f"resuming the interrupted run in {workdir} after epoch {len(_logged_epochs(workdir))} of "
+                  f"{config.epochs}")
     cbs = [keras.callbacks.BackupAndRestore(str(backup)),
            keras.callbacks.CSVLogger(str(workdir / "train_log.csv"), append=True),
            keras.callbacks.TensorBoard(str(workdir / "tensorboard"), write_graph=False)]
@@ -157,6 +163,12 @@ def train_supernet(data: ImageData, space: SearchSpace | str, workdir: str | Pat
     return supernet
 
 
+def _logged_epochs(workdir: Path) -> list[str]:
+    """The epochs train_log.csv records as completed (one row each after its header)."""
+    path = workdir / "train_log.csv"
+    return path.read_text().splitlines()[1:] if path.exists() else []
+
+
 def save_supernet(supernet: Supernet, path: Path):
     with atomic_directory(path) as tmp:
         supernet.save_weights(str(tmp / "weights"))
@@ -165,9 +177,7 @@ def save_supernet(supernet: Supernet, path: Path):
 
 def load_supernet(workdir: str | Path) -> Supernet:
     """The trained supernet of a work directory."""
-    path = Path(workdir) / "supernet"
-    if not (path / "config.json").exists():
-        raise FactoryError(f"{workdir} holds no trained supernet: run `factory train --workdir {workdir}` first")
+    path = check_trained(workdir) / "supernet"
     config = read_json(path / "config.json")
     supernet = Supernet(**{k: v for k, v in config.items() if k != "name"})
     supernet.load_weights(str(path / "weights")).expect_partial()

@@ -21,7 +21,7 @@ from factory.evaluate import as_arrays, evaluate_subnets
 from factory.evolution import EvolutionConfig
 from factory.files import atomic_file, read_json, write_json
 from factory.predictor import AccuracyPredictor, fit_predictor
-from factory.search import Constraints, search
+from factory.search import Constraints, check_budgets, search
 from factory.space import SubnetConfig, load_space
 from factory.train import load_supernet
 from latency_tables.table import LatencyTable, default_table_path
@@ -98,9 +98,12 @@ def search_workdir(workdir: str | Path, devices: list[str], budgets_ms: list[flo
         done = {pair: result for pair in pairs if (result := _reusable(workdir, *pair))}
         if len(done) == len(pairs):
             return list(done.values())
-    supernet = load_supernet(workdir)
-    space = supernet.space
+    space = load_space(workdir / "space.json")
     tables = load_tables(space, devices, tables)
+    for device, table in tables.items():  # before any evaluation: a budget no subnet meets fails now
+        for budget in budgets_ms:
+            check_budgets({device: table}, Constraints({device: budget}))
+    supernet = load_supernet(workdir)
     image_data = workdir_data(workdir, data).resized(space.resolutions[-1])
     predictor, _ = ensure_predictor(workdir, supernet, image_data, n_eval, seed, verbose)
     val = make_dataset(image_data.x_val, image_data.y_val, 256, training=False)

@@ -19,7 +19,7 @@ import numpy as np
 from devices.hardware import check_same_hardware, host_hardware
 from devices.profile import DeviceProfile, load_profile
 from factory.errors import FactoryError
-from factory.files import read_json
+from factory.files import read_json, user_dir
 from factory.space import SearchSpace, SubnetConfig
 from latency_tables.blocks import block_input_sizes, block_key, final_size, head_key, stem_key, subnet_layers
 
@@ -27,9 +27,16 @@ FORMAT = 2  # 2: tables record the hardware they were measured on
 SHIPPED = Path(__file__).parent / "tables"
 
 
+def user_table_path(space: SearchSpace, profile: DeviceProfile) -> Path:
+    """Where ``factory table build`` writes a (space, device) table without ``--table``: the user's
+    cache, never the installed package."""
+    return user_dir("tables") / f"{space.name}__{profile.name}.json"
+
+
 def default_table_path(space: SearchSpace, profile: DeviceProfile) -> Path:
-    """Where the table of a (space, device) pair lives; the shipped ones are here too."""
-    return SHIPPED / f"{space.name}__{profile.name}.json"
+    """The table a (space, device) pair resolves to: the user's own build when there is one, else the shipped one."""
+    user = user_table_path(space, profile)
+    return user if user.exists() else SHIPPED / f"{space.name}__{profile.name}.json"
 
 
 def tool_versions() -> dict:
@@ -66,6 +73,10 @@ def check_compatible(doc: dict, space: SearchSpace, profile: DeviceProfile | Non
 
 def check_complete(doc: dict, space: SearchSpace, source: str):
     """Refuse a table whose build has not finished all its passes (``factory table build`` resumes it)."""
+    entries = doc.get("entries")
+    if not isinstance(entries, dict) or not all(isinstance(e, dict) and isinstance(e.get("median_ms"), (int, float))
+                                                for e in entries.values()):
+        raise FactoryError(f"{source} has malformed entries (each a layer with its median_ms): rebuild it")
     if not doc.get("complete"):
         raise FactoryError(f"{source} is not complete: finish it with `factory table build --device "
                            f"{doc['device']['name']} --space {space.name} --table {source}`")

@@ -1,0 +1,38 @@
+"""The settings of an export (no TensorFlow here: the CLI builds its options from them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from factory.convert import IO_TYPES
+from factory.errors import FactoryError
+
+FORMATS = ("tflite", "onnx")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """QAT, interface and acceptance settings of an export."""
+
+    qat_epochs: int = 2
+    min_qat_steps: int = 300  # small data sets run more epochs to reach this many steps
+    learning_rate: float = 0.005
+    batch_size: int = 128
+    distill: bool = True
+    max_drop_points: float = 1.0  # the shipped model may lose at most this many points against its float twin
+    min_agreement: float = 0.99  # top-1 agreement of the .tflite with the Keras model it was converted from
+    allow_float_ops: bool = False
+    io: str = "uint8"  # int8 models: "uint8" pixels in, probabilities out; "int8" in, int8 logits out
+    representative_images: int = 200
+    formats: tuple[str, ...] = ("tflite",)  # "onnx" adds model.onnx (the float weights) beside the .tflite
+    author: str = "mobile-model-factory"
+    license: str = "unspecified (set it with --license)"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.io not in IO_TYPES:
+            raise FactoryError(f"--io {self.io!r} is not one of {list(IO_TYPES)}")
+        unknown = sorted(set(self.formats) - set(FORMATS))
+        if unknown:
+            raise FactoryError(f"--format {unknown[0]!r} is not one of {list(FORMATS)}")
+
