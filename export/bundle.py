@@ -188,10 +188,7 @@ The test split: {acc['test_split']}.
 {rows}
 | **this model** ({card['precision']} .tflite through LiteRT) | **{_pct(acc[acc['shipped']])}** |
 
-Parity: against the {checks['reference']} model, this model loses {checks['drop_points']:.2f} points (at most
-{checks['max_drop_points']:g} allowed; negative: it gains), and it agrees on top-1 with the Keras model it was
-converted from on {100 * checks['top1_agreement']:.2f}% of the test images (at least {100 * checks['min_agreement']:g}%
-required; where its int8 scores tie, one of the tied classes agreeing counts).
+{_parity(checks)}
 
 Reproduce the figure with Python (the preprocessing is the factory's own function):
 
@@ -235,6 +232,16 @@ slightly from the card's when shrinking much):
 - supernet search space {card['space']['name']} (fingerprint {card['space']['fingerprint']}), trained {card['training']['supernet_epochs']} epochs on {card['training']['data']}
 - quantization-aware fine-tuning: {card['training']['qat_epochs_run']} epoch(s){', distilled from the largest subnet' if card['training']['distilled'] else ''}
 """
+
+
+def _parity(checks: dict) -> str:
+    agreement = (f"at least {100 * checks['min_agreement']:g}% required; where its int8 scores tie, one of the tied "
+                 "classes agreeing counts" if checks["min_agreement"] is not None else
+                 "not gated: post-training int8 has no Keras model simulating it")
+    return (f"Parity: against the {checks['reference']} model, this model loses {checks['drop_points']:.2f} points "
+            f"(at most {checks['max_drop_points']:g} allowed; negative: it gains), and it agrees on top-1 with the "
+            f"Keras model it was converted from on {100 * checks['top1_agreement']:.2f}% of the test images "
+            f"({agreement}).")
 
 
 def _onnx_section(onnx: dict | None) -> str:

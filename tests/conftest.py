@@ -67,7 +67,7 @@ def trained_bundle(tiny_workdir, tiny_table_file, tmp_path_factory):
     from factory.space import SubnetConfig
 
     out = tmp_path_factory.mktemp("default") / "bundle"
-    export_subnet(tiny_workdir, SubnetConfig.random(TINY, 5), "host-cpu-1t", out, table=tiny_table_file, verbose=0,
+    export_subnet(tiny_workdir, SubnetConfig.largest(TINY), "host-cpu-1t", out, table=tiny_table_file, verbose=0,
                   config=ExportConfig(formats=("tflite", "onnx")))
     return out
 

@@ -26,7 +26,7 @@ def test_quickstart_notebook_executes(tmp_path):
     outputs = run("01_quickstart.ipynb", tmp_path)
     assert "ms predicted" in outputs and "val acc" in outputs
     assert "'model.tflite', 'model_card.json', 'model_card.md', 'pareto.png'" in outputs
-    assert "(QAT int8, LiteRT)" in outputs  # the model card is displayed
+    assert "(int8 .tflite through LiteRT)" in outputs  # the model card is displayed
 
 
 def test_android_notebook_executes_against_the_adb_double(tmp_path, monkeypatch):
