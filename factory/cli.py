@@ -22,6 +22,7 @@ from factory.images import check_data
 from factory.recipe import TrainConfig
 from factory.space import SPACES, get_space, load_space
 from factory.workdir import check_trained, load_subnet
+from latency_tables.table import MIN_CALIBRATION
 
 
 def _profiles(devices: list[str]):
@@ -80,6 +81,9 @@ def _table(args):
     from latency_tables.table import LatencyTable, default_table_path, user_table_path
 
     space, [profile] = get_space(args.space), _profiles([args.device])
+    if args.action == "calibrate":
+        if args.n < MIN_CALIBRATION:
+            raise FactoryError(f"calibration needs at least {MIN_CALIBRATION} measured subnets: raise --n")
     if args.action == "build":
         path = Path(args.table) if args.table else user_table_path(space, profile)
         if path.is_dir():
@@ -347,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--table", help="table path (default: your own build in ~/.cache/mobile-model-factory/"
                                        "tables/, else the shipped one; build writes to the cache)")
     table.add_argument("--classes", type=_number(int, 2, False), default=10, help="classifier size of the head entries")
-    table.add_argument("--n", type=_number(int, 5, False), default=100, help="random subnets to measure whole")
+    table.add_argument("--n", type=_number(int, 2, False), default=100, help="random subnets to measure whole")
     table.add_argument("--workdir", help="validate with subnets of this work directory's trained supernet")
     table.add_argument("--out", help="validation report folder")
     table.add_argument("--seed", type=int, help="subnet sampling seed (default: 0 to validate, 1 to calibrate)")
@@ -386,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--n-eval", type=_number(int, 10, False), default=300, help="subnets evaluated to fit the predictor")
     make.add_argument("--strategy", choices=["evolution", "random", "bayesian"], default="evolution")
     make.add_argument("--calibrate-n", type=COUNT, default=20,
-                      help="whole subnets measured to calibrate a table make builds (under 5: none)")
+                      help=f"whole subnets measured to calibrate a table make builds (under {MIN_CALIBRATION}: none)")
     make.add_argument("--seed", type=int, default=TRAIN.seed)
     _export_options(make)
     make.set_defaults(run=_make)

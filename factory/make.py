@@ -29,7 +29,7 @@ from factory.space import SubnetConfig, get_space, load_space
 from factory.train import TrainConfig, train_supernet
 from factory.workflow import search_workdir
 from latency_tables.builder import build_table
-from latency_tables.table import LatencyTable, default_table_path
+from latency_tables.table import MIN_CALIBRATION, LatencyTable, default_table_path
 from latency_tables.validate import calibrate_table
 
 
@@ -54,7 +54,7 @@ def ensure_table(space, device: str, workdir: Path, num_classes: int, calibrate_
         print(f"{profile.name}: measuring every layer of space {space.name} into {path}")
         build_table(space, profile, path, num_classes=num_classes)
     table = LatencyTable.load(path, space, profile)
-    if calibrate_n >= 5 and table.correction is None:
+    if calibrate_n >= MIN_CALIBRATION and table.correction is None:
         print(f"{profile.name}: calibrating {path} on {calibrate_n} whole subnets")
         report = calibrate_table(table, profile, calibrate_n, workdir / "tables" / f"calibrate__{profile.name}",
                                  verbose=False)

@@ -131,7 +131,7 @@ def train_supernet(data: ImageData, space: SearchSpace | str, workdir: str | Pat
         supernet.compile(optimizer=make_optimizer(config, steps))
     backup = workdir / "backup"
     if backup.is_dir() and any(backup.iterdir()):
-        if tf.train.latest_checkpoint(str(backup)) is None:  # killed (or out of disk) while saving the first epoch
+        if not _has_checkpoint(backup):  # killed (or out of disk) while saving the first epoch
             shutil.rmtree(backup)
             print(f"restarting the interrupted run in {workdir}: it had completed no epoch")
         else:
@@ -161,6 +161,11 @@ def train_supernet(data: ImageData, space: SearchSpace | str, workdir: str | Pat
     print(f"val accuracy after BN recalibration: largest {accuracy['largest']:.4f}, "
           f"smallest {accuracy['smallest']:.4f}")
     return supernet
+
+
+def _has_checkpoint(backup: Path) -> bool:
+    """Whether BackupAndRestore completed a save (it writes under a per-worker subfolder, ``chief/``)."""
+    return any(tf.train.latest_checkpoint(str(d)) for d in (backup, *backup.iterdir()) if d.is_dir())
 
 
 def _logged_epochs(workdir: Path) -> list[str]:

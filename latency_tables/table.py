@@ -92,6 +92,9 @@ def check_host_hardware(doc: dict, space: SearchSpace, profile: DeviceProfile, s
     check_same_hardware(doc.get("hardware"), host_hardware(), source, rebuild_hint(space, profile))
 
 
+MIN_CALIBRATION = 5  # whole subnets a correction is fitted on: its 5-fold cross-validation needs one per fold
+
+
 class LatencyTable:
     """A measured table for one (space, device, precision); predicts subnet latency in ms."""
 

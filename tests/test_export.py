@@ -260,7 +260,7 @@ def test_a_tflite_that_disagrees_with_its_keras_model_fails_with_no_bundle(tiny_
     out = tmp_path / "bundle"
     with pytest.raises(FactoryError, match="agrees with its Keras model on only"):  # more than all: never met
         export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", out, table=tiny_table_file, verbose=0,
-                      config=ExportConfig(qat_epochs=0, max_drop_points=100.0, min_agreement=1.01))
+                      config=dataclasses.replace(QUICK, max_drop_points=100.0, min_agreement=1.01))
     assert list(tmp_path.iterdir()) == []
 
 
