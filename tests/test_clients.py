@@ -74,12 +74,17 @@ def test_the_default_bundle_works_as_shipped_in_the_client(name, trained_bundle,
     card, data = card_and_data
     r, labels, n = card["input"]["resolution"], card["classes"], len(card["classes"])
     at_input = resize_images(data.x_test, r)
-    results = classify(name, trained_bundle, {"at_input": at_input, "raw": data.x_test}, tmp_path)
+    # every digits image, raw: on the 360 test images one image is 0.28 points, too coarse to see a point
+    raw = np.concatenate([data.x_train, data.x_val, data.x_test])
+    raw_labels = np.concatenate([data.y_train, data.y_val, data.y_test])
+    results = classify(name, trained_bundle, {"at_input": at_input, "raw": raw}, tmp_path)
 
     # at the model's input size the client sees the same pixels as LiteRT: the same top-1
     mine = scores(results["at_input"], n)
     agree = np.mean(mine.argmax(-1) == litert_labels(trained_bundle, at_input))
     assert agree >= 0.99, f"{name} and LiteRT agree on top-1 for only {100 * agree:.1f}% of the test images"
+    shipped = card["accuracy"][card["accuracy"]["shipped"]]
+    assert np.mean(mine.argmax(-1) == data.y_test) == pytest.approx(shipped, abs=0.01)
 
     # every category is named from the model's own packed labels, and scores are probabilities
     for rows in results.values():
@@ -87,8 +92,9 @@ def test_the_default_bundle_works_as_shipped_in_the_client(name, trained_bundle,
             assert len(categories) == n and all(label == labels[index] for index, _, label in categories)
     assert (mine >= 0).all() and (mine <= 1).all() and np.abs(mine.sum(-1) - 1).max() < 0.05
 
-    # fed the images at their own size (32x32 digits), the client resizes them itself: within a point of the card
-    raw = np.mean(scores(results["raw"], n).argmax(-1) == data.y_test)
-    shipped = card["accuracy"][card["accuracy"]["shipped"]]
-    assert abs(raw - shipped) <= 0.01, f"{name} scores {100 * raw:.2f}% on raw images, the card {100 * shipped:.2f}%"
-
+    # fed the images at their own size (32x32), the client resizes them itself: within a point of the
+    # card's preprocessing (the factory's resize, then LiteRT) on the same images
+    client = np.mean(scores(results["raw"], n).argmax(-1) == raw_labels)
+    card_way = np.mean(litert_labels(trained_bundle, resize_images(raw, r)) == raw_labels)
+    assert abs(client - card_way) <= 0.01, (f"{name} scores {100 * client:.2f}% on raw images, the card's "
+                                            f"preprocessing {100 * card_way:.2f}%")
