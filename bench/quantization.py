@@ -17,14 +17,13 @@ interrupted run resumes. Prints a markdown table and writes JSON.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.search import three_budgets  # noqa: E402
+from bench.search import budgets_parser, three_budgets  # noqa: E402
 from devices.hardware import describe, host_hardware  # noqa: E402
 from devices.profile import load_profile  # noqa: E402
 from export.bundle import is_complete  # noqa: E402
@@ -80,12 +79,7 @@ def show(doc: dict):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default="runs/cifar10")
-    parser.add_argument("--device", default="host-cpu-1t")
-    parser.add_argument("--table", help="latency table (default: the shipped one; it must be of this CPU)")
-    parser.add_argument("--n-eval", type=int, default=300)
-    parser.add_argument("--out", default="bench/results/quantization.json")
+    parser = budgets_parser(__doc__, "runs/cifar10", "bench/results/quantization.json")
     parser.add_argument("--show", metavar="RESULTS", help="print a results file's table and stop")
     args = parser.parse_args()
     if args.show:

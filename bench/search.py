@@ -39,15 +39,21 @@ def three_budgets(table, space) -> list[float]:
     return [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default="runs/bench-supernet")
+def budgets_parser(doc: str, workdir: str, out: str) -> argparse.ArgumentParser:
+    """The options of a benchmark that searches a trained work directory at three budgets."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=workdir)
     parser.add_argument("--device", default="host-cpu-1t")
     parser.add_argument("--table", help="latency table (default: the shipped one; it must be of this CPU)")
     parser.add_argument("--n-eval", type=int, default=300)
+    parser.add_argument("--out", default=out)
+    return parser
+
+
+def main():
+    parser = budgets_parser(__doc__, "runs/bench-supernet", "bench/results/search.json")
     parser.add_argument("--evaluations", type=int, default=500, help="objective evaluations per search")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--out", default="bench/results/search.json")
     args = parser.parse_args()
 
     workdir = Path(args.workdir)
