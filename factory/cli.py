@@ -22,7 +22,7 @@ from factory.images import check_data
 from factory.recipe import TrainConfig
 from factory.space import SPACES, get_space, load_space
 from factory.workdir import check_trained, load_subnet
-from latency_tables.table import MIN_CALIBRATION
+from latency_tables.table import MIN_CALIBRATION, check_calibration_n
 
 
 def _profiles(devices: list[str]):
@@ -82,8 +82,7 @@ def _table(args):
 
     space, [profile] = get_space(args.space), _profiles([args.device])
     if args.action == "calibrate":
-        if args.n < MIN_CALIBRATION:
-            raise FactoryError(f"calibration needs at least {MIN_CALIBRATION} measured subnets: raise --n")
+        check_calibration_n(args.n)
     if args.action == "build":
         path = Path(args.table) if args.table else user_table_path(space, profile)
         if path.is_dir():

@@ -95,6 +95,12 @@ def check_host_hardware(doc: dict, space: SearchSpace, profile: DeviceProfile, s
 MIN_CALIBRATION = 5  # whole subnets a correction is fitted on: its 5-fold cross-validation needs one per fold
 
 
+def check_calibration_n(n: int):
+    """Refuse too few subnets for a correction (the CLI calls it before any table loads)."""
+    if n < MIN_CALIBRATION:
+        raise FactoryError(f"calibration needs at least {MIN_CALIBRATION} measured subnets: raise --n")
+
+
 class LatencyTable:
     """A measured table for one (space, device, precision); predicts subnet latency in ms."""
 

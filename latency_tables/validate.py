@@ -20,7 +20,7 @@ from factory.errors import FactoryError
 from factory.files import atomic_directory, read_json, write_json
 from factory.space import SubnetConfig
 from latency_tables.builder import to_tflite
-from latency_tables.table import MIN_CALIBRATION, LatencyTable
+from latency_tables.table import LatencyTable, check_calibration_n
 
 
 def error_report(predicted, measured) -> dict:
@@ -84,8 +84,7 @@ def calibrate_table(table: LatencyTable, profile, n: int, out_dir: str | Path, s
     correction does on subnets it was not fitted on. Seed 1 by default, so that a later
     validation (seed 0) measures other subnets.
     """
-    if n < MIN_CALIBRATION:
-        raise FactoryError(f"calibration needs at least {MIN_CALIBRATION} measured subnets: raise --n")
+    check_calibration_n(n)
     if not Path(table.source).is_file():
         raise FactoryError("calibrate a table loaded from its file (LatencyTable.load), where the correction is stored")
     report = validate_table(table, profile, n, out_dir, supernet=supernet, seed=seed, verbose=verbose)
