@@ -1,19 +1,19 @@
 """Train the export benchmark's hand-designed baselines under Keras 3, where TensorFlow is not installed.
 
-    python bench/export.py --workdir runs/bench-res64 --budgets-ms 0.884 1.686 2.487 \\
+    python -m bench.export --workdir runs/bench-res64 --budgets-ms 0.884 1.686 2.487 \\
         --out bench/results/export-res64.json --plan-baselines runs/baselines/plan.json
-    KERAS_BACKEND=jax python bench/baselines.py runs/baselines/plan.json --data ~/.cache/mmf/cifar10 \\
+    KERAS_BACKEND=jax python -m bench.baselines runs/baselines/plan.json --data ~/.cache/mmf/cifar10 \\
         --out runs/baselines
-    python bench/export.py ... --baseline-weights runs/baselines
+    python -m bench.export ... --baseline-weights runs/baselines
 
 MobileNetV2 at 128x128 trains at 10-14 minutes an epoch on a 2-core CPU; on a GPU
 machine with Keras 3 and JAX it takes seconds. The plan, written by ``bench/export.py``,
-names the models (architecture, input size, width), the recipe (``factory.recipe``'s
+names the models (architecture, input size, width), the recipe (``factory.training.portable.recipe``'s
 TrainConfig and epochs), the data's split and the image size the supernet was trained at,
 and a checksum of the training images, so that a different decode or split stops the run
-before it trains. Each model is trained as ``factory.train.train_model`` trains one on
+before it trains. Each model is trained as ``factory.training.train.train_model`` trains one on
 this machine: the same optimizer, schedule, loss and batch-norm recalibration (all from
-``factory.recipe``), the same augmentation (zero padding by an eighth of the size, a random
+``factory.training.portable.recipe``), the same augmentation (zero padding by an eighth of the size, a random
 crop, a horizontal flip) and a bilinear resize to the model's input. Weights are saved as
 ``.npz`` in ``get_weights`` order, the same in Keras 2 and Keras 3 for keras.applications'
 MobileNets, with a ``.json`` record beside them; ``bench/export.py --baseline-weights`` loads
@@ -28,18 +28,17 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from factory.errors import FactoryError  # noqa: E402
-from factory.files import atomic_file, read_json, write_json  # noqa: E402
-from factory.images import OFFSET, SCALE, decode_folder, resize_images, split  # noqa: E402
-from factory.recipe import TrainConfig, loss, make_optimizer, recalibrate_batch_norm  # noqa: E402
+from bench.common import run
+from factory.core.errors import FactoryError
+from factory.core.files import atomic_file, read_json, write_json
+from factory.training.portable.augment import random_crop_flip
+from factory.training.portable.images import OFFSET, SCALE, decode_folder, resize_images, split
+from factory.training.portable.recipe import TrainConfig, loss, make_optimizer, recalibrate_batch_norm
 
 
 def baseline(keras, arch: str, alpha: float, size: int, num_classes: int):
@@ -77,22 +76,19 @@ def training_images(plan: dict, root: Path):
     x, y, classes = decode_folder(root / "train")
     x_train, _, y_train, _ = split(x, y, data["val_fraction"], data["seed"])
     if classes != data["classes"] or checksum(x_train) != data["train_sha256"]:
-        sys.exit(f"{root}: its training split differs from the plan's (classes or pixels): "
-                 "give --data the folder the supernet was trained on")
+        raise FactoryError(f"{root}: its training split differs from the plan's (classes or pixels): "
+                           "give --data the folder the supernet was trained on")
     return x_train, y_train.astype(np.int32)
 
 
 def augmented_batches(keras, images, labels, config: TrainConfig, num_classes: int):
-    """``factory.data.make_dataset(training=True)`` in numpy: a reshuffle every epoch, zero padding
-    by an eighth of the size, a random crop, a horizontal flip, then the model's normalization."""
+    """``factory.training.data.make_dataset(training=True)`` as a PyDataset: a reshuffle every epoch, the same
+    ``random_crop_flip``, then the model's normalization."""
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__()
             self.rng = np.random.default_rng(config.seed)
-            self.size = images.shape[1]
-            self.pad = max(1, self.size // 8)
-            self.padded = np.pad(images, ((0, 0), (self.pad,) * 2, (self.pad,) * 2, (0, 0)))
             self.on_epoch_end()
 
         def __len__(self):
@@ -103,33 +99,24 @@ def augmented_batches(keras, images, labels, config: TrainConfig, num_classes: i
 
         def __getitem__(self, i):
             idx = self.order[i * config.batch_size:(i + 1) * config.batch_size]
-            dy, dx = self.rng.integers(0, 2 * self.pad + 1, size=(2, len(idx)))
-            rows = dy[:, None] + np.arange(self.size)[None, :]
-            cols = dx[:, None] + np.arange(self.size)[None, :]
-            crops = self.padded[idx[:, None, None], rows[:, :, None], cols[:, None, :]]
-            flip = self.rng.random(len(idx)) < 0.5
-            crops[flip] = crops[flip, :, ::-1]
-            x = crops.astype(np.float32) * SCALE + OFFSET
+            x = random_crop_flip(images[idx], self.rng).astype(np.float32) * SCALE + OFFSET
             return x, np.eye(num_classes, dtype=np.float32)[labels[idx]]
 
     return Batches()
 
 
 def fit(keras, model, name: str, x_train, y_train, config: TrainConfig, num_classes: int) -> float:
-    """Train ``model`` as ``factory.train.train_model`` does (the recipe's optimizer and schedule, the
-    augmentation, a bilinear resize to its input), then recalibrate its batch norm; the last epoch's accuracy."""
-    res = model.input_shape[1]
-    inputs = keras.Input(x_train.shape[1:])
-    resized = keras.layers.Resizing(res, res, interpolation="bilinear")(inputs)  # as tf.image.resize
-    trainer = keras.Model(inputs, model(resized))
+    """Train ``model`` as ``factory.training.train.train_model`` does (the images resized to its input by the
+    factory's ``resize_images``, the recipe's optimizer and schedule, the augmentation), then recalibrate its
+    batch norm; the last epoch's accuracy."""
+    x_train = resize_images(x_train, model.input_shape[1])
     batches = augmented_batches(keras, x_train, y_train, config, num_classes)
-    trainer.compile(optimizer=make_optimizer(config, len(batches), keras=keras), loss=loss(config, keras=keras),
+    model.compile(optimizer=make_optimizer(config, len(batches), keras=keras), loss=loss(config, keras=keras),
                     metrics=[keras.metrics.CategoricalAccuracy(name="acc")])
     print(f"{name}: training {config.epochs} epochs on {len(batches) * config.batch_size} images", flush=True)
-    history = trainer.fit(batches, epochs=config.epochs, verbose=2)
+    history = model.fit(batches, epochs=config.epochs, verbose=2)
     n = min(config.calibration_images, len(y_train))
-    calibration = (keras.ops.image.resize(x_train[i:i + config.batch_size].astype(np.float32) * SCALE + OFFSET,
-                                          (res, res), interpolation="bilinear")
+    calibration = (x_train[i:i + config.batch_size].astype(np.float32) * SCALE + OFFSET
                    for i in range(0, n, config.batch_size))
     recalibrate_batch_norm(model, calibration, keras=keras)
     return float(history.history["acc"][-1])
@@ -206,14 +193,14 @@ def device_name(keras) -> str:
 
 def load_plan(path: Path) -> dict:
     """The plan, or one line that says how to get a usable one."""
-    fix = "write it with `python bench/export.py ... --plan-baselines PLAN`"
+    fix = "write it with `python -m bench.export ... --plan-baselines PLAN`"
     try:
         plan = read_json(path)
     except FactoryError as exc:
-        sys.exit(f"{exc}; {fix}")
+        raise FactoryError(f"{exc}; {fix}") from None
     missing = [key for key in ("recipe", "data", "models") if key not in plan]
     if missing:
-        sys.exit(f"{path} is not a baseline plan (it has no {', '.join(missing)}): {fix}")
+        raise FactoryError(f"{path} is not a baseline plan (it has no {', '.join(missing)}): {fix}")
     return plan
 
 
@@ -247,4 +234,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,6 +1,6 @@
 """Latency-table benchmark: how well a host table predicts whole int8 subnets.
 
-    python bench/latency.py --device host-cpu-1t --n 100
+    python -m bench.latency --device host-cpu-1t --n 100
 
 Builds (or resumes) the table of the default space on the device, timing the build;
 measures ``--n`` random int8 subnets as whole models and reports the share within
@@ -17,22 +17,21 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import random
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from bench.common import header, provenance, results_file, run, save, show_option
+from devices.profile import load_profile
+from factory.core.files import read_json
+from factory.nas.space import SubnetConfig, get_space
+from latency_tables.builder import build_table
+from latency_tables.table import LatencyTable, default_table_path
+from latency_tables.validate import correction_report, store_correction, validate_table
 
-from devices.profile import load_profile  # noqa: E402
-from factory.space import SubnetConfig, get_space  # noqa: E402
-from latency_tables.builder import build_table  # noqa: E402
-from latency_tables.table import LatencyTable, default_table_path  # noqa: E402
-from latency_tables.validate import correction_report, store_correction, validate_table  # noqa: E402
+TITLE = "Latency tables on this machine"
 
 
 def prediction_rate(table: LatencyTable, n: int = 200_000) -> float:
@@ -54,14 +53,18 @@ def main():
     parser.add_argument("--out", default=None)
     parser.add_argument("--reuse", help="JSON of an earlier run whose measured subnets to reuse")
     parser.add_argument("--store-correction", action="store_true", help="write the fitted correction into the table")
+    show_option(parser)
     args = parser.parse_args()
+    if args.show:
+        print(markdown(results_file(args.show, "corrected_cross_validated", "bench.latency")))
+        return
 
     space, profile = get_space(args.space), load_profile(args.device)
     path = Path(args.table) if args.table else default_table_path(space, profile)
     start = time.time()
     build_table(space, profile, path)
     build_seconds = time.time() - start
-    doc = json.loads(path.read_text())
+    doc = read_json(path)
     table = LatencyTable(doc, space, str(path))
     rows = reusable(Path(args.reuse), table) if args.reuse else None
     if rows is None:
@@ -75,31 +78,41 @@ def main():
                          cross_validated=analysis["corrected_cross_validated"])
         print(f"stored the correction in {path}")
     rate = prediction_rate(table)
-    result = {"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv), "device": profile.name,
+    result = {**provenance(), "device": profile.name,
               "space": space.name, "table": str(path), "hardware": table.hardware,
               "table_entries": len(doc["entries"]),
               "table_build_seconds_this_run": build_seconds, "predictions_per_second": rate, **analysis,
               "subnets": [{**r, "uncorrected_ms": p} for r, p in zip(rows, raw)]}
-    print("\n| device | prediction | subnets | within +-10% (goal >= 99%) | within +-5% | MAPE (goal <= 3%) "
-          "| mean error | Kendall tau | predictions/s |\n|---|---|---|---|---|---|---|---|---|")
-    for label, key in (("layer sum", "uncorrected"), ("corrected (5-fold held out)", "corrected_cross_validated")):
-        r = analysis[key]
-        print(f"| {profile.name} | {label} | {r['n']} | {100 * r['within_10_percent']:.0f}% | "
-              f"{100 * r['within_5_percent']:.0f}% | {r['mape_percent']:.2f}% | {r['mean_error_percent']:+.2f}% | "
-              f"{r['kendall_tau']:.3f} | {rate:,.0f} |")
-    c = analysis["correction_fitted_on_all"]
-    print(f"correction fitted on all {c['n']}: {c['slope']:.4f} x sum {c['intercept']:+.4f} ms")
-    out = Path(args.out or f"bench/results/latency__{profile.name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    save(args.out or f"bench/results/latency__{profile.name}.json", result, markdown)
+
+
+def markdown(doc: dict) -> str:
+    """The table alone and corrected (held out), against the goals; for a `factory table validate` report
+    (``--reuse`` takes one), also the table as it predicts, with the correction it held then."""
+    rate = doc.get("predictions_per_second")
+    where = f"{doc.get('table_entries')} layers" if rate else f"`factory table validate` report of {doc['table']}"
+    lines = [f"{header(doc)}, {doc['device']}, space {doc['space']}, {where}:", "",
+             "| prediction | subnets | within +-10% (goal >= 99%) | within +-5% | MAPE (goal <= 3%) | mean error "
+             "| Kendall tau |", "|---|---|---|---|---|---|---|"]
+    rows = [("layer sum", doc["uncorrected"]), ("corrected (5-fold held out)", doc["corrected_cross_validated"])]
+    if not rate:
+        rows.append(("the table as it predicted (its stored correction)", doc))
+    for label, r in rows:
+        within_5 = f"{100 * r['within_5_percent']:.0f}%" if "within_5_percent" in r else "not recorded"
+        lines.append(f"| {label} | {r['n']} | {100 * r['within_10_percent']:.0f}% | {within_5} "
+                     f"| {r['mape_percent']:.2f}% | {r['mean_error_percent']:+.2f}% | {r['kendall_tau']:.3f} |")
+    if rate:
+        lines += ["", f"vectorised prediction: {rate:,.0f} subnets a second (goal 100,000)"]
+    c = doc["correction_fitted_on_all"]
+    lines += ["", f"correction fitted on all {c['n']}: {c['slope']:.4f} x sum {c['intercept']:+.4f} ms"]
+    return "\n".join(lines)
 
 
 def reusable(path: Path, table: LatencyTable) -> list[dict] | None:
     """Measured subnets of an earlier run whose layer-sum predictions this table still makes."""
     if not path.exists():
         return None
-    rows = json.loads(path.read_text())["subnets"]
+    rows = read_json(path)["subnets"]
     for r in rows:
         recorded = r.get("uncorrected_ms", r["predicted_ms"])
         if abs(recorded - table.predict(SubnetConfig.from_dict(r["subnet"]), corrected=False)) > 1e-9:
@@ -108,4 +121,4 @@ def reusable(path: Path, table: LatencyTable) -> list[dict] | None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,6 +1,6 @@
 """Search benchmark: evolution against keras-tuner's RandomSearch and BayesianOptimization.
 
-    python bench/search.py --workdir runs/bench-supernet --device host-cpu-1t
+    python -m bench.search --workdir runs/bench-supernet --device host-cpu-1t
 
 On a supernet trained on CIFAR-10 (``bench/supernet.py`` leaves one in its work
 directory) and the shipped host table: at equal numbers of objective evaluations, the
@@ -13,41 +13,21 @@ candidates (goal: under 5 s here). Prints a table and writes JSON after every
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from bench.common import budgets_parser, header, provenance, results_file, run, save, three_budgets
+from devices.profile import load_profile
+from factory.app.stages import ensure_predictor
+from factory.core.files import read_json, write_json
+from factory.search.evolution import EvolutionConfig
+from factory.search.strategies import STRATEGIES, Constraints, search
+from factory.training.workdir import Workdir
+from latency_tables.resolve import load_tables
 
-from devices.profile import load_profile  # noqa: E402
-from factory.evolution import EvolutionConfig  # noqa: E402
-from factory.files import write_json  # noqa: E402
-from factory.search import Constraints, search  # noqa: E402
-from factory.space import SubnetConfig  # noqa: E402
-from factory.train import load_supernet  # noqa: E402
-from factory.workflow import ensure_predictor, load_tables, workdir_data  # noqa: E402
-
-
-def three_budgets(table, space) -> list[float]:
-    """25%, 50% and 75% of the way from the fastest to the largest subnet's predicted latency (to the microsecond)."""
-    fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
-    return [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
-
-
-def budgets_parser(doc: str, workdir: str, out: str) -> argparse.ArgumentParser:
-    """The options of a benchmark that searches a trained work directory at three budgets."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=workdir)
-    parser.add_argument("--device", default="host-cpu-1t")
-    parser.add_argument("--table", help="latency table (default: the shipped one; it must be of this CPU)")
-    parser.add_argument("--n-eval", type=int, default=300)
-    parser.add_argument("--out", default=out)
-    return parser
+TITLE = "Search under a budget"
 
 
 def main():
@@ -55,14 +35,18 @@ def main():
     parser.add_argument("--evaluations", type=int, default=500, help="objective evaluations per search")
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
+    if args.show:
+        print(markdown(results_file(args.show, "evaluations_per_search", "bench.search")))
+        return
 
-    workdir = Path(args.workdir)
-    supernet = load_supernet(workdir)
+    workdir = Workdir(args.workdir).check_trained()
+    supernet = workdir.supernet()
     space = supernet.space
-    device = load_profile(args.device).name
-    tables = load_tables(space, [device], {device: args.table} if args.table else None)
+    profile = load_profile(args.device)
+    device = profile.name
+    tables = load_tables(space, [profile], [args.table] if args.table else None)
     table = tables[device]
-    data = workdir_data(workdir).resized(space.resolutions[-1])
+    data = workdir.data().resized(space.resolutions[-1])
     predictor, evals = ensure_predictor(workdir, supernet, data, args.n_eval)
 
     budgets = three_budgets(table, space)
@@ -70,12 +54,12 @@ def main():
     population = max(10, min(50, args.evaluations // 5))
     generations = max(1, args.evaluations // population - 1)
     path = Path(args.out)
-    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous = read_json(path) if path.exists() else {}
     same = (previous.get("evaluations_per_search"), previous.get("seeds")) == (args.evaluations, args.seeds)
     done = {(round(r["budget_ms"], 6), r["strategy"]): r for r in previous.get("rows", [])} if same else {}
     rows = []
     for budget in budgets:
-        for strategy in ("evolution", "random", "bayesian"):
+        for strategy in STRATEGIES:
             if (round(budget, 6), strategy) in done:  # resumed: every seed of this row ran before
                 rows.append(done[(round(budget, 6), strategy)])
                 continue
@@ -97,18 +81,27 @@ def main():
     result = search(space, predictor.predict_encoded, tables, Constraints({device: budgets[1]}),
                     supernet.num_classes, evolution=EvolutionConfig(population=100, generations=99, seed=0))
     wall = time.perf_counter() - start
-    out = {"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv), "device": device,
+    out = {**provenance(), "device": device,
            "space": space.name, "subnets_evaluated_for_predictor": len(evals), "predictor": predictor.report,
            "evaluations_per_search": args.evaluations, "seeds": args.seeds, "rows": rows,
            "evolution_10000_candidates_seconds": wall, "best_at_middle_budget": result[0][0].to_dict()}
-    print("\n| budget (ms) | evolution | keras-tuner random | keras-tuner bayesian |\n|---|---|---|---|")
-    for budget in budgets:
-        cells = [r for r in rows if r["budget_ms"] == budget]
-        print(f"| {budget:.3f} | " + " | ".join(f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}%" for r in cells) + " |")
-    print(f"\nevolutionary search over 10,000 candidates: {wall:.2f} s (goal < 5 s)")
-    write_json(path, out)
-    print(f"wrote {path}")
+    save(path, out, markdown)
+
+
+def markdown(doc: dict) -> str:
+    """Best predicted accuracy per strategy and budget (mean ± std over the seeds), and evolution's speed."""
+    lines = [f"{header(doc)}, {doc['device']}, space {doc['space']}; {doc['evaluations_per_search']} objective "
+             f"evaluations per search, {doc['seeds']} seeds; best feasible predicted accuracy:", "",
+             "| budget (ms) | evolution | keras-tuner random | keras-tuner bayesian |", "|---|---|---|---|"]
+    for budget in sorted({r["budget_ms"] for r in doc["rows"]}):
+        cells = {r["strategy"]: r for r in doc["rows"] if r["budget_ms"] == budget}
+        lines.append(f"| {budget:.3f} | " + " | ".join(f"{100 * cells[s]['mean']:.2f} ± {100 * cells[s]['std']:.2f}%"
+                                                       for s in STRATEGIES) + " |")
+    wall = doc["evolution_10000_candidates_seconds"]
+    lines += ["", f"evolutionary search over 10,000 candidates: {wall:.2f} s (goal < 5 s: "
+                  f"{'met' if wall < 5 else 'not met'})"]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,6 +1,6 @@
 """Stability benchmark: how far apart two measurements of the same model land on a device.
 
-    python bench/stability.py --device host-cpu-1t --subnets 3 --rounds 8
+    python -m bench.stability --device host-cpu-1t --subnets 3 --rounds 8
 
 For a few int8 subnets of the default space (the smallest, the largest and random ones),
 ``--rounds`` rounds, each measuring every subnet once with a single measurement
@@ -16,18 +16,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
-import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import header, provenance, results_file, run, save, show_option
+from devices.profile import load_profile
+from devices.runners import get_runner
+from factory.core.convert import convert
+from factory.nas.extract import build_subnet_model
+from factory.nas.space import SubnetConfig, get_space
 
-from devices.profile import load_profile  # noqa: E402
-from devices.runners import get_runner  # noqa: E402
-from factory.extract import build_subnet_model  # noqa: E402
-from factory.space import SubnetConfig, get_space  # noqa: E402
-from latency_tables.builder import to_tflite  # noqa: E402
+TITLE = "Stability of one measurement"
 
 
 def main():
@@ -37,13 +34,17 @@ def main():
     parser.add_argument("--subnets", type=int, default=3, help="random subnets besides the smallest and largest")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--out", default=None)
+    show_option(parser)
     args = parser.parse_args()
+    if args.show:
+        print(markdown(results_file(args.show, "rounds", "bench.stability")))
+        return
 
     space, profile = get_space(args.space), load_profile(args.device)
     single = dataclasses.replace(profile, repeats=1)
     subnets = {"smallest": SubnetConfig.smallest(space), "largest": SubnetConfig.largest(space),
                **{f"random{i}": SubnetConfig.random(space, i) for i in range(args.subnets)}}
-    models = {name: to_tflite(build_subnet_model(space, s, 10), profile.precision) for name, s in subnets.items()}
+    models = {name: convert(build_subnet_model(space, s, 10), profile.precision) for name, s in subnets.items()}
     methods = {"single measurement": single, f"fastest of {profile.repeats}": profile}
     medians = {(name, method): [] for name in models for method in methods}
     with contextlib.ExitStack() as stack:
@@ -58,17 +59,20 @@ def main():
     rows = [{"subnet": name, "method": method, "lowest_ms": min(v), "highest_ms": max(v),
              "spread_percent": 100 * (max(v) / min(v) - 1), "medians_ms": v}
             for (name, method), v in medians.items()]
-    print("\n| subnet | method | lowest (ms) | highest (ms) | spread |\n|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['subnet']} | {row['method']} | {row['lowest_ms']:.3f} | {row['highest_ms']:.3f} | "
-              f"{row['spread_percent']:.1f}% |")
-    out = Path(args.out or f"bench/results/stability__{profile.name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv),
-                               "device": profile.to_dict(), "hardware": hardware, "rounds": args.rounds,
-                               "subnets": {k: s.to_dict() for k, s in subnets.items()}, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    doc = {**provenance(), "device": profile.to_dict(), "hardware": hardware, "rounds": args.rounds,
+           "subnets": {k: s.to_dict() for k, s in subnets.items()}, "rows": rows}
+    save(args.out or f"bench/results/stability__{profile.name}.json", doc, markdown)
+
+
+def markdown(doc: dict) -> str:
+    """Per subnet and method, the lowest and highest median over the rounds."""
+    lines = [f"{header(doc)}, {doc['device']['name']}, {doc['rounds']} rounds:", "",
+             "| subnet | method | lowest (ms) | highest (ms) | spread |", "|---|---|---|---|---|"]
+    for row in doc["rows"]:
+        lines.append(f"| {row['subnet']} | {row['method']} | {row['lowest_ms']:.3f} | {row['highest_ms']:.3f} | "
+                     f"{row['spread_percent']:.1f}% |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

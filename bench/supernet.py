@@ -1,6 +1,6 @@
 """Supernet benchmark: the cost of elasticity, and accuracy after E epochs of sandwich training.
 
-    python bench/supernet.py --data ~/.cache/mmf/cifar10 --epochs 3 --workdir runs/bench-supernet
+    python -m bench.supernet --data ~/.cache/mmf/cifar10 --epochs 3 --workdir runs/bench-supernet
 
 1. Elasticity cost: one sandwich step (largest + smallest + 2 random subnets) against
    the sum of one plain training step of each of the same four subnets built as static
@@ -16,22 +16,21 @@ Prints a table and writes JSON (``--out``).
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import header, provenance, results_file, run, save, show_option
+from factory.core.backend import keras, tf
+from factory.core.files import read_json
+from factory.nas.extract import build_subnet_model
+from factory.nas.space import SubnetConfig, get_space
+from factory.training.data import load_data, make_dataset
+from factory.training.portable.recipe import TrainConfig, make_optimizer
+from factory.training.train import build_supernet, calibration_batches, train_model, train_supernet
+from factory.training.workdir import Workdir
 
-
-from factory.backend import keras, tf  # noqa: E402
-from factory.data import load_data, make_dataset  # noqa: E402
-from factory.extract import build_subnet_model  # noqa: E402
-from factory.space import SubnetConfig, get_space  # noqa: E402
-from factory.train import (TrainConfig, build_supernet, calibration_batches, make_optimizer, train_model,  # noqa: E402
-                           train_supernet)
+TITLE = "Supernet: the cost of elasticity, accuracy after E epochs, training details"
 
 
 def _time_call(fn, repeats):
@@ -88,11 +87,11 @@ def elasticity_cost(data, space, steps: int, batch_size: int, repeats: int = 3):
 
 def train_standalone(data, space, subnet, config: TrainConfig, verbose):
     """A static subnet trained alone from scratch with the supernet's optimizer settings."""
-    r = subnet.resolution
     model = build_subnet_model(space, subnet, data.num_classes, name="standalone")
     seconds = train_model(model, data, config, verbose)
-    test = make_dataset(data.x_test, data.y_test, 256, training=False)
-    test = test.map(lambda x, y: (tf.image.resize(x, (r, r)), tf.one_hot(y, data.num_classes)))
+    local = data.resized(subnet.resolution)
+    test = make_dataset(local.x_test, local.y_test, 256, training=False)
+    test = test.map(lambda x, y: (x, tf.one_hot(y, data.num_classes)))
     _, acc = model.evaluate(test, verbose=0)
     return acc, seconds
 
@@ -100,7 +99,7 @@ def train_standalone(data, space, subnet, config: TrainConfig, verbose):
 def accuracy_after_epochs(data, space, epochs, workdir, batch_size, verbose):
     config = TrainConfig(epochs=epochs, batch_size=batch_size)
     start = time.time()
-    supernet = train_supernet(data, space, workdir, config, verbose=verbose)
+    supernet = train_supernet(data, space, Workdir(workdir), config, verbose=verbose)
     supernet_seconds = time.time() - start
     test = make_dataset(data.x_test, data.y_test, 256, training=False)
     subnets = [("largest", SubnetConfig.largest(space)), ("smallest", SubnetConfig.smallest(space))]
@@ -136,10 +135,10 @@ def ablation(data, space, epochs, images, batch_size, workdir, verbose):
     rows = []
     for label, change in ABLATIONS.items():
         config = TrainConfig(epochs=epochs, batch_size=batch_size, **change)
-        path = Path(workdir) / label.replace(" ", "-")
+        path = Workdir(Path(workdir) / label.replace(" ", "-"))
         start = time.time()
         train_supernet(subset, space, path, config, verbose=verbose)
-        result = json.loads((path / "training.json").read_text())
+        result = path.training()
         rows.append({"setting": label, "change": change, "seconds": time.time() - start,
                      **{f"val_{k}": v for k, v in result["val_accuracy_recalibrated"].items()}})
         print(f"  {label}: largest {rows[-1]['val_largest']:.4f} smallest {rows[-1]['val_smallest']:.4f}",
@@ -160,63 +159,68 @@ def main():
     parser.add_argument("--part", choices=["all", "elasticity", "accuracy", "ablation"], default="all",
                         help="run one part; its results are merged into --out")
     parser.add_argument("--out", default="bench/results/supernet.json")
+    show_option(parser)
     args = parser.parse_args()
+    if args.show:
+        print(markdown(results_file(args.show, "space_fingerprint", "bench.supernet")))
+        return
 
     space = get_space(args.space)
     start = time.time()
     data = load_data(args.data).resized(space.resolutions[-1])
     print(f"loaded {data.name} in {time.time() - start:.1f} s")
     out = Path(args.out)
-    result = json.loads(out.read_text()) if out.exists() else {}
-    result |= {"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv),
-              "space": space.name, "space_fingerprint": space.fingerprint, "data": data.summary(),
-              "tensorflow": tf.__version__}
+    result = read_json(out) if out.exists() else {}
+    run_record = provenance()
+    result |= {**run_record, "space": space.name, "space_fingerprint": space.fingerprint, "data": data.summary(),
+               "tensorflow": tf.__version__}
     if args.part in ("all", "elasticity"):
         print(f"1. elasticity cost ({args.steps} steps, batch {args.batch_size})")
-        result["elasticity"] = elasticity_cost(data, space, args.steps, args.batch_size)
-        result["elasticity"]["command"] = " ".join(sys.argv)
+        result["elasticity"] = {**elasticity_cost(data, space, args.steps, args.batch_size), **run_record}
     if args.part in ("all", "accuracy"):
         print(f"\n2. accuracy after {args.epochs} epochs")
-        result["accuracy"] = accuracy_after_epochs(data, space, args.epochs, args.workdir,
-                                                   args.batch_size, verbose=2)
-        result["accuracy"]["command"] = " ".join(sys.argv)
+        result["accuracy"] = {**accuracy_after_epochs(data, space, args.epochs, args.workdir, args.batch_size,
+                                                      verbose=2), **run_record}
     if args.part in ("all", "ablation"):
         print(f"\n3. ablation: {args.ablation_epochs} epochs on {args.ablation_images} training images")
-        result["ablation"] = ablation(data, space, args.ablation_epochs, args.ablation_images,
-                                      args.batch_size, Path(args.workdir) / "ablation", verbose=2)
-        result["ablation"]["command"] = " ".join(sys.argv)
-    print_tables(result)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {out}")
+        result["ablation"] = {**ablation(data, space, args.ablation_epochs, args.ablation_images,
+                                         args.batch_size, Path(args.workdir) / "ablation", verbose=2), **run_record}
+    save(out, result, markdown)
 
 
-def print_tables(result):
+def markdown(result: dict) -> str:
+    """Each part a results file holds, with the command, date and machine of the run that made it."""
+    lines = []
     e = result.get("elasticity")
     if e:
-        print(f"\n| sandwich step (ms) | 4 static steps (ms) | ratio (goal <= 1.3) | traces |\n|---|---|---|---|\n"
-          f"| {e['sandwich_ms_mean']:.1f} | {e['static_sum_ms_mean']:.1f} | {e['ratio']:.2f} | "
-          f"{e['train_function_traces']} |")
+        lines += [f"Elasticity cost, space {result['space']}: {header({**result, **e})}", "",
+                  "| sandwich step (ms) | 4 static steps (ms) | ratio (goal <= 1.3) | traces |", "|---|---|---|---|",
+                  f"| {e['sandwich_ms_mean']:.1f} | {e['static_sum_ms_mean']:.1f} | {e['ratio']:.2f} | "
+                  f"{e['train_function_traces']} |", ""]
     acc = result.get("accuracy")
     if acc:
-        print(f"\naccuracy after {acc['epochs']} epochs ({acc['supernet_train_seconds'] / 60:.0f} min of supernet training)")
-        print("\n| subnet | resolution | depths | supernet (BN recalibrated) | standalone | difference |")
-        print("|---|---|---|---|---|---|")
+        lines += [f"Accuracy after {acc['epochs']} epochs ({acc['supernet_train_seconds'] / 60:.0f} min of supernet "
+                  f"training), space {result['space']}, test split of {result['data']['name']}: "
+                  f"{header({**result, **acc})}", "",
+                  "| subnet | resolution | depths | supernet (BN recalibrated) | standalone | difference |",
+                  "|---|---|---|---|---|---|"]
         for row in acc["subnets"]:
             c = row["config"]
             alone = row.get("standalone_acc")
             diff = f"{100 * (row['supernet_acc'] - alone):+.1f} pt" if alone is not None else ""
             alone_s = f"{100 * alone:.1f}%" if alone is not None else ""
-            print(f"| {row['subnet']} | {c['resolution']} | {c['depths']} | {100 * row['supernet_acc']:.1f}% "
-                  f"| {alone_s} | {diff} |")
+            lines.append(f"| {row['subnet']} | {c['resolution']} | {c['depths']} | {100 * row['supernet_acc']:.1f}% "
+                         f"| {alone_s} | {diff} |")
+        lines.append("")
     abl = result.get("ablation")
     if abl:
-        print(f"\nablation: {abl['epochs']} epochs on {abl['train_images']} training images, "
-              "val accuracy after BN recalibration")
-        print("\n| setting | largest | smallest |\n|---|---|---|")
-        for row in abl["rows"]:
-            print(f"| {row['setting']} | {100 * row['val_largest']:.1f}% | {100 * row['val_smallest']:.1f}% |")
+        lines += [f"Ablation: {abl['epochs']} epochs on {abl['train_images']} training images, validation accuracy "
+                  f"after BN recalibration: {header({**result, **abl})}", "",
+                  "| setting | largest | smallest |", "|---|---|---|"]
+        lines += [f"| {row['setting']} | {100 * row['val_largest']:.1f}% | {100 * row['val_smallest']:.1f}% |"
+                  for row in abl["rows"]]
+    return "\n".join(lines).rstrip()
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -19,7 +19,7 @@ from pathlib import Path
 from devices.hardware import parse_getprop
 from devices.profile import DeviceProfile
 from devices.timing import Timing, fastest_of
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 
 REMOTE_DIR = "/data/local/tmp"
 REMOTE_BINARY = f"{REMOTE_DIR}/mmf_benchmark_model"

@@ -15,7 +15,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 
 # Instruction-set extensions that select different int8/float kernels in XNNPACK and TFLite.
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",

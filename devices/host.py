@@ -18,7 +18,7 @@ import numpy as np
 from devices.hardware import host_hardware
 from devices.profile import DeviceProfile
 from devices.timing import Timing, fastest_of, summarize
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 RUNNERS = ("host", "adb")

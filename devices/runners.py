@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from devices.adb import AdbRunner
 from devices.host import HostRunner
-from devices.profile import DeviceProfile, load_profile
+from devices.profile import DeviceProfile
 
 
-def get_runner(profile: DeviceProfile | str):
+def get_runner(profile: DeviceProfile):
     """A context-managed runner with ``measure(model) -> Timing``."""
-    profile = load_profile(profile)
     return {"host": HostRunner, "adb": AdbRunner}[profile.runner](profile)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from devices.hardware import describe
 from export.metadata import ModelInfo, TensorInfo
-from factory.backend import keras
-from factory.files import atomic_directory
-from factory.images import OFFSET, RESIZE_POLICY, SCALE
+from factory.core.backend import keras
+from factory.core.files import atomic_directory
+from factory.training.portable.images import OFFSET, RESIZE_POLICY, SCALE
 
 
 def count_macs(model: keras.Model) -> int:
@@ -72,7 +72,7 @@ _KOTLIN_PIXEL = {"uint8": ("ByteBuffer.allocateDirect(size * size * 3)", "input.
 
 def snippets(card: dict, split_code: str) -> dict[str, str]:
     """Code an app developer runs: Python that reproduces the card's accuracy, Kotlin for Android."""
-    from factory import images
+    from factory.training.portable import images
 
     r, io, n = card["input"]["resolution"], card["io"], len(card["classes"])
     acc = card["accuracy"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from factory.convert import IO_TYPES
-from factory.errors import FactoryError
+from factory.core.convert import IO_TYPES
+from factory.core.errors import FactoryError
 
 FORMATS = ("tflite", "onnx")
 

@@ -7,9 +7,9 @@ its subnets. Images reach the teacher resized to its own resolution.
 
 from __future__ import annotations
 
-from factory.backend import keras, tf
-from factory.data import ImageData, make_dataset
-from factory.recipe import TrainConfig, make_optimizer
+from factory.core.backend import keras, tf
+from factory.training.data import ImageData, make_dataset
+from factory.training.portable.recipe import TrainConfig, make_optimizer
 
 
 class Distillation(keras.Model):

@@ -21,7 +21,7 @@ import flatbuffers
 import numpy as np
 from flatbuffers.table import Table
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 
 METADATA_NAME = "TFLITE_METADATA"
 IDENTIFIER = b"M001"

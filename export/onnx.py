@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from factory.backend import tf
-from factory.data import normalize
-from factory.errors import FactoryError
+from factory.core.backend import tf
+from factory.training.data import normalize
+from factory.core.errors import FactoryError
 
 OPSET = 17
 

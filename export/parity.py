@@ -1,7 +1,7 @@
 """Predictions on the same test images through a Keras model and through a .tflite in LiteRT.
 
 Both read uint8 images; the Keras model gets them normalized as in training
-(``factory.data.normalize``), the .tflite whatever its input tensor takes: uint8 pixels
+(``factory.training.data.normalize``), the .tflite whatever its input tensor takes: uint8 pixels
 as they are, int8 ``pixel - 128``, float32 normalized; in every case exactly what an app
 must do. Outputs are compared by argmax: dequantization and softmax are monotonic, so
 they pick the same class.
@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from factory.data import OFFSET, SCALE, normalize
+from factory.training.data import OFFSET, SCALE, normalize
 
 
 def quantization(detail: dict) -> dict:

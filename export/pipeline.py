@@ -1,4 +1,4 @@
-"""Export one subnet of a trained work directory as a bundle app teams load as shipped.
+"""Export one subnet of a trained supernet as a bundle app teams load as shipped.
 
 extract (batch norm recalibrated) -> float accuracy -> in the device profile's precision:
 int8: post-training int8 for comparison -> QAT fine-tune (distilled from the largest
@@ -6,7 +6,8 @@ subnet) -> fully int8 .tflite (uint8 pixels in, probabilities out by default) ->
 check; float16/float32: the float model converted -> TFLite metadata and labels packed
 into the model -> parity on the test split (against the float twin of the shipped
 weights, and top-1 agreement with the Keras model converted) -> latency on the device
--> bundle. Nothing is written unless every check passes.
+-> bundle. Nothing is written unless every check passes. It knows nothing of work
+directories: the app layer loads the supernet, data and table and draws the plot.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import datetime
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from devices.profile import load_profile
 from devices.hardware import check_same_hardware
+from devices.profile import DeviceProfile
 from devices.runners import get_runner
 from export.config import ExportConfig
 from export.bundle import classifier_metadata, count_macs, snippets, write_bundle
@@ -31,17 +33,16 @@ from export.parity import keras_labels, keras_predict, pixel_shift, quantization
     top1_agreement
 from export.quantize import dequantized, float_operators, io_operators, operator_report, pin_input_range, \
     quantize_model, wrapped
-from factory.backend import keras
-from factory.convert import convert
-from factory.data import OFFSET, SCALE, make_dataset, normalize, test_split_code, test_split_description
-from factory.errors import FactoryError
-from factory.images import RESIZE_POLICY
-from factory.extract import extract
-from factory.files import read_json
-from factory.space import SubnetConfig
-from factory.train import load_supernet
-from factory.workflow import load_tables, pareto_plot, workdir_data
-from latency_tables.table import rebuild_hint, tool_versions
+from factory.core.backend import keras
+from factory.core.convert import convert
+from factory.training.data import OFFSET, SCALE, make_dataset, normalize, test_split_code, test_split_description
+from factory.core.errors import FactoryError
+from factory.training.portable.images import RESIZE_POLICY
+from factory.nas.extract import extract
+from factory.nas.space import SubnetConfig
+from factory.nas.supernet import Supernet
+from factory.training.data import ImageData
+from latency_tables.table import LatencyTable, rebuild_hint, tool_versions
 
 
 def _tensor(detail: dict) -> dict:
@@ -130,21 +131,20 @@ def parity(accuracy: dict, reference: str, shipped: str, agreement: float, confi
             "top1_agreement": agreement, "min_agreement": config.min_agreement if gated else None}
 
 
-def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: str | Path, *,
-                  budget_ms: float | None = None, config: ExportConfig = ExportConfig(),
-                  data: str | None = None, table: str | Path | None = None, verbose: int = 2) -> dict:
-    """Convert ``subnet`` in the profile's precision, check and measure it; write its bundle to ``out``; return the card."""
-    workdir = Path(workdir)
-    supernet = load_supernet(workdir)
+def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, profile: DeviceProfile,
+                  latency_table: LatencyTable, out: str | Path, *, budget_ms: float | None = None,
+                  config: ExportConfig = ExportConfig(), supernet_epochs: int | None = None,
+                  plot: Callable[[Path, dict], None] | None = None, verbose: int = 2) -> dict:
+    """Convert ``subnet`` in the profile's precision, check and measure it; write its bundle to ``out``; return the card.
+
+    ``source`` is the data the supernet was trained on, at its own size; ``plot(png, result)``,
+    when given, draws the bundle's Pareto PNG with ``result`` (subnet, validation accuracy, budget)."""
     space = supernet.space
     subnet.validate(space)
-    profile = load_profile(device)
     precision = profile.precision
-    latency_table = load_tables(space, [device], {device: table} if table else None)[profile.name]
     with get_runner(profile) as runner:  # before the fine-tune: a phone that is not the table's fails now
         check_same_hardware(latency_table.hardware, runner.hardware(), latency_table.source,
                             rebuild_hint(space, profile))
-    source = workdir_data(workdir, data)
     full = source.resized(space.resolutions[-1])
     calibration = full.calibration()
 
@@ -210,7 +210,6 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
 
     interpreter = Interpreter(model_content=content)
     input_detail = _tensor(interpreter.get_input_details()[0])
-    training = read_json(workdir / "training.json")
     card = {
         "name": name,
         "date": datetime.date.today().isoformat(),
@@ -243,14 +242,14 @@ def export_subnet(workdir: str | Path, subnet: SubnetConfig, device: str, out: s
         "io_operators": io_operators(content) if precision == "int8" else [],
         "onnx": onnx,
         "metadata": {"author": config.author, "license": config.license, "labels_file": "labels.txt"},
-        "training": {"data": source.name, "supernet_epochs": training["epochs"], **asdict(config),
+        "training": {"data": source.name, "supernet_epochs": supernet_epochs, **asdict(config),
                      "formats": list(config.formats),
                      "qat_epochs_run": epochs_run, "distilled": teacher is not None},
     }
     card["snippets"] = snippets(card, test_split_code(source))
     result = {"subnet": subnet.to_dict(), "val_accuracy": val_accuracy, "budget_ms": budget_ms}
     write_bundle(out, content, source.class_names, card, extra=extra,
-                 plot=lambda png: pareto_plot(workdir, device, png, table, chosen=[result], size=(4.5, 3.2)))
+                 plot=None if plot is None else lambda png: plot(png, result))
     print(f"wrote {out}: {len(content):,} bytes, {shipped} test accuracy {100 * accuracy[shipped]:.2f}%, "
           f"measured {timing.median_ms:.3f} ms (predicted {predicted:.3f} ms) on {profile.name}", flush=True)
     return card

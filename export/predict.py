@@ -1,6 +1,6 @@
 """Classify image files with a bundle, as an app would: the bundle's own preprocessing, its own labels.
 
-Any image size: each is prepared by ``factory.images.resize_image`` at the model's
+Any image size: each is prepared by ``factory.training.portable.images.resize_image`` at the model's
 input resolution (the function the model card states), fed in the model's input type,
 and the output is read as probabilities (a softmax over int8 logits for ``--io int8``
 models). The labels come from the model's packed metadata.
@@ -14,8 +14,8 @@ import numpy as np
 
 from export.metadata import read_metadata
 from export.parity import quantize_images
-from factory.errors import FactoryError
-from factory.images import resize_image
+from factory.core.errors import FactoryError
+from factory.training.portable.images import resize_image
 
 
 def _decode(path: Path):

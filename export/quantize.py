@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from factory import activations
-from factory.backend import keras
+from factory.nas import activations
+from factory.core.backend import keras
 
 import tensorflow_model_optimization as tfmot  # noqa: E402  (after the Keras 2 switch)
 

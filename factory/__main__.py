@@ -1,5 +1,5 @@
 import sys
 
-from factory.cli import main
+from factory.app.cli import main
 
 sys.exit(main())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from factory.space import BlockSpec, SearchSpace, SubnetConfig
+from factory.nas.space import BlockSpec, SearchSpace, SubnetConfig
 
 
 @dataclass(frozen=True, order=True)

@@ -1,7 +1,7 @@
 """Building a latency table: every distinct layer as a one-layer .tflite, timed on the device.
 
 Each layer is built from the same Keras code as extracted subnets (random weights),
-converted in the profile's precision (``factory.convert``; int8 with random calibration,
+converted in the profile's precision (``factory.core.convert``; int8 with random calibration,
 int8 input and output), and timed with the profile's runner. The table is
 rewritten atomically after every entry, so an interrupted build resumes where it
 stopped; entries whose coefficient of variation is too wide are measured again.
@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from devices.hardware import check_same_hardware
-from devices.profile import DeviceProfile, load_profile
+from devices.profile import DeviceProfile
 from devices.runners import get_runner
-from factory.backend import keras
-from factory.convert import convert
-from factory.extract import head, mbconv, stem
-from factory.files import read_json, write_json
-from factory.space import BlockSpec, SearchSpace, get_space
+from factory.core.backend import keras
+from factory.core.convert import convert
+from factory.nas.extract import head, mbconv, stem
+from factory.core.files import read_json, write_json
+from factory.nas.space import BlockSpec, SearchSpace
 from latency_tables.blocks import LayerKey, all_layers
 from latency_tables.table import FORMAT, check_compatible, new_table
 
@@ -45,15 +43,6 @@ def overhead_model(key: LayerKey) -> keras.Model:
     return keras.Model(inputs, keras.layers.ReLU()(inputs))
 
 
-def to_tflite(model: keras.Model, precision: str, seed: int = 0) -> bytes:
-    """Convert in ``precision``; int8 (int8 input and output) is calibrated on random inputs,
-    since latency does not depend on the quantization ranges."""
-    representative = None
-    if precision == "int8":
-        representative = np.random.default_rng(seed).standard_normal((16, *model.input_shape[1:])).astype(np.float32)
-    return convert(model, precision, representative)
-
-
 def _entry(timing) -> dict:
     return {"median_ms": timing.median_ms, "p10_ms": timing.p10_ms, "p90_ms": timing.p90_ms,
             "runs": timing.runs, "cv": timing.cv}
@@ -70,7 +59,7 @@ def _measure(runner, content: bytes, max_cv: float, retries: int):
     return best, tries
 
 
-def build_table(space: SearchSpace | str, profile: DeviceProfile | str, path: str | Path,
+def build_table(space: SearchSpace, profile: DeviceProfile, path: str | Path,
                 num_classes: int = 10, max_cv: float = 0.05, retries: int = 2, passes: int = 2,
                 verbose: int = 1) -> dict:
     """Measure every layer of ``space`` on ``profile`` into the table at ``path`` (resumable).
@@ -79,7 +68,7 @@ def build_table(space: SearchSpace | str, profile: DeviceProfile | str, path: st
     keep each layer's lower median: a burst of other work that slowed one layer's
     measurement has passed by the time the next pass reaches it.
     """
-    space, profile, path = get_space(space), load_profile(profile), Path(path)
+    path = Path(path)
     keys = all_layers(space, num_classes)
     with get_runner(profile) as runner:
         hardware = runner.hardware()
@@ -98,12 +87,12 @@ def build_table(space: SearchSpace | str, profile: DeviceProfile | str, path: st
         progress = keras.utils.Progbar(len(keys), verbose=verbose, unit_name="layer")
         progress.update(len(keys) - len(todo))
         if doc.get("overhead") is None:
-            timing, _ = _measure(runner, to_tflite(overhead_model(keys[0]), profile.precision), max_cv, retries)
+            timing, _ = _measure(runner, convert(overhead_model(keys[0]), profile.precision), max_cv, retries)
             doc["overhead"] = _entry(timing)
             write_json(path, doc)
         models = {}
         for key in todo:
-            models[key.id] = to_tflite(layer_model(space, key), profile.precision)
+            models[key.id] = convert(layer_model(space, key), profile.precision)
             timing, tries = _measure(runner, models[key.id], max_cv, retries)
             doc["entries"][key.id] = {**_entry(timing), "remeasured": tries, "passes": 1}
             write_json(path, doc)
@@ -113,7 +102,7 @@ def build_table(space: SearchSpace | str, profile: DeviceProfile | str, path: st
             if verbose and again:
                 print(f"pass {done + 1} of {passes}: measuring {len(again)} layers again", flush=True)
             for key in again:
-                content = models.get(key.id) or to_tflite(layer_model(space, key), profile.precision)
+                content = models.get(key.id) or convert(layer_model(space, key), profile.precision)
                 timing = runner.measure(content)
                 entry = doc["entries"][key.id]
                 best = _entry(timing) if timing.median_ms < entry["median_ms"] else {}

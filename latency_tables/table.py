@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from devices.hardware import check_same_hardware, host_hardware
-from devices.profile import DeviceProfile, load_profile
-from factory.errors import FactoryError
-from factory.files import read_json, user_dir
-from factory.space import SearchSpace, SubnetConfig
+from devices.profile import DeviceProfile
+from factory.core.errors import FactoryError
+from factory.core.files import read_json, user_dir
+from factory.nas.space import SearchSpace, SubnetConfig
 from latency_tables.blocks import block_input_sizes, block_key, final_size, head_key, stem_key, subnet_layers
 
 FORMAT = 2  # 2: tables record the hardware they were measured on
@@ -42,7 +42,7 @@ def default_table_path(space: SearchSpace, profile: DeviceProfile) -> Path:
 def tool_versions() -> dict:
     import ai_edge_litert
 
-    from factory.backend import tf
+    from factory.core.backend import tf
 
     return {"tensorflow": tf.__version__, "ai_edge_litert": getattr(ai_edge_litert, "__version__", "unknown")}
 
@@ -93,6 +93,7 @@ def check_host_hardware(doc: dict, space: SearchSpace, profile: DeviceProfile, s
 
 
 MIN_CALIBRATION = 5  # whole subnets a correction is fitted on: its 5-fold cross-validation needs one per fold
+CALIBRATE_N = 20  # whole subnets a table built for a run is calibrated on
 
 
 def check_calibration_n(n: int):
@@ -112,11 +113,10 @@ class LatencyTable:
         self._arrays = self._cost_arrays()
 
     @classmethod
-    def load(cls, path: str | Path, space: SearchSpace, profile: DeviceProfile | str | None = None) -> "LatencyTable":
+    def load(cls, path: str | Path, space: SearchSpace, profile: DeviceProfile | None = None) -> "LatencyTable":
         """Load a table, refusing one of another space, device or precision, one not finished, and a
         host table measured on another CPU than this machine's (a phone's is checked where it is attached)."""
         doc = read_json(path)
-        profile = load_profile(profile) if profile is not None else None
         check_compatible(doc, space, profile, str(path))
         check_complete(doc, space, str(path))
         if profile is not None and profile.runner == "host":
@@ -171,10 +171,9 @@ class LatencyTable:
         """Vectorised prediction for a batch of ``SearchSpace.encode`` vectors (N, L)."""
         sp = self.space
         enc = np.atleast_2d(np.asarray(encoded))
-        n_stages, n_pos = len(sp.stages), len(sp.blocks())
-        r_i = np.searchsorted(sp.resolutions, enc[:, 0])
-        kernels = enc[:, 1 + n_stages:1 + n_stages + n_pos]
-        expands = enc[:, 1 + n_stages + n_pos:]
+        resolution, _, kernels, expands = sp.split(enc)
+        n_pos = kernels.shape[1]
+        r_i = np.searchsorted(sp.resolutions, resolution)
         active = kernels > 0
         k_i = np.searchsorted(sp.kernel_sizes, np.where(active, kernels, sp.kernel_sizes[0]))
         e_i = np.searchsorted(sp.expand_ratios, np.where(active, expands, sp.expand_ratios[0]))

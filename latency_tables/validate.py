@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from devices.hardware import check_same_hardware
-from devices.profile import load_profile
+from devices.profile import DeviceProfile
 from devices.runners import get_runner
-from factory.extract import build_subnet_model, extract
-from factory.errors import FactoryError
-from factory.files import atomic_directory, read_json, write_json
-from factory.space import SubnetConfig
-from latency_tables.builder import to_tflite
+from factory.core.convert import convert
+from factory.nas.extract import build_subnet_model, extract
+from factory.core.errors import FactoryError
+from factory.core.files import atomic_directory, read_json, write_json
+from factory.nas.space import SubnetConfig
 from latency_tables.table import LatencyTable, check_calibration_n
 
 
@@ -76,7 +76,7 @@ def store_correction(path: str | Path, correction: dict, **provenance) -> dict:
     return doc
 
 
-def calibrate_table(table: LatencyTable, profile, n: int, out_dir: str | Path, supernet=None,
+def calibrate_table(table: LatencyTable, profile: DeviceProfile, n: int, out_dir: str | Path, supernet=None,
                     seed: int = 1, verbose: bool = True) -> dict:
     """Measure ``n`` whole subnets and store the fitted correction in the table's file.
 
@@ -113,7 +113,7 @@ def scatter(predicted, measured, title: str, path: Path):
     plt.close(fig)
 
 
-def validate_table(table: LatencyTable, profile, n: int, out_dir: str | Path, supernet=None,
+def validate_table(table: LatencyTable, profile: DeviceProfile, n: int, out_dir: str | Path, supernet=None,
                    seed: int = 0, passes: int = 3, verbose: bool = True) -> dict:
     """Measure ``n`` random subnets as full models and compare with the table's predictions.
 
@@ -123,7 +123,6 @@ def validate_table(table: LatencyTable, profile, n: int, out_dir: str | Path, su
     other work on the machine does not decide a subnet's figure. Writes ``report.json``
     and ``scatter.png`` into ``out_dir`` atomically.
     """
-    profile = load_profile(profile)
     space = table.space
     rng = random.Random(seed)
     subnets, models = [], []
@@ -135,7 +134,7 @@ def validate_table(table: LatencyTable, profile, n: int, out_dir: str | Path, su
             model = (extract(supernet, subnet) if supernet is not None
                      else build_subnet_model(space, subnet, table.num_classes))
             subnets.append(subnet)
-            models.append(to_tflite(model, profile.precision))
+            models.append(convert(model, profile.precision))
             if verbose:
                 print(f"  converted {i + 1}/{n}", flush=True)
         measured = [runner.measure(m).median_ms for m in models]

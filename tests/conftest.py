@@ -4,17 +4,16 @@ so MirroredStrategy can be tested on a machine with no GPU."""
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from factory.backend import tf
+from factory.core.backend import tf
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
-from factory.data import load_data  # noqa: E402
-from factory.space import TINY  # noqa: E402
+from factory.training.data import load_data  # noqa: E402
+from factory.nas.space import TINY  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -27,24 +26,24 @@ def digits():
     return load_data("digits").resized(TINY.resolutions[-1])
 
 
-def randomize_statistics(supernet, seed=0):
-    """Give every batch norm non-trivial statistics, so parity tests can fail."""
-    rng = np.random.default_rng(seed)
-    for var in supernet.weights:
-        name = var.name.split("/")[-1]
-        if name.startswith(("moving_", "gamma", "beta")):
-            var.assign(rng.uniform(0.5, 1.5, var.shape).astype("float32"))
-
-
 @pytest.fixture(scope="session")
 def tiny_workdir(tmp_path_factory):
     """A tiny supernet trained 10 epochs on digits (about 90% for its largest subnet, in under a minute: most
     of the time is the first trace), shared by the search and export tests."""
-    from factory.train import TrainConfig, train_supernet
+    from factory.training.train import TrainConfig, train_supernet
+    from factory.training.workdir import Workdir
 
     path = tmp_path_factory.mktemp("work")
-    train_supernet(load_data("digits"), "tiny", path, TrainConfig(epochs=10, batch_size=64), verbose=0)
+    train_supernet(load_data("digits"), TINY, Workdir(path), TrainConfig(epochs=10, batch_size=64), verbose=0)
     return path
+
+
+@pytest.fixture(scope="session")
+def host():
+    """The shipped single-thread host profile."""
+    from devices.profile import load_profile
+
+    return load_profile("host-cpu-1t")
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +51,7 @@ def tiny_table_file(tmp_path_factory):
     """A synthetic host-cpu-1t table of the tiny space (cost grows with the work of each layer)."""
     import json
 
-    from test_search import synthetic_table
+    from helpers import synthetic_table
 
     path = tmp_path_factory.mktemp("tables") / "tiny-host.json"
     path.write_text(json.dumps(synthetic_table("host-cpu-1t", 1.0).doc))
@@ -60,14 +59,23 @@ def tiny_table_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def trained_bundle(tiny_workdir, tiny_table_file, tmp_path_factory):
+def tiny_table(tiny_table_file, host):
+    from latency_tables.table import LatencyTable
+
+    return LatencyTable.load(tiny_table_file, TINY, host)
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tiny_workdir, tiny_table, host, tmp_path_factory):
     """A bundle as `factory export` writes it by default (uint8 pixels in, probabilities out, 300 QAT steps,
     every parity gate at its default), with its ONNX model: shared by the export and client tests."""
-    from export.pipeline import ExportConfig, export_subnet
-    from factory.space import SubnetConfig
+    from export.config import ExportConfig
+    from factory.app.stages import export_workdir
+    from factory.nas.space import SubnetConfig
+    from factory.training.workdir import Workdir
 
     out = tmp_path_factory.mktemp("default") / "bundle"
-    export_subnet(tiny_workdir, SubnetConfig.largest(TINY), "host-cpu-1t", out, table=tiny_table_file, verbose=0,
+    export_workdir(Workdir(tiny_workdir), SubnetConfig.largest(TINY), host, tiny_table, out, verbose=0,
                   config=ExportConfig(formats=("tflite", "onnx")))
     return out
 

@@ -1,5 +1,5 @@
-"""The export benchmark's baselines trained elsewhere (bench/baselines.py, Keras 3) are the models
-bench/export.py converts and times here (tf_keras)."""
+"""The baseline comparison's baselines trained elsewhere (bench.baselines, Keras 3) are the models
+bench.compare_baselines converts and times here (tf_keras)."""
 
 import json
 import os
@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.compare_baselines.train import fine_tune_recipe, import_baseline, train_more, trained_baseline, write_plan
+from factory.core.errors import FactoryError
+from factory.training.data import load_folder
 
-from bench.export import fine_tune_recipe, import_baseline, train_more, trained_baseline, write_plan  # noqa: E402
-from factory.data import load_folder  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 NAME = "MobileNetV3Small__32px__alpha0.35"
 KERAS3 = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"} | {"KERAS_BACKEND": "tensorflow"}
 
 
 def test_the_recipe_and_the_folder_split_import_without_tensorflow():
-    code = ("import sys, factory.recipe, factory.images, bench.baselines; "
+    code = ("import sys, factory.training.portable.recipe, factory.training.portable.images, bench.baselines; "
             "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=KERAS3, check=True)
 
@@ -32,7 +32,7 @@ def test_a_missing_or_wrong_plan_is_one_line_naming_the_fix(content, tmp_path):
     plan = tmp_path / "plan.json"
     if content is not None:
         plan.write_text(content)
-    run = subprocess.run([sys.executable, "bench/baselines.py", str(plan), "--data", str(tmp_path), "--out",
+    run = subprocess.run([sys.executable, "-m", "bench.baselines", str(plan), "--data", str(tmp_path), "--out",
                           str(tmp_path / "out")], cwd=ROOT, env=KERAS3, capture_output=True, text=True)
     assert run.returncode != 0 and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and "--plan-baselines" in run.stderr
@@ -58,7 +58,7 @@ def trained(tmp_path_factory):
     doc = json.loads(plan.read_text())
     doc["recipe"]["batch_size"] = doc["fine_tune"]["batch_size"] = 8  # 36 training images
     plan.write_text(json.dumps(doc))
-    subprocess.run([sys.executable, "bench/baselines.py", str(plan), "--data", str(tmp / "data"),
+    subprocess.run([sys.executable, "-m", "bench.baselines", str(plan), "--data", str(tmp / "data"),
                     "--out", str(tmp / "out")], cwd=ROOT, env=KERAS3, check=True)
     return tmp / "out"
 
@@ -88,13 +88,13 @@ def test_the_baselines_fine_tune_matches_the_exports(n_train, epochs):
 
 
 def test_import_refuses_other_epochs_and_weights_that_do_not_reproduce(trained, tmp_path):
-    with pytest.raises(SystemExit, match="trained 1 epochs, not 8"):
+    with pytest.raises(FactoryError, match="trained 1 epochs, not 8"):
         import_baseline(trained, NAME, epochs=8)
     record = json.loads((trained / f"{NAME}.json").read_text())
     record["probe_logits"] = (np.asarray(record["probe_logits"]) + 1.0).tolist()
     (tmp_path / f"{NAME}.json").write_text(json.dumps(record))
     (tmp_path / f"{NAME}.npz").write_bytes((trained / f"{NAME}.npz").read_bytes())
-    with pytest.raises(SystemExit, match="do not reproduce"):
+    with pytest.raises(FactoryError, match="do not reproduce"):
         import_baseline(tmp_path, NAME, epochs=1)
 
 
@@ -113,7 +113,7 @@ def test_a_baseline_is_made_once_from_the_weights_or_by_training_here(trained, t
 
 
 def test_a_baseline_trained_here_is_trained_more_from_its_saved_model(trained, tmp_path):
-    """The path of bench/export.py without a GPU machine: the saved tf_keras model, fine-tuned here."""
+    """The path of bench.compare_baselines without a GPU machine: the saved tf_keras model, fine-tuned here."""
     first, _ = import_baseline(trained, NAME, epochs=1)
     first.save(tmp_path / f"{NAME}.keras")
     data = load_folder(trained.parent / "data").resized(32)

@@ -7,7 +7,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cifar10(cifar10_folder):
-    from factory.data import load_data
+    from factory.training.data import load_data
 
     return load_data(str(cifar10_folder))
 
@@ -20,13 +20,14 @@ def test_cifar10_folder_loads_all_images(cifar10):
 def test_one_epoch_on_cifar10_beats_chance_for_every_subnet_kind(cifar10, tmp_path):
     import dataclasses
 
-    from factory.data import make_dataset
-    from factory.space import TINY, SubnetConfig
-    from factory.train import TrainConfig, calibration_batches, train_supernet
+    from factory.training.data import make_dataset
+    from factory.nas.space import TINY, SubnetConfig
+    from factory.training.train import TrainConfig, calibration_batches, train_supernet
+    from factory.training.workdir import Workdir
 
     data = dataclasses.replace(cifar10, x_train=cifar10.x_train[:10000], y_train=cifar10.y_train[:10000])
     config = TrainConfig(epochs=2, batch_size=128)
-    supernet = train_supernet(data, TINY, tmp_path / "w", config, verbose=0)
+    supernet = train_supernet(data, TINY, Workdir(tmp_path / "w"), config, verbose=0)
     small = data.resized(TINY.resolutions[-1])
     val = make_dataset(small.x_val, small.y_val, 256, training=False)
     for subnet in (SubnetConfig.largest(TINY), SubnetConfig.smallest(TINY), SubnetConfig.random(TINY, 0)):

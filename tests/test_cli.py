@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from factory.cli import main
-from factory.train import load_supernet
+from factory.app.cli import main
+from factory.training.workdir import Workdir
 
 
 def factory(*args, **kwargs):
@@ -62,7 +62,7 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path, capsys, data):
 
 
 def test_workdir_of_another_space_is_refused(tiny_workdir, capsys):
-    assert load_supernet(tiny_workdir).space.name == "tiny"
+    assert Workdir(tiny_workdir).supernet().space.name == "tiny"
     before = sorted(p.name for p in tiny_workdir.iterdir())
     code = main(["train", "--data", "digits", "--space", "default", "--workdir", str(tiny_workdir)])
     assert code == 2 and "another search space" in capsys.readouterr().err
@@ -89,8 +89,8 @@ def test_devices_list_and_show(capsys):
 def test_table_build_and_validate_from_user_files(tmp_path, capsys):
     import json
 
-    from factory.space import space_document
-    from test_latency_tables import MICRO
+    from factory.nas.space import space_document
+    from helpers import MICRO
 
     space = tmp_path / "micro.json"
     space.write_text(json.dumps(space_document(MICRO)))
@@ -110,7 +110,7 @@ def test_table_build_and_validate_from_user_files(tmp_path, capsys):
 def test_written_files_are_ordinary_files(tmp_path):
     import stat
 
-    from factory.files import write_json
+    from factory.core.files import write_json
 
     path = write_json(tmp_path / "x.json", {"a": 1})
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask()
@@ -126,7 +126,7 @@ def _umask():
 def test_predict_prints_top_k_labels_with_probabilities(trained_bundle, tmp_path, capsys):
     from PIL import Image
 
-    from factory.data import load_data
+    from factory.training.data import load_data
 
     data = load_data("digits")
     Image.fromarray(data.x_test[0]).save(tmp_path / "a.png")
@@ -145,7 +145,7 @@ def test_predict_prints_top_k_labels_with_probabilities(trained_bundle, tmp_path
 def test_export_options_reach_the_bundle(tiny_workdir, tiny_table_file, tmp_path):
     import json
 
-    from factory.space import TINY, SubnetConfig
+    from factory.nas.space import TINY, SubnetConfig
 
     subnet = tmp_path / "subnet.json"
     subnet.write_text(SubnetConfig.smallest(TINY).to_json())

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from factory.data import load_data
-from factory.images import resize_images
+from factory.training.data import load_data
+from factory.training.portable.images import resize_images
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = {"mediapipe": ("mediapipe_classify.py", "import mediapipe.tasks.python.vision"),

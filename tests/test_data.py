@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from factory.data import SCALE, OFFSET, load_data, load_folder, make_dataset
-from factory.errors import FactoryError
+from factory.training.data import SCALE, OFFSET, load_data, load_folder, make_dataset
+from factory.core.errors import FactoryError
 
 CLASSES = ["cat", "dog", "fox"]
 

@@ -3,7 +3,6 @@ that answers like a phone and prints real benchmark_model output."""
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
@@ -13,12 +12,11 @@ from devices.host import HostRunner
 from devices.profile import DeviceProfile, list_profiles, load_profile
 from devices.runners import get_runner
 from devices.timing import fastest_of, summarize
-from factory.backend import keras, tf
-from factory.errors import FactoryError
+from factory.core.backend import keras, tf
+from factory.core.errors import FactoryError
+from helpers import AARCH64_ELF, FAKES, X86_64_ELF
 
-FAKES = Path(__file__).parent / "fakes"
-AARCH64_ELF = b"\x7fELF\x02\x01\x01" + b"\x00" * 11 + (0xB7).to_bytes(2, "little") + b"\x00" * 40
-X86_64_ELF = b"\x7fELF\x02\x01\x01" + b"\x00" * 11 + (0x3E).to_bytes(2, "little") + b"\x00" * 40
+
 
 
 @pytest.fixture(scope="module")

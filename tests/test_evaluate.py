@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from factory.evaluate import as_arrays, evaluate_subnets, subnets_to_evaluate
-from factory.space import TINY, SubnetConfig
-from factory.supernet import Supernet
+from factory.search.evaluate import as_arrays, evaluate_subnets, subnets_to_evaluate
+from factory.nas.space import TINY, SubnetConfig
+from factory.nas.supernet import Supernet
 
 
 def test_always_includes_the_extremes_and_is_seeded():

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from factory.errors import FactoryError
-from factory.evolution import EvolutionConfig, crossover, evolve, mutate
-from factory.space import DEFAULT, TINY, SubnetConfig
+from factory.core.errors import FactoryError
+from factory.search.evolution import EvolutionConfig, crossover, evolve, mutate
+from factory.nas.space import DEFAULT, TINY, SubnetConfig
 
 N_STAGES = len(TINY.stages)
 KERNELS = slice(1 + N_STAGES, 1 + N_STAGES + N_STAGES * TINY.max_depth)

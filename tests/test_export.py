@@ -10,14 +10,17 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from devices.hardware import describe, host_hardware
+from devices.profile import DeviceProfile
 from export.bundle import write_bundle
 from export.metadata import read_metadata
 from export.finetune import qat_epochs
-from export.pipeline import ExportConfig, export_subnet
-from factory.data import load_data
-from factory.errors import FactoryError
-from factory.images import resize_images
-from factory.space import TINY, SubnetConfig
+from export.config import ExportConfig
+from factory.app.stages import export_workdir
+from factory.training.workdir import Workdir
+from factory.training.data import load_data
+from factory.core.errors import FactoryError
+from factory.training.portable.images import resize_images
+from factory.nas.space import TINY, SubnetConfig
 from latency_tables.table import LatencyTable
 
 SUBNETS = {"smallest": SubnetConfig.smallest(TINY), "largest": SubnetConfig.largest(TINY),
@@ -64,13 +67,13 @@ def test_small_data_fine_tunes_for_at_least_the_minimum_steps(epochs, min_steps,
 
 @pytest.mark.parametrize("name, io", [("smallest", "uint8"), ("largest", "uint8"), ("random", "uint8"),
                                       ("smallest", "int8")])
-def test_bundle_holds_a_fully_int8_model_that_matches_its_card(name, io, tiny_workdir, tiny_table_file, tmp_path,
+def test_bundle_holds_a_fully_int8_model_that_matches_its_card(name, io, tiny_workdir, host, tiny_table, tmp_path,
                                                                capsys):
     subnet = SUBNETS[name]
     budget = 1e-6 if name == "largest" else 1e3  # one budget no model can meet
     out = tmp_path / "bundle"
-    card = export_subnet(tiny_workdir, subnet, "host-cpu-1t", out, budget_ms=budget,
-                         config=dataclasses.replace(QUICK, io=io), table=tiny_table_file, verbose=0)
+    card = export_workdir(Workdir(tiny_workdir), subnet, host, tiny_table, out, budget_ms=budget,
+                          config=dataclasses.replace(QUICK, io=io), verbose=0)
     assert sorted(p.name for p in out.iterdir()) == ["labels.txt", "model.tflite", "model_card.json",
                                                       "model_card.md", "pareto.png"]
     assert json.loads((out / "model_card.json").read_text()) == card
@@ -83,8 +86,7 @@ def test_bundle_holds_a_fully_int8_model_that_matches_its_card(name, io, tiny_wo
     assert card["float_operators"] == [] and card["size_bytes"] == (out / "model.tflite").stat().st_size
     # MediaPipe and the Task Library take uint8 pixels; only the I/O conversions are not int8
     assert card["io_operators"] == ({"uint8": ["QUANTIZE", "DEQUANTIZE"], "int8": []}[io])
-    table = LatencyTable.load(tiny_table_file, TINY)
-    assert card["latency"]["predicted_ms"] == pytest.approx(table.predict(subnet))
+    assert card["latency"]["predicted_ms"] == pytest.approx(tiny_table.predict(subnet))
     assert card["latency"]["measured"]["median_ms"] > 0
     assert card["latency"]["within_budget"] is (name != "largest")
     assert card["params"] == TINY.param_count(subnet, 10) and card["macs"] > card["params"]
@@ -200,13 +202,13 @@ def run_card_snippet(bundle) -> str:
 
 
 @pytest.mark.parametrize("io", ["uint8", "int8"])
-def test_the_cards_python_snippet_reproduces_its_accuracy_exactly(io, bundle, tiny_workdir, tiny_table_file,
+def test_the_cards_python_snippet_reproduces_its_accuracy_exactly(io, bundle, tiny_workdir, host, tiny_table,
                                                                   tmp_path):
     out = bundle
     if io != "uint8":
         out = tmp_path / "bundle"
-        export_subnet(tiny_workdir, SUBNETS["random"], "host-cpu-1t", out, table=tiny_table_file, verbose=0,
-                      config=dataclasses.replace(QUICK, io=io))
+        export_workdir(Workdir(tiny_workdir), SUBNETS["random"], host, tiny_table, out, verbose=0,
+                       config=dataclasses.replace(QUICK, io=io))
     acc = json.loads((out / "model_card.json").read_text())["accuracy"]
     assert run_card_snippet(out) == (f"{acc['correct']} of {acc['images']} correct: "
                                      f"{100 * acc['qat_int8']:.2f}%")
@@ -216,8 +218,8 @@ def test_the_cards_snippet_rebuilds_a_folders_split(tmp_path):
     """A <class>/ folder split by the seed: the snippet's file list is the factory's test split."""
     from PIL import Image
 
-    from factory.data import load_folder, test_split_code
-    from factory.images import resize_image
+    from factory.training.data import load_folder, test_split_code
+    from factory.training.portable.images import resize_image
 
     rng = np.random.default_rng(0)
     for c in ("cat", "dog"):
@@ -233,22 +235,22 @@ def test_the_cards_snippet_rebuilds_a_folders_split(tmp_path):
     np.testing.assert_array_equal(scope["test_labels"], data.y_test)
 
 
-def test_an_int8_model_losing_too_much_fails_with_three_figures_and_no_bundle(tiny_workdir, tiny_table_file,
+def test_an_int8_model_losing_too_much_fails_with_three_figures_and_no_bundle(tiny_workdir, host, tiny_table,
                                                                               tmp_path):
     out = tmp_path / "bundle"
     with pytest.raises(FactoryError) as info:  # a threshold no model meets: int8 must beat float by 100 points
-        export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", out,
-                      config=ExportConfig(qat_epochs=0, max_drop_points=-100.0), table=tiny_table_file, verbose=0)
+        export_workdir(Workdir(tiny_workdir), SUBNETS["smallest"], host, tiny_table, out,
+                       config=ExportConfig(qat_epochs=0, max_drop_points=-100.0), verbose=0)
     message = str(info.value)  # with no QAT the post-training int8 model is what would ship
     assert message.startswith("the ptq_int8 model loses") and "against float (float " in message
     assert "--max-drop" in message and not out.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_no_fine_tune_ships_post_training_int8_with_the_pixels_own_input_scale(tiny_workdir, tiny_table_file,
+def test_no_fine_tune_ships_post_training_int8_with_the_pixels_own_input_scale(tiny_workdir, host, tiny_table,
                                                                                 tmp_path):
     out = tmp_path / "bundle"
-    card = export_subnet(tiny_workdir, SUBNETS["random"], "host-cpu-1t", out, table=tiny_table_file, verbose=0,
-                         config=ExportConfig(qat_epochs=0, max_drop_points=100.0))
+    card = export_workdir(Workdir(tiny_workdir), SUBNETS["random"], host, tiny_table, out, verbose=0,
+                          config=ExportConfig(qat_epochs=0, max_drop_points=100.0))
     acc = card["accuracy"]
     assert acc["shipped"] == "ptq_int8" and card["parity"]["reference"] == "float" and "qat_keras" not in acc
     assert card["input"]["dtype"] == "uint8" and card["input"]["pixel_shift"] == 0  # raw pixels, exactly
@@ -256,18 +258,18 @@ def test_no_fine_tune_ships_post_training_int8_with_the_pixels_own_input_scale(t
     assert app_accuracy(out, test.x_test, test.y_test) == pytest.approx(acc["ptq_int8"])
 
 
-def test_a_tflite_that_disagrees_with_its_keras_model_fails_with_no_bundle(tiny_workdir, tiny_table_file, tmp_path):
+def test_a_tflite_that_disagrees_with_its_keras_model_fails_with_no_bundle(tiny_workdir, host, tiny_table, tmp_path):
     out = tmp_path / "bundle"
     with pytest.raises(FactoryError, match="agrees with its Keras model on only"):  # more than all: never met
-        export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", out, table=tiny_table_file, verbose=0,
-                      config=dataclasses.replace(QUICK, max_drop_points=100.0, min_agreement=1.01))
+        export_workdir(Workdir(tiny_workdir), SUBNETS["smallest"], host, tiny_table, out, verbose=0,
+                       config=dataclasses.replace(QUICK, max_drop_points=100.0, min_agreement=1.01))
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture(scope="module")
 def float16_device(tmp_path_factory):
     """A host profile timing float16 models, and a synthetic float16 table of the tiny space for it."""
-    from test_search import synthetic_table
+    from helpers import synthetic_table
 
     path = tmp_path_factory.mktemp("fp16")
     profile = {"name": "host-fp16", "runner": "host", "precision": "float16", "runs": 5, "warmup_runs": 1}
@@ -275,15 +277,15 @@ def float16_device(tmp_path_factory):
     doc = synthetic_table("host-fp16", 1.0).doc
     doc["device"], doc["precision"] = profile, "float16"
     (path / "table.json").write_text(json.dumps(doc))
-    return path / "host-fp16.json", path / "table.json"
+    return DeviceProfile(**profile), LatencyTable.load(path / "table.json", TINY, DeviceProfile(**profile))
 
 
 def test_a_float16_profile_exports_a_float16_model_with_normalization_metadata(float16_device, tiny_workdir,
                                                                               tmp_path):
     profile, table = float16_device
     out = tmp_path / "bundle"
-    card = export_subnet(tiny_workdir, SUBNETS["random"], str(profile), out, table=table, verbose=0,
-                         config=dataclasses.replace(QUICK, min_agreement=0.99))
+    card = export_workdir(Workdir(tiny_workdir), SUBNETS["random"], profile, table, out, verbose=0,
+                          config=dataclasses.replace(QUICK, min_agreement=0.99))
     interpreter = Interpreter(model_path=str(out / "model.tflite"))
     assert interpreter.get_input_details()[0]["dtype"] == np.float32
     weights = {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
@@ -308,16 +310,16 @@ def test_a_failed_bundle_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_float_operators_fail_the_export_unless_allowed(tiny_workdir, tiny_table_file, tmp_path, monkeypatch):
+def test_float_operators_fail_the_export_unless_allowed(tiny_workdir, host, tiny_table, tmp_path, monkeypatch):
     import export.pipeline
 
     monkeypatch.setattr(export.pipeline, "float_operators", lambda content: ["LOGISTIC"])  # as if left in float
     quick = ExportConfig(qat_epochs=0, max_drop_points=100.0, min_agreement=0.0)
     with pytest.raises(FactoryError, match=r"\['LOGISTIC'\].*--allow-float-ops"):
-        export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", tmp_path / "b", config=quick,
-                      table=tiny_table_file, verbose=0)
+        export_workdir(Workdir(tiny_workdir), SUBNETS["smallest"], host, tiny_table, tmp_path / "b", config=quick,
+                       verbose=0)
     assert not (tmp_path / "b").exists()
     allowed = dataclasses.replace(quick, allow_float_ops=True)
-    card = export_subnet(tiny_workdir, SUBNETS["smallest"], "host-cpu-1t", tmp_path / "b", config=allowed,
-                         table=tiny_table_file, verbose=0)
+    card = export_workdir(Workdir(tiny_workdir), SUBNETS["smallest"], host, tiny_table, tmp_path / "b", config=allowed,
+                          verbose=0)
     assert card["float_operators"] == ["LOGISTIC"] and "LOGISTIC" in (tmp_path / "b" / "model_card.md").read_text()

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from factory.cli import main
-from factory.errors import FactoryError, fault_line
-from factory.space import TINY, SubnetConfig
+from factory.app.cli import main
+from factory.core.errors import FactoryError, fault_line
+from factory.nas.space import TINY, SubnetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,7 +119,7 @@ def test_a_folder_with_one_class_is_refused_at_load_and_nothing_is_written(tmp_p
     assert main(["train", "--data", str(tmp_path / "photos"), "--space", "tiny", "--workdir", str(tmp_path / "w")]) == 2
     assert "one class (cats): a classifier needs at least 2" in one_line(capsys.readouterr().err)
     assert not (tmp_path / "w").exists()
-    from factory.data import load_folder
+    from factory.training.data import load_folder
 
     with pytest.raises(FactoryError, match="at least 2 class"):
         load_folder(tmp_path / "photos")
@@ -185,7 +185,7 @@ def test_faults_a_user_can_fix_have_their_own_line(exc, expected):
 
 
 def test_tensorflow_faults_are_told_apart_by_their_message():
-    from factory.backend import tf
+    from factory.core.backend import tf
 
     oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[4096,4096]")
     disk = tf.errors.ResourceExhaustedError(None, None, "backup/ckpt-1_temp/part-0; No space left on device")
@@ -194,9 +194,9 @@ def test_tensorflow_faults_are_told_apart_by_their_message():
 
 
 def test_table_build_without_a_path_writes_to_the_user_cache_not_the_package(tmp_path, monkeypatch, capsys):
-    from test_latency_tables import FAST, MICRO
+    from helpers import FAST, MICRO
 
-    from factory.space import space_document
+    from factory.nas.space import space_document
     from latency_tables.table import SHIPPED
 
     shipped = sorted(p.name for p in SHIPPED.iterdir())
@@ -213,7 +213,7 @@ def test_table_build_without_a_path_writes_to_the_user_cache_not_the_package(tmp
 
 
 def test_temporaries_left_by_a_killed_write_are_removed_by_the_next_write(tmp_path):
-    from factory.files import atomic_directory, write_json
+    from factory.core.files import atomic_directory, write_json
 
     (tmp_path / ".result.k3j_x9q2.json").write_text("{half")  # as a kill mid-write leaves them
     (tmp_path / ".bundle.a1b2c3d4").mkdir()

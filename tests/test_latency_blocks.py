@@ -1,7 +1,7 @@
 import pytest
 
-from factory.extract import build_subnet_model
-from factory.space import DEFAULT, RES64, TINY, SubnetConfig
+from factory.nas.extract import build_subnet_model
+from factory.nas.space import DEFAULT, RES64, TINY, SubnetConfig
 from latency_tables.blocks import all_layers, block_input_sizes, subnet_layers
 
 

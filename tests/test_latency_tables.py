@@ -7,20 +7,17 @@ import pytest
 
 from devices.hardware import describe, host_hardware
 from devices.host import HostRunner
-from devices.profile import DeviceProfile
+from devices.profile import DeviceProfile, load_profile
 from devices.timing import summarize
-from factory.errors import FactoryError
-from factory.space import SearchSpace, StageSpec, SubnetConfig
+from factory.core.errors import FactoryError
+from factory.nas.space import SearchSpace, SubnetConfig
 from latency_tables.blocks import all_layers
 from latency_tables.builder import build_table
 from latency_tables.table import LatencyTable
 from latency_tables.validate import (correction_report, cross_validated, error_report, fit_correction,
                                      store_correction, validate_table)
+from helpers import FAST, MICRO
 
-MICRO = SearchSpace(name="micro", stages=(StageSpec(8, 2, "hard_swish", True),), resolutions=(16,),
-                    kernel_sizes=(3, 5), expand_ratios=(3, 6), depths=(1, 2), stem_width=8,
-                    head_width=16, feature_width=16)
-FAST = DeviceProfile("host-fast", "host", threads=1, runs=10, warmup_runs=2)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +82,7 @@ def test_every_figure_is_the_lowest_of_several_passes(tmp_path, monkeypatch, tab
     monkeypatch.setattr(HostRunner, "measure", bursty)
     names = iter(range(10**6))  # the measurements are faked, so a conversion need only name its model
     for module in ("latency_tables.builder", "latency_tables.validate"):
-        monkeypatch.setattr(f"{module}.to_tflite", lambda model, precision: str(next(names)).encode())
+        monkeypatch.setattr(f"{module}.convert", lambda model, precision: str(next(names)).encode())
     doc = build_table(MICRO, FAST, tmp_path / "t.json", num_classes=4, verbose=0, max_cv=10.0, passes=2)
     assert {(e["median_ms"], e["passes"]) for e in doc["entries"].values()} == {(1.0, 2)}
     table = LatencyTable.load(table_path, MICRO, FAST)
@@ -121,7 +118,7 @@ def test_tables_of_another_space_device_or_precision_are_refused(table_path):
     with pytest.raises(FactoryError, match="built for space"):
         LatencyTable.load(table_path, other_space)
     with pytest.raises(FactoryError, match="measured on device host-fast, not host-cpu-2t"):
-        LatencyTable.load(table_path, MICRO, "host-cpu-2t")
+        LatencyTable.load(table_path, MICRO, load_profile("host-cpu-2t"))
     float_profile = DeviceProfile("host-fast", "host", precision="float32")
     with pytest.raises(FactoryError, match="int8 latencies"):
         LatencyTable.load(table_path, MICRO, float_profile)
@@ -189,8 +186,8 @@ def user_files(tmp_path) -> list[str]:
 def test_span_by_resolution_is_the_exact_range_of_every_subnet():
     import itertools
 
-    from factory.space import TINY
-    from test_search import synthetic_table
+    from factory.nas.space import TINY
+    from helpers import synthetic_table
 
     table = synthetic_table("phone", 1.0)
     per_stage = [(d, ks, es) for d in TINY.depths for ks in itertools.product(TINY.kernel_sizes, repeat=d)
@@ -203,7 +200,7 @@ def test_span_by_resolution_is_the_exact_range_of_every_subnet():
 
 
 def test_show_names_the_hardware_and_the_budgets_a_table_can_meet(table_path, tmp_path, capsys):
-    from factory.cli import main
+    from factory.app.cli import main
 
     common = user_files(tmp_path)
     assert main(["table", "show", *common, "--table", str(table_path)]) == 0
@@ -252,7 +249,7 @@ def test_a_stored_correction_applies_to_every_prediction(table_path, tmp_path):
 
 
 def test_calibrate_command_stores_a_correction_validate_then_uses(table_path, tmp_path, capsys):
-    from factory.cli import main
+    from factory.app.cli import main
 
     path = tmp_path / "micro.json"
     path.write_text(table_path.read_text())

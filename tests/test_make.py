@@ -11,11 +11,13 @@ from types import SimpleNamespace
 import pytest
 
 from devices.hardware import describe, host_hardware
-from factory.cli import main
-from factory.space import SubnetConfig, space_document
+from devices.profile import load_profile
+from factory.app.cli import main
+from factory.training.workdir import Workdir
+from factory.nas.space import SubnetConfig, space_document
 from latency_tables.blocks import all_layers
 from latency_tables.table import LatencyTable
-from test_latency_tables import MICRO
+from helpers import MICRO
 
 # A user's own profile file (one quick measurement of each model), as a team with its own device writes one.
 QUICK = {"name": "host-quick", "runner": "host", "threads": 1, "runs": 10, "warmup_runs": 2}
@@ -42,7 +44,7 @@ def made(tmp_path_factory):
     assert done.returncode == 0, done.stderr[-2000:]
     assert not NATIVE.search(done.stdout + done.stderr), NATIVE.search(done.stdout + done.stderr).group(0)
     assert "fully_quantize" in (workdir / "factory.log").read_text()  # the converter's chatter is in the log
-    table = LatencyTable.load(workdir / "tables" / "micro__host-quick.json", MICRO, str(profile))
+    table = LatencyTable.load(Workdir(workdir).table_file(MICRO, "host-quick"), MICRO, load_profile(profile))
     return SimpleNamespace(make=make, workdir=workdir, table=table, profile=profile)
 
 
@@ -117,7 +119,7 @@ def test_export_and_bench_commands(made, tmp_path, capsys):
 def test_bench_times_a_model_on_a_phone_over_adb(made, tmp_path, monkeypatch, capsys):
     import os
 
-    from test_devices import AARCH64_ELF, FAKES
+    from helpers import AARCH64_ELF, FAKES
 
     workdir = made.workdir
     binary = tmp_path / "benchmark_model"

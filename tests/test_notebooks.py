@@ -8,9 +8,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from factory.space import space_document
-from test_devices import AARCH64_ELF, FAKES
-from test_latency_tables import MICRO
+from factory.nas.space import space_document
+from helpers import AARCH64_ELF, FAKES, MICRO
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from factory.errors import FactoryError
-from factory.predictor import AccuracyPredictor, fit_predictor, one_hot_features
-from factory.space import DEFAULT, TINY, SearchSpace, SubnetConfig
+from factory.core.errors import FactoryError
+from factory.search.predictor import AccuracyPredictor, fit_predictor, one_hot_features
+from factory.nas.space import DEFAULT, TINY, SearchSpace, SubnetConfig
 
 
 def test_one_hot_features_follow_ofa():
@@ -51,7 +51,7 @@ def test_too_few_subnets():
 
 
 def test_mlp_predictor_round_trips(tmp_path):
-    from factory.predictor import _mlp
+    from factory.search.predictor import _mlp
 
     enc, acc = synthetic(TINY, 40, 3)
     model = _mlp(one_hot_features(TINY, enc).shape[1], seed=0)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from export.quantize import float_operators, io_operators, operator_report, quantize_model
-from factory.convert import convert
-from factory.space import TINY, SubnetConfig
-from factory.supernet import Supernet
-from factory.extract import extract
+from factory.core.convert import convert
+from factory.nas.space import TINY, SubnetConfig
+from factory.nas.supernet import Supernet
+from factory.nas.extract import extract
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_qat_subnet_converts_to_a_fully_int8_model(supernet, seed, io):
 
 
 def test_float_operators_are_found(supernet):
-    from factory.backend import tf
+    from factory.core.backend import tf
 
     model = extract(supernet, SubnetConfig.smallest(TINY))
     content = tf.lite.TFLiteConverter.from_keras_model(model).convert()  # no quantization at all

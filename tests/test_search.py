@@ -3,26 +3,11 @@
 import numpy as np
 import pytest
 
-from devices.hardware import host_hardware
-from devices.profile import DeviceProfile
-from factory.errors import FactoryError
-from factory.evolution import EvolutionConfig
-from factory.search import Constraints, search
-from factory.space import TINY, SubnetConfig
-from latency_tables.blocks import all_layers
-from latency_tables.table import LatencyTable, new_table
-
-
-def synthetic_table(name, scale):
-    """Cost grows with spatial size, channels, kernel and expand ratio, like real layers."""
-    doc = new_table(TINY, DeviceProfile(name, "host"), 10, host_hardware())  # as if measured here
-    doc["overhead"] = {"median_ms": 0.01}
-    for key in all_layers(TINY, 10):
-        work = key.size ** 2 * key.in_channels * max(key.expand, 1) * max(key.kernel, 1) ** 2
-        doc["entries"][key.id] = {"median_ms": 0.01 + scale * work * 1e-6}
-    doc["complete"] = True  # every layer measured, as a finished build
-    return LatencyTable(doc, TINY, name)
-
+from factory.core.errors import FactoryError
+from factory.search.evolution import EvolutionConfig
+from factory.search.strategies import Constraints, search
+from factory.nas.space import TINY, SubnetConfig
+from helpers import synthetic_table
 
 TABLES = {"phone": synthetic_table("phone", 1.0), "watch": synthetic_table("watch", 3.0)}
 
@@ -74,7 +59,7 @@ def test_budget_below_the_fastest_names_it():
 
 @pytest.mark.parametrize("strategy", ["random", "bayesian"])
 def test_infeasible_candidates_do_not_crash_keras_tuner(strategy):
-    from factory.search import tuner_search
+    from factory.search.strategies import tuner_search
 
     calls = []
 

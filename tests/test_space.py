@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from factory.errors import FactoryError
-from factory.space import DEFAULT, RES64, TINY, InvalidSubnetError, SearchSpace, SubnetConfig, get_space, load_space, space_document
+from factory.core.errors import FactoryError
+from factory.nas.space import DEFAULT, RES64, TINY, InvalidSubnetError, SearchSpace, SubnetConfig, get_space, load_space, space_document
 
 SPACES = [TINY, DEFAULT, RES64]
 
@@ -99,7 +99,7 @@ def test_space_size_counts_every_subnet():
 
 @pytest.mark.parametrize("seed", range(4))
 def test_param_count_matches_the_keras_model(seed):
-    from factory.extract import build_subnet_model
+    from factory.nas.extract import build_subnet_model
 
     subnet = SubnetConfig.random(DEFAULT, seed)
     assert DEFAULT.param_count(subnet, 10) == build_subnet_model(DEFAULT, subnet, 10).count_params()

@@ -2,13 +2,13 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import randomize_statistics
+from helpers import randomize_statistics
 
-from factory.backend import keras, tf
-from factory.data import make_dataset
-from factory.extract import build_subnet_model, extract
-from factory.space import TINY, SubnetConfig
-from factory.supernet import Supernet, resize
+from factory.core.backend import keras, tf
+from factory.training.data import make_dataset
+from factory.nas.extract import build_subnet_model, extract
+from factory.nas.space import TINY, SubnetConfig
+from factory.nas.supernet import Supernet, resize
 
 ALLOWED_LAYERS = {"InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Activation",
                   "GlobalAveragePooling2D", "Multiply", "Add", "Dense", "Dropout"}

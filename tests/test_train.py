@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from factory.backend import keras, tf
-from factory.data import normalize
-from factory.train import TrainConfig, train_model
+from factory.core.backend import keras, tf
+from factory.training.data import normalize
+from factory.training.train import TrainConfig, train_model
 
 
 def small_model(size: int) -> keras.Model:

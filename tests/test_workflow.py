@@ -2,14 +2,14 @@
 
 import json
 
-from factory.cli import main
-from factory.space import SubnetConfig
+from factory.app.cli import main
+from factory.nas.space import SubnetConfig
 from latency_tables.table import LatencyTable
 
 
 def test_search_writes_a_result_per_budget_and_a_pareto_plot(tiny_workdir, tiny_table_file, capsys):
     workdir, table_file = tiny_workdir, tiny_table_file
-    from factory.space import TINY
+    from factory.nas.space import TINY
 
     table = LatencyTable(json.loads(table_file.read_text()), TINY)
     budgets = [round(table.fastest_ms() * 1.5, 3), round(table.predict(SubnetConfig.largest(TINY)), 3)]

@@ -1,0 +1,463 @@
+"""The ``factory`` command line: a thin layer over the Python API.
+
+Every command checks its arguments before anything slow (TensorFlow's import included):
+device profiles, spaces, data folders, budgets, subnet and table files, and that the
+folders it will write can be written. A fault the user can fix is one line on stderr and
+exit code 2; a bug exits 1 with its traceback kept in a log file (``--debug`` shows it).
+TensorFlow's and the converter's native logging goes to that log, not the console.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from export.config import ExportConfig
+from factory.core.errors import FactoryError, fault_line
+from factory.core.files import writable_dir
+from factory.training.portable.images import check_data
+from factory.training.portable.recipe import TrainConfig
+from factory.nas.space import SPACES, get_space
+from factory.search.evolution import EvolutionConfig
+from factory.search.strategies import STRATEGIES, SearchConfig
+from factory.training.workdir import Workdir, load_subnet
+from latency_tables.table import CALIBRATE_N, MIN_CALIBRATION, check_calibration_n
+
+
+def _profiles(devices: list[str]):
+    """The edge where device names and profile files become profiles: nothing below loads one."""
+    from devices.profile import load_profile
+
+    return [load_profile(d) for d in devices]
+
+
+def _table_paths(args) -> list[str] | None:
+    """--table per --device, each an existing file."""
+    if not args.table:
+        return None
+    if len(args.table) != len(args.device):
+        raise FactoryError("give one --table per --device, in the same order")
+    for path in args.table:
+        if not Path(path).is_file():
+            raise FactoryError(f"latency table {path} does not exist: build it with `factory table build --table {path}`")
+    return args.table
+
+
+def _trained(args) -> Workdir:
+    return Workdir(args.workdir).check_trained()
+
+
+def _train(args):
+    check_data(args.data)
+    space = get_space(args.space)
+    workdir = Workdir(writable_dir(args.workdir, "--workdir"))
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                         learning_rate=args.learning_rate, n_random=args.n_random, seed=args.seed)
+
+    from factory.core.backend import tf
+    from factory.training.data import load_data
+    from factory.training.train import train_supernet
+
+    strategy = {
+        "none": None,
+        "mirrored": tf.distribute.MirroredStrategy,
+        "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
+    }[args.distribute]
+    data = load_data(args.data, seed=args.seed)
+    print(f"data {data.name}: {len(data.y_train)} train / {len(data.y_val)} val / "
+          f"{len(data.y_test)} test images, {data.num_classes} classes")
+    train_supernet(data, space, workdir, config, strategy=strategy() if strategy else None)
+
+
+def _devices(args):
+    from devices.profile import list_profiles, load_profile
+
+    if args.action == "list":
+        for p in list_profiles():
+            print(f"{p.name:22s} {p.runner:5s} {p.threads} thread(s) {p.delegate:8s} {p.precision:8s} {p.description}")
+    else:
+        if not args.name:
+            raise FactoryError("`factory devices show` needs a profile name or file")
+        print(json.dumps(load_profile(args.name).to_dict(), indent=2))
+
+
+def _table(args):
+    from latency_tables.table import LatencyTable, default_table_path, user_table_path
+
+    space, [profile] = get_space(args.space), _profiles([args.device])
+    if args.action == "calibrate":
+        check_calibration_n(args.n)
+    if args.action == "build":
+        path = Path(args.table) if args.table else user_table_path(space, profile)
+        if path.is_dir():
+            raise FactoryError(f"--table {path} is a folder: give the table file's path")
+        writable_dir(path.parent, "the folder of --table")
+        from latency_tables.builder import build_table
+
+        doc = build_table(space, profile, path, num_classes=args.classes)
+        print(f"wrote {path}: {len(doc['entries'])} layers measured on {profile.name}")
+        return
+    path = args.table or default_table_path(space, profile)
+    if args.action == "show":
+        _show_table(path, space, profile)
+        return
+    table = LatencyTable.load(path, space, profile)
+    out = writable_dir(args.out or f"runs/{args.action}__{space.name}__{profile.name}", "--out")
+    workdir = _trained(args) if args.workdir else None
+    from latency_tables.validate import calibrate_table, validate_table
+
+    supernet = workdir.supernet() if workdir else None
+    if args.action == "validate":
+        # calibrate and validate draw different subnets by default, so validation stays held out
+        report = validate_table(table, profile, args.n, out, supernet=supernet,
+                                seed=0 if args.seed is None else args.seed)
+        applied = " (with the table's correction)" if table.correction else ""
+        print(f"{report['n']} subnets on {profile.name}{applied}: {_errors(report)}; report in {out}")
+        return
+    report = calibrate_table(table, profile, args.n, out, supernet=supernet, seed=1 if args.seed is None else args.seed)
+    c = report["correction_fitted_on_all"]
+    print(f"{report['n']} subnets on {profile.name}: table alone {_errors(report['uncorrected'])}; corrected, "
+          f"held out (5-fold): {_errors(report['corrected_cross_validated'])}\n"
+          f"stored correction {c['slope']:.4f} x sum {c['intercept']:+.4f} ms in {path}")
+
+
+def _show_table(path, space, profile):
+    """What a table was measured on, its correction, and which budgets its subnets can meet."""
+    from devices.hardware import describe
+    from factory.core.files import read_json
+    from latency_tables.table import LatencyTable, check_compatible, check_complete, check_host_hardware
+
+    doc = read_json(path)
+    check_compatible(doc, space, profile, str(path))
+    check_complete(doc, space, str(path))
+    table = LatencyTable(doc, space, str(path))
+    c = table.correction
+    rows = [("table", str(path)), ("space", f"{space.name} ({space.fingerprint})"),
+            ("device", f"{profile.name} ({profile.precision})"), ("measured on", describe(table.hardware)),
+            ("date", doc.get("date", "")), ("layers", str(len(doc["entries"]))),
+            ("correction", f"{c['slope']:.4f} x sum {c['intercept']:+.4f} ms, fitted on {c['n']} subnets"
+                           if c else f"none (`factory table calibrate --device {profile.name} --space {space.name}`)")]
+    if profile.runner == "host":  # shown even when refused, with why a search would refuse it
+        try:
+            check_host_hardware(doc, space, profile, str(path))
+            rows.append(("usable here", "yes"))
+        except FactoryError as exc:
+            rows.append(("usable here", f"no: {exc}"))
+    for name, value in rows:
+        print(f"{name:12s} {value}")
+    print("\n| resolution | fastest subnet (ms) | slowest subnet (ms) |\n|---|---|---|")
+    for resolution, (lo, hi) in table.span_by_resolution().items():
+        print(f"| {resolution} | {lo:.3f} | {hi:.3f} |")
+
+
+def _errors(r: dict) -> str:
+    return (f"MAPE {r['mape_percent']:.2f}%, within 5% {100 * r['within_5_percent']:.0f}%, within 10% "
+            f"{100 * r['within_10_percent']:.0f}%, Kendall tau {r['kendall_tau']:.3f}")
+
+
+def _search(args):
+    workdir = _trained(args)
+    profiles, paths = _profiles(args.device), _table_paths(args)
+    if args.data:
+        check_data(args.data)
+    config = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, recheck=args.recheck, size_bytes=args.size_bytes,
+                          trials=args.trials, seed=args.seed,
+                          evolution=EvolutionConfig(population=args.population, generations=args.generations,
+                                                    seed=args.seed))
+    from factory.app.stages import search_workdir
+    from latency_tables.resolve import load_tables
+
+    search_workdir(workdir, load_tables(workdir.space(), profiles, paths), args.budget_ms, data=args.data,
+                   config=config)
+
+
+def _pareto(args):
+    workdir = _trained(args)
+    profiles, paths = _profiles(args.device), _table_paths(args)
+    from factory.app.plots import pareto_plot
+    from latency_tables.resolve import load_tables
+
+    for table in load_tables(workdir.space(), profiles, paths).values():
+        print(f"wrote {pareto_plot(workdir, table)}")
+
+
+def _export_config(args):
+    return ExportConfig(qat_epochs=args.qat_epochs, min_qat_steps=args.min_qat_steps,
+                        learning_rate=args.qat_learning_rate, distill=not args.no_distill,
+                        max_drop_points=args.max_drop, min_agreement=args.min_agreement,
+                        allow_float_ops=args.allow_float_ops, io=args.io,
+                        formats=tuple(dict.fromkeys(["tflite", *args.format])), author=args.author,
+                        license=args.license, seed=args.seed)
+
+
+def _export(args):
+    workdir = _trained(args)
+    subnet, budget = load_subnet(args.subnet)
+    space = workdir.space()
+    subnet.validate(space)
+    [profile] = _profiles([args.device])
+    if args.table and not Path(args.table).is_file():
+        raise FactoryError(f"latency table {args.table} does not exist: give a table file")
+    if args.data:
+        check_data(args.data)
+    writable_dir(args.out, "--out")
+    config = _export_config(args)
+    budget = args.budget_ms if args.budget_ms is not None else budget
+    from factory.app.stages import export_workdir
+    from latency_tables.resolve import load_tables
+
+    [table] = load_tables(space, [profile], [args.table]).values()
+    export_workdir(workdir, subnet, profile, table, args.out, budget_ms=budget, config=config, data=args.data)
+
+
+def _make(args):
+    workdir = Workdir(writable_dir(args.workdir, "--workdir"))
+    space = None
+    if not workdir.trained:  # a trained work directory knows its own data and space
+        check_data(args.data)
+        space = get_space(args.space)
+    profiles = _profiles(args.device)
+    train, export = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed), _export_config(args)
+    search = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, seed=args.seed)
+    from factory.app.make import make
+
+    make(args.data, profiles, args.budget_ms, workdir, space=space, train=train, search=search, export=export,
+         calibrate_n=args.calibrate_n)
+
+
+def _predict(args):
+    from export.predict import predict
+
+    for path, top in zip(args.images, predict(args.bundle, args.images, args.top_k)):
+        print(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
+
+
+def check_tflite(path: str) -> Path:
+    """A file that holds a .tflite model (TFLite's FlatBuffer identifier TFL3 at bytes 4..8)."""
+    model = Path(path)
+    if not model.is_file():
+        raise FactoryError(f"{model} is not a file: give the path of a .tflite model")
+    with open(model, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise FactoryError(f"{model} is empty: give the path of a .tflite model")
+    if head[4:8] != b"TFL3":
+        raise FactoryError(f"{model} is not a .tflite model (no TFL3 identifier): give a model `factory export` wrote")
+    return model
+
+
+def _bench(args):
+    [profile] = _profiles([args.device])
+    check_tflite(args.model)
+    from devices.hardware import describe
+    from devices.runners import get_runner
+
+    with get_runner(profile) as runner:
+        timing, hardware = runner.measure(args.model), runner.hardware()
+    rows = [("model", args.model), ("device", f"{profile.name} ({profile.runner}, {profile.threads} thread(s), "
+                                              f"{profile.delegate})"), ("hardware", describe(hardware)),
+            ("runs", f"{timing.runs} (after {profile.warmup_runs} warm-up; the fastest of {timing.repeats} "
+                     f"measurement{'s' if timing.repeats > 1 else ''})")]
+    for key in ("median_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "p10_ms", "p90_ms", "init_ms"):
+        value = getattr(timing, key)
+        if value is not None:
+            rows.append((key.replace("_ms", " (ms)"), f"{value:.3f}"))
+    rows.append(("cv", f"{timing.cv:.3f}"))
+    if timing.peak_memory_mb is not None:
+        rows.append(("peak memory (MB)", f"{timing.peak_memory_mb:.2f}"))
+    if timing.delegated_nodes is not None:
+        rows.append(("delegated nodes", "{} of {}".format(*timing.delegated_nodes)))
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+def _number(kind, minimum, strict: bool):
+    """An argparse type: a number at least (or, ``strict``, above) ``minimum``, else one line naming it."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text} must be {'above' if strict else 'at least'} {minimum:g}")
+        return value
+
+    return parse
+
+
+POSITIVE, POSITIVE_INT, COUNT = _number(float, 0, True), _number(int, 1, False), _number(int, 0, False)
+SPACE_HELP = f"search space: {', '.join(SPACES)} (presets) or a space JSON file"
+TRAIN, EXPORT, SEARCH = TrainConfig(), ExportConfig(), SearchConfig()
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other error of the factory."""
+
+    def error(self, message):
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _export_options(parser):
+    parser.add_argument("--qat-epochs", type=COUNT, default=EXPORT.qat_epochs,
+                        help="quantization-aware fine-tuning epochs (0: ship post-training int8)")
+    parser.add_argument("--min-qat-steps", type=COUNT, default=EXPORT.min_qat_steps,
+                        help="run more epochs when the data gives fewer fine-tuning steps than this")
+    parser.add_argument("--qat-learning-rate", type=POSITIVE, default=EXPORT.learning_rate)
+    parser.add_argument("--no-distill", action="store_true", help="fine-tune on labels only")
+    parser.add_argument("--max-drop", type=_number(float, 0, False), default=EXPORT.max_drop_points,
+                        help="most accuracy points the shipped model may lose against its float twin")
+    parser.add_argument("--min-agreement", type=_number(float, 0, False), default=EXPORT.min_agreement,
+                        help="least share of test images on which the .tflite's top-1 agrees with its Keras model")
+    parser.add_argument("--allow-float-ops", action="store_true", help="ship a model with float operators left")
+    parser.add_argument("--io", choices=["uint8", "int8"], default=EXPORT.io,
+                        help="int8 models: uint8 pixels in and probabilities out (MediaPipe, Task Library), "
+                             "or int8 in and int8 logits out")
+    parser.add_argument("--format", nargs="+", choices=["tflite", "onnx"], default=list(EXPORT.formats),
+                        help="onnx: also write model.onnx (the float weights) beside model.tflite")
+    parser.add_argument("--author", default=EXPORT.author, help="the model's author, in its metadata and card")
+    parser.add_argument("--license", default=EXPORT.license, help="the model's licence, in its metadata and card")
+
+
+def _search_options(parser):
+    parser.add_argument("--strategy", choices=STRATEGIES, default=SEARCH.strategy)
+    parser.add_argument("--n-eval", type=_number(int, 10, False), default=SEARCH.n_eval,
+                        help="subnets evaluated to fit the predictor")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="show TensorFlow's and the converter's own logging")
+    common.add_argument("--debug", action="store_true", help="show tracebacks (and everything --verbose shows)")
+    parser = Parser(prog="factory", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def command(name, help):
+        return sub.add_parser(name, help=help, parents=[common])
+
+    train = command("train", "train a supernet with the sandwich rule")
+    train.add_argument("--data", default="digits",
+                       help="'digits' (offline default), 'cifar10' (downloads) or an image folder")
+    train.add_argument("--space", default="default", help=SPACE_HELP)
+    train.add_argument("--epochs", type=POSITIVE_INT, default=TRAIN.epochs)
+    train.add_argument("--batch-size", type=POSITIVE_INT, default=TRAIN.batch_size)
+    train.add_argument("--learning-rate", type=POSITIVE, default=TRAIN.learning_rate)
+    train.add_argument("--n-random", type=COUNT, default=TRAIN.n_random, help="random subnets per step")
+    train.add_argument("--seed", type=int, default=TRAIN.seed)
+    train.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
+                       help="tf.distribute strategy: several GPUs (mirrored) or machines (multiworker)")
+    train.add_argument("--workdir", required=True)
+    train.set_defaults(run=_train)
+
+    table = command("table", "build, show, validate or calibrate a latency table")
+    table.add_argument("action", choices=["build", "show", "validate", "calibrate"],
+                       help="show: what the table was measured on and the latency range per resolution; "
+                            "calibrate: measure --n whole subnets and store a linear correction in the table")
+    table.add_argument("--device", required=True, help="profile name or JSON file")
+    table.add_argument("--space", default="default", help=SPACE_HELP)
+    table.add_argument("--table", help="table path (default: your own build in ~/.cache/mobile-model-factory/"
+                                       "tables/, else the shipped one; build writes to the cache)")
+    table.add_argument("--classes", type=_number(int, 2, False), default=10, help="classifier size of the head entries")
+    table.add_argument("--n", type=_number(int, 2, False), default=100, help="random subnets to measure whole")
+    table.add_argument("--workdir", help="validate with subnets of this work directory's trained supernet")
+    table.add_argument("--out", help="validation report folder")
+    table.add_argument("--seed", type=int, help="subnet sampling seed (default: 0 to validate, 1 to calibrate)")
+    table.set_defaults(run=_table)
+
+    search = command("search", "find the most accurate subnet under latency budgets")
+    search.add_argument("--workdir", required=True)
+    search.add_argument("--device", nargs="+", required=True)
+    search.add_argument("--budget-ms", nargs="+", type=POSITIVE, required=True)
+    _search_options(search)
+    search.add_argument("--recheck", type=POSITIVE_INT, default=SEARCH.recheck,
+                        help="top candidates re-checked with the supernet")
+    search.add_argument("--size-bytes", type=POSITIVE_INT, help="model-size budget (int8: one byte a parameter)")
+    search.add_argument("--population", type=_number(int, 4, False), default=SEARCH.evolution.population)
+    search.add_argument("--generations", type=POSITIVE_INT, default=SEARCH.evolution.generations)
+    search.add_argument("--trials", type=POSITIVE_INT, default=SEARCH.trials, help="keras-tuner trials (random, bayesian)")
+    search.add_argument("--table", nargs="+", help="latency table per device (default: the shipped ones)")
+    search.add_argument("--data", help="the training data, if the work directory does not record it")
+    search.add_argument("--seed", type=int, default=SEARCH.seed)
+    search.set_defaults(run=_search)
+
+    pareto = command("pareto", "plot accuracy against predicted latency, per device, to PNG")
+    pareto.add_argument("--workdir", required=True)
+    pareto.add_argument("--device", nargs="+", required=True)
+    pareto.add_argument("--table", nargs="+")
+    pareto.set_defaults(run=_pareto)
+
+    make = command("make", "the whole factory: tables, train, search, export a bundle per budget")
+    make.add_argument("--data", default="digits", help="'digits' (offline default), 'cifar10' or an image folder")
+    make.add_argument("--device", nargs="+", required=True)
+    make.add_argument("--budget-ms", nargs="+", type=POSITIVE, required=True)
+    make.add_argument("--workdir", required=True)
+    make.add_argument("--space", default="default", help=SPACE_HELP)
+    make.add_argument("--epochs", type=POSITIVE_INT, default=TRAIN.epochs, help="supernet training epochs")
+    make.add_argument("--batch-size", type=POSITIVE_INT, default=TRAIN.batch_size)
+    _search_options(make)
+    make.add_argument("--calibrate-n", type=COUNT, default=CALIBRATE_N,
+                      help=f"whole subnets measured to calibrate a table make builds (under {MIN_CALIBRATION}: none)")
+    make.add_argument("--seed", type=int, default=TRAIN.seed)
+    _export_options(make)
+    make.set_defaults(run=_make)
+
+    export = command("export", "QAT, int8 conversion, parity and latency checks, bundle")
+    export.add_argument("--workdir", required=True)
+    export.add_argument("--subnet", required=True, help="a `factory search` result or a SubnetConfig JSON")
+    export.add_argument("--device", required=True)
+    export.add_argument("--budget-ms", type=POSITIVE, help="default: the search result's budget")
+    export.add_argument("--out", required=True, help="bundle folder")
+    export.add_argument("--table", help="latency table (default: the shipped one)")
+    export.add_argument("--data", help="the training data, if the work directory does not record it")
+    export.add_argument("--seed", type=int, default=EXPORT.seed)
+    _export_options(export)
+    export.set_defaults(run=_export)
+
+    bench = command("bench", "time a .tflite on a device profile")
+    bench.add_argument("model")
+    bench.add_argument("--device", required=True)
+    bench.set_defaults(run=_bench)
+
+    predict = command("predict", "classify image files with a bundle: top-k labels with probabilities")
+    predict.add_argument("bundle", help="a bundle folder (or its model.tflite)")
+    predict.add_argument("images", nargs="+", help="image files of any size (JPEG, PNG, BMP, GIF, WebP)")
+    predict.add_argument("--top-k", type=POSITIVE_INT, default=3)
+    predict.set_defaults(run=_predict)
+
+    devices = command("devices", "list or show device profiles")
+    devices.add_argument("action", choices=["list", "show"])
+    devices.add_argument("name", nargs="?", help="profile name or JSON file (for show)")
+    devices.set_defaults(run=_devices)
+    return parser
+
+
+def main(argv=None) -> int:
+    from factory.app.console import Console
+
+    args = build_parser().parse_args(argv)
+    workdir = getattr(args, "workdir", None)
+    with Console(verbose=args.verbose or args.debug) as console:
+        try:
+            args.run(args)
+        except KeyboardInterrupt:
+            console.finish(workdir)
+            print("interrupted: rerun the same command to resume", file=sys.stderr)
+            return 130
+        except Exception as exc:  # one line for what the user can fix; a bug keeps its traceback
+            line = fault_line(exc)
+            if args.debug:
+                traceback.print_exc()
+            if line is not None:  # the line says it all: nothing is added to the work directory
+                console.finish(None)
+                print(f"error: {line}", file=sys.stderr)
+                return 2
+            where = console.finish(workdir, trace=exc)
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            print(f"error: unexpected {type(exc).__name__}: {first} (a bug in the factory; its traceback is in "
+                  f"{where}, --debug shows it)", file=sys.stderr)
+            return 1
+        console.finish(workdir)
+    return 0

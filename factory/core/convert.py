@@ -1,0 +1,54 @@
+"""The one TFLite conversion of the project: latency tables and export convert through here.
+
+Precisions: ``int8`` (fully integer body: every operator int8, a float leftover fails
+conversion), ``float16`` (float16 weights, float32 compute and I/O) and ``float32``.
+An int8 model's interface is chosen by ``io``: ``int8`` (int8 in, int8 out) or ``uint8``
+(uint8 pixels in, float32 out: what MediaPipe Tasks and the Task Library accept; the
+converter adds one QUANTIZE at the input and one DEQUANTIZE at the output).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from factory.core.errors import FactoryError
+
+PRECISIONS = ("int8", "float16", "float32")
+IO_TYPES = ("uint8", "int8")
+
+
+def convert(model, precision: str, representative: np.ndarray | None = None, io: str = "int8") -> bytes:
+    """The .tflite of a Keras model. ``representative``: a few input images, as the model takes them (int8 only).
+
+    Post-training quantization calibrates every range from ``representative``; a QAT
+    model brings its own ranges, and TF 2.21's converter still asks for a representative
+    dataset before it allows integer input and output. Without ``representative`` an int8
+    model is calibrated on random inputs: right for timing (latency does not depend on the
+    ranges), never for a model that ships.
+    """
+    from factory.core.backend import tf
+
+    if precision not in PRECISIONS:
+        raise FactoryError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if precision == "int8":
+        if io not in IO_TYPES:
+            raise FactoryError(f"--io {io!r} is not one of {list(IO_TYPES)}")
+        if representative is None:
+            representative = np.random.default_rng(0).standard_normal((16, *model.input_shape[1:])).astype(np.float32)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in representative)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8 if io == "uint8" else tf.int8
+        converter.inference_output_type = tf.float32 if io == "uint8" else tf.int8
+    elif precision == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    try:
+        with warnings.catch_warnings():  # "Statistics for quantized inputs were expected": random calibration
+            warnings.simplefilter("ignore", UserWarning)
+            return converter.convert()
+    except Exception as exc:  # the converter raises many types; its first line says which op
+        raise FactoryError(f"{precision} conversion failed: {str(exc).strip().splitlines()[0]}") from None

@@ -1,0 +1,1 @@
+"""The network: search space and subnet configs, elastic layers, the supernet, extraction."""

@@ -1,0 +1,113 @@
+"""A subnet as a plain functional tf_keras model, built only of standard layers.
+
+:func:`build_subnet_model` makes the static network of a SubnetConfig (randomly
+initialised: the standalone baseline); :func:`extract` makes the same network and
+copies the supernet's weights into it. Plain layers are what QAT, the TFLite converter
+and app teams understand, so every later stage works on these models.
+"""
+
+from __future__ import annotations
+
+from factory.nas import activations
+from factory.core.backend import keras
+from factory.nas.space import BlockSpec, SearchSpace, SubnetConfig
+
+_BN = dict(epsilon=1e-3, momentum=0.99)
+
+
+def _activation(name: str, layer_name: str):
+    if name == "relu":
+        return keras.layers.ReLU(name=layer_name)
+    return keras.layers.Activation(activations.hard_swish, name=layer_name)
+
+
+def _conv_bn_act(x, filters, kernel, stride, activation, prefix):
+    x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
+                            name=f"{prefix}_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{prefix}_bn", **_BN)(x)
+    return _activation(activation, f"{prefix}_act")(x)
+
+
+def build_subnet_model(space: SearchSpace, subnet: SubnetConfig, num_classes: int,
+                       name: str = "subnet", fold_gate: bool = False) -> keras.Model:
+    """The static network of ``subnet``: input ``(resolution, resolution, 3)``, logits out.
+
+    ``fold_gate`` writes squeeze-excite's hard-sigmoid gate ``relu6(z + 3) / 6`` as a
+    ``ReLU(max_value=6)``, with the ``+ 3`` folded into the gate convolution's bias and the
+    ``/ 6`` into the following projection's kernel (:func:`extract` moves the weights).
+    The function is the same; every layer is then one tfmot quantizes natively, so QAT
+    gives each tensor of the int8 graph a range.
+    """
+    subnet.validate(space)
+    inputs = keras.Input((subnet.resolution, subnet.resolution, 3), name="image")
+    x = stem(inputs, space)
+    for block, k, e in subnet.blocks(space):
+        x = mbconv(x, block, k, e, space.se_channels(block.in_channels * e),
+                   f"stage{block.stage}_block{block.index}", fold_gate)
+    x = head(x, space, num_classes)
+    return keras.Model(inputs, x, name=name)
+
+
+def stem(x, space: SearchSpace):
+    return _conv_bn_act(x, space.stem_channels, 3, space.stem_stride, "hard_swish", "stem")
+
+
+def mbconv(x, block: BlockSpec, kernel_size: int, expand_ratio: int, se_channels: int, p: str,
+           fold_gate: bool = False):
+    """One inverted-residual block of standard layers, named ``{p}_{role}``."""
+    hidden = block.in_channels * expand_ratio
+    shortcut = x
+    x = keras.layers.Conv2D(hidden, 1, use_bias=False, name=f"{p}_expand")(x)
+    x = keras.layers.BatchNormalization(name=f"{p}_expand_bn", **_BN)(x)
+    x = _activation(block.activation, f"{p}_expand_act")(x)
+    x = keras.layers.DepthwiseConv2D(kernel_size, block.stride, padding="same", use_bias=False,
+                                     name=f"{p}_depthwise")(x)
+    x = keras.layers.BatchNormalization(name=f"{p}_depthwise_bn", **_BN)(x)
+    x = _activation(block.activation, f"{p}_depthwise_act")(x)
+    if block.se:
+        s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{p}_se_pool")(x)
+        s = keras.layers.Conv2D(se_channels, 1, name=f"{p}_se_reduce")(s)
+        s = keras.layers.ReLU(name=f"{p}_se_relu")(s)
+        s = keras.layers.Conv2D(hidden, 1, name=f"{p}_se_expand")(s)
+        s = (keras.layers.ReLU(max_value=6.0, name=f"{p}_se_gate") if fold_gate
+             else keras.layers.Activation(activations.hard_sigmoid, name=f"{p}_se_gate"))(s)
+        x = keras.layers.Multiply(name=f"{p}_se_scale")([x, s])
+    x = keras.layers.Conv2D(block.out_channels, 1, use_bias=False, name=f"{p}_project")(x)
+    x = keras.layers.BatchNormalization(name=f"{p}_project_bn", **_BN)(x)
+    if block.residual:
+        x = keras.layers.Add(name=f"{p}_add")([shortcut, x])
+    return x
+
+
+def head(x, space: SearchSpace, num_classes: int):
+    """1x1 expansion, pooling, hard-swish features, dropout and the classifier (logits)."""
+    x = _conv_bn_act(x, space.head_channels, 1, 1, "hard_swish", "head")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(space.feature_channels, name="features")(x)
+    x = _activation("hard_swish", "features_act")(x)
+    x = keras.layers.Dropout(space.dropout, name="dropout")(x)
+    return keras.layers.Dense(num_classes, name="classifier")(x)
+
+
+def extract(supernet, subnet: SubnetConfig, name: str = "subnet", fold_gate: bool = False) -> keras.Model:
+    """The subnet with the supernet's weights (recalibrate its batch norm first)."""
+    space = supernet.space
+    model = build_subnet_model(space, subnet, supernet.num_classes, name=name, fold_gate=fold_gate)
+    layer = model.get_layer
+    layer("stem_conv").set_weights([supernet.stem.kernel.numpy()])
+    layer("stem_bn").set_weights(supernet.stem.bn.export())
+    by_name = {b.name: b for b in supernet.blocks}
+    for block, k, e in subnet.blocks(space):
+        p = f"stage{block.stage}_block{block.index}"
+        weights = by_name[p].export(k, e)
+        if fold_gate and block.se:
+            kernel, bias = weights["se_expand"]
+            weights["se_expand"] = [kernel, bias + 3.0]
+            weights["project"] = [weights["project"][0] / 6.0]
+        for role, values in weights.items():
+            layer(f"{p}_{role}").set_weights(values)
+    layer("head_conv").set_weights([supernet.head.kernel.numpy()])
+    layer("head_bn").set_weights(supernet.head.bn.export())
+    layer("features").set_weights(supernet.features.get_weights())
+    layer("classifier").set_weights(supernet.classifier.get_weights())
+    return model

@@ -1,0 +1,272 @@
+"""The once-for-all supernet: one Keras model holding the largest weights of a search space.
+
+Any subnet runs by slicing those weights; the subnet arrives as the int32 vector of
+:meth:`SearchSpace.encode`, so training over thousands of random subnets uses one
+traced graph. ``fit`` trains with the sandwich rule (BigNAS): each step trains the
+largest subnet on the labels and the smallest plus ``n_random`` random subnets on the
+largest's soft predictions (in-place distillation), with one optimizer update.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from factory.nas.activations import hard_swish
+from factory.core.backend import keras, tf
+from factory.nas.layers import ConvBN, ElasticMBConv
+from factory.nas.space import SearchSpace, SubnetConfig
+
+
+@keras.saving.register_keras_serializable(package="factory")
+class Supernet(keras.Model):
+    """Elastic MobileNetV3-style supernet.
+
+    ``label_smoothing`` and dropout apply to the largest subnet only; the others learn
+    from its detached predictions (BigNAS). ``seed`` fixes which random subnets each
+    step trains: they are drawn from ``(seed, optimizer step)`` with stateless ops, so
+    every replica of a ``tf.distribute`` strategy picks the same ones.
+    """
+
+    def __init__(self, space: SearchSpace | dict, num_classes: int, *, n_random: int = 2,
+                 label_smoothing: float = 0.1,
+                 zero_init_residual: bool = True, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.space = space if isinstance(space, SearchSpace) else SearchSpace.from_dict(space)
+        self.num_classes = num_classes
+        self.n_random = n_random
+        self.label_smoothing = label_smoothing
+        self.zero_init_residual = zero_init_residual
+        self.seed = seed
+        sp = self.space
+        self.stem = ConvBN(3, sp.stem_channels, 3, sp.stem_stride, "hard_swish", name="stem")
+        self.blocks = [
+            ElasticMBConv(
+                b.in_channels, b.out_channels, b.stride, b.activation, b.se,
+                sp.kernel_sizes, sp.expand_ratios,
+                [sp.se_channels(b.in_channels * e) for e in sp.expand_ratios],
+                zero_init_residual=zero_init_residual, name=f"stage{b.stage}_block{b.index}")
+            for b in sp.blocks()
+        ]
+        self.head = ConvBN(sp.channels(sp.stages[-1].width), sp.head_channels, 1, 1, "hard_swish",
+                           name="head")
+        self.features = keras.layers.Dense(sp.feature_channels, name="features")
+        self.dropout = keras.layers.Dropout(sp.dropout)
+        self.classifier = keras.layers.Dense(num_classes, name="classifier")
+        # Update rate of every batch norm's statistics during recalibration (see ElasticBatchNorm).
+        self.bn_rate = tf.Variable(0.0, trainable=False, name="bn_rate",
+                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.loss_tracker = keras.metrics.Mean("loss")
+        self.largest_acc = keras.metrics.SparseCategoricalAccuracy("largest_acc")
+        self.smallest_acc = keras.metrics.SparseCategoricalAccuracy("smallest_acc")
+        self._largest = tf.constant(sp.encode(SubnetConfig.largest(sp)))
+        self._smallest = tf.constant(sp.encode(SubnetConfig.smallest(sp)))
+        self._build_weights()
+        self._logits_fn = tf.function(self._logits, reduce_retracing=True)
+        self._calibrate_fn = tf.function(self._calibration_batch, reduce_retracing=True)
+
+    def _build_weights(self):
+        """Create every variable eagerly, so subnet branches inside the graph never do."""
+        for layer in [self.stem, *self.blocks, self.head]:
+            layer.build(None)
+        self.features.build((None, self.space.head_channels))
+        self.classifier.build((None, self.space.feature_channels))
+        self.built = True
+
+    # ------------------------------------------------------------- forward
+    @tf.autograph.experimental.do_not_convert
+    def forward(self, images, subnet, training=False, dropout=False, rate=None):
+        """Logits of the subnet encoded by ``subnet`` for images at its resolution."""
+        m = self.space.max_depth
+        _, depths, kernels, expands = self.space.split(subnet)
+        x = self.stem(images, training=training, rate=rate)
+        for pos, block in enumerate(self.blocks):
+            s, i = divmod(pos, m)
+
+            def run(x=x, block=block, pos=pos):
+                return block(x, kernels[pos], expands[pos], training=training, rate=rate)
+
+            if i < self.space.depths[0]:
+                x = run()
+            else:  # elastic depth: a stage keeps its first d blocks
+                x = tf.cond(depths[s] > i, run, lambda x=x: tf.identity(x))
+        x = self.head(x, training=training, rate=rate)
+        x = tf.reduce_mean(x, axis=[1, 2])
+        x = hard_swish(self.features(x))
+        if dropout:
+            x = self.dropout(x, training=True)
+        return self.classifier(x)
+
+    def call(self, inputs, training=None):
+        """``inputs`` is images (the largest subnet) or ``(images, encoded_subnet)``."""
+        if isinstance(inputs, (tuple, list)):
+            images, subnet = inputs
+        else:
+            images, subnet = inputs, self._largest
+        return self.forward(resize(images, subnet[0]), subnet, training=bool(training))
+
+    # ------------------------------------------------------------ sampling
+    def sample_random(self, step, count: int):
+        """``count`` encoded random subnets, a pure function of ``(seed, step)``."""
+        sp, m = self.space, self.space.max_depth
+        n_stages = len(sp.stages)
+        step = tf.cast(step, tf.int32)
+
+        def pick(choices, shape, salt):
+            idx = tf.random.stateless_uniform(shape, seed=tf.stack([self.seed * 7919 + salt, step]),
+                                              maxval=len(choices), dtype=tf.int32)
+            return tf.gather(tf.constant(choices, tf.int32), idx)
+
+        resolution = pick(sp.resolutions, (count, 1), 1)
+        depths = pick(sp.depths, (count, n_stages), 2)
+        active = tf.cast(tf.range(m)[None, None, :] < depths[:, :, None], tf.int32)
+        active = tf.reshape(active, (count, n_stages * m))
+        kernels = pick(sp.kernel_sizes, (count, n_stages * m), 3) * active
+        expands = pick(sp.expand_ratios, (count, n_stages * m), 4) * active
+        return tf.concat([resolution, depths, kernels, expands], axis=1)
+
+    def sandwich(self, step):
+        """The encoded subnets a training step trains: largest, smallest, then random."""
+        fixed = tf.stack([self._largest, self._smallest])
+        if self.n_random == 0:
+            return fixed
+        return tf.concat([fixed, self.sample_random(step, self.n_random)], axis=0)
+
+    def sandwich_configs(self, step: int) -> list[SubnetConfig]:
+        return [self.space.decode(v) for v in self.sandwich(step).numpy()]
+
+    # ------------------------------------------------------------ training
+    @tf.autograph.experimental.do_not_convert
+    def train_step(self, data):
+        images, labels = data[0], tf.cast(tf.reshape(data[1], [-1]), tf.int32)
+        subnets = self.sandwich(self.optimizer.iterations)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            teacher = self.forward(resize(images, subnets[0][0]), subnets[0], training=True,
+                                   dropout=True)
+            targets = tf.one_hot(labels, self.num_classes)
+            smooth = targets * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+            loss = _soft_ce(smooth, teacher)
+            soft = tf.stop_gradient(tf.nn.softmax(teacher))
+            student_logits = []
+            for i in range(1, 2 + self.n_random):
+                logits = self.forward(resize(images, subnets[i][0]), subnets[i], training=True)
+                loss += _soft_ce(soft, logits)
+                student_logits.append(logits)
+            scaled = loss / tf.cast(replicas, loss.dtype)
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        self.loss_tracker.update_state(loss)
+        self.largest_acc.update_state(labels, teacher)
+        self.smallest_acc.update_state(labels, student_logits[0])
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        """Validation during ``fit`` scores the largest subnet with the statistics of the
+        last recalibration (training itself leaves them alone)."""
+        images, labels = data[0], tf.cast(tf.reshape(data[1], [-1]), tf.int32)
+        logits = self(images, training=False)
+        self.largest_acc.update_state(labels, logits)
+        return {self.largest_acc.name: self.largest_acc.result()}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.largest_acc, self.smallest_acc]
+
+    # ---------------------------------------------------- subnet inference
+    def _logits(self, images, subnet):
+        return self.forward(resize(images, subnet[0]), subnet, training=False)
+
+    def predict_subnet(self, subnet: SubnetConfig, images) -> np.ndarray:
+        """Logits of one subnet (inference mode); images are resized to its resolution."""
+        return self._logits_fn(tf.convert_to_tensor(images, tf.float32),
+                               tf.constant(self.space.encode(subnet))).numpy()
+
+    def _calibration_batch(self, images, subnet, rate):
+        self.bn_rate.assign(rate)
+        self.forward(resize(images, subnet[0]), subnet, training=True, rate=self.bn_rate)
+
+    def recalibrate(self, subnet: SubnetConfig, batches) -> int:
+        """Reset the subnet's batch-norm statistics to their average over ``batches``.
+
+        Supernet training mixes every subnet into the moving statistics; OFA re-estimates
+        them for the one subnet about to be evaluated or extracted. Returns the number of
+        batches used.
+        """
+        encoded = tf.constant(self.space.encode(subnet))
+        n = 0
+        for n, images in enumerate(batches, start=1):
+            if isinstance(images, (tuple, list)):
+                images = images[0]
+            self._calibrate_fn(tf.convert_to_tensor(images, tf.float32), encoded,
+                               tf.constant(1.0 / n, tf.float32))
+        return n
+
+    def evaluate_subnet(self, subnet: SubnetConfig, dataset) -> float:
+        """Top-1 accuracy of one subnet on a dataset of ``(images, labels)`` batches."""
+        correct = total = 0
+        for images, labels in dataset:
+            pred = np.argmax(self.predict_subnet(subnet, images), axis=-1)
+            correct += int(np.sum(pred == np.reshape(labels, [-1])))
+            total += int(pred.shape[0])
+        return correct / max(total, 1)
+
+    # ------------------------------------------------ channel re-organising
+    def sort_channels(self):
+        """Put each block's most important hidden channels first (OFA).
+
+        Width shrinking keeps the first channels, so they should be the ones that matter
+        most. The permutation is applied to every weight and optimizer slot indexed by
+        those channels, so the largest subnet computes exactly the same function.
+        """
+        for block in self.blocks:
+            perm = np.argsort(-block.hidden_importance(), kind="stable")
+            for var, axis in block.hidden_permutation_targets():
+                self._permute(var, perm, axis)
+            if block.se:
+                perm = np.argsort(-block.se_importance(), kind="stable")
+                for var, axis in block.se_permutation_targets():
+                    self._permute(var, perm, axis)
+
+    def _permute(self, var, perm, axis):
+        var.assign(np.take(var.numpy(), perm, axis=axis))
+        for slot in _optimizer_slots(getattr(self, "optimizer", None), var):
+            slot.assign(np.take(slot.numpy(), perm, axis=axis))
+
+    # --------------------------------------------------------------- config
+    def get_config(self):
+        return {"space": self.space.to_dict(), "num_classes": self.num_classes,
+                "n_random": self.n_random, "label_smoothing": self.label_smoothing,
+                "zero_init_residual": self.zero_init_residual,
+                "seed": self.seed, "name": self.name}
+
+
+@tf.autograph.experimental.do_not_convert
+def resize(images, resolution):
+    """Bilinear resize to a square resolution given as a tensor (a no-op when equal)."""
+    size = tf.shape(images)[1]
+    return tf.cond(tf.equal(size, resolution), lambda: tf.identity(images),
+                   lambda: tf.image.resize(images, tf.stack([resolution, resolution])))
+
+
+def _soft_ce(targets, logits):
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(targets, logits))
+
+
+def _optimizer_slots(optimizer, var):
+    """The optimizer's per-variable slots (momentum, Adam moments) of ``var``.
+
+    tf_keras keeps them in lists indexed by ``_index_dict``; no public API maps a
+    variable to its slots, so this reads those two internals and returns nothing when
+    the optimizer has not been built yet.
+    """
+    if optimizer is None or not getattr(optimizer, "_index_dict", None):
+        return []
+    index = optimizer._index_dict.get(optimizer._var_key(var))
+    if index is None:
+        return []
+    slots = []
+    for name in ("momentums", "_momentums", "_velocities", "_velocity_hats"):
+        values = getattr(optimizer, name, None)
+        if isinstance(values, list) and len(values) > index:
+            slots.append(values[index])
+    return slots

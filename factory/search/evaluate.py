@@ -1,0 +1,59 @@
+"""Scoring many subnets of a trained supernet on the validation split (never the test set).
+
+Each subnet is recalibrated (batch-norm statistics re-estimated) and evaluated; results
+are cached in the work directory after every subnet, so an interrupted run continues
+where it stopped. The smallest and largest subnets are always included. These scores
+train the accuracy predictor.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+
+from factory.core.backend import keras
+from factory.training.data import ImageData, make_dataset
+from factory.core.errors import FactoryError
+from factory.core.files import read_json, write_json
+from factory.nas.space import SubnetConfig
+
+
+def subnets_to_evaluate(space, n: int, seed: int) -> list[SubnetConfig]:
+    """``n`` distinct subnets: the smallest, the largest, then seeded random ones."""
+    rng = random.Random(seed)
+    chosen = dict.fromkeys([SubnetConfig.smallest(space), SubnetConfig.largest(space)])
+    while len(chosen) < min(n, space.size()):
+        chosen.setdefault(SubnetConfig.random(space, rng))
+    return list(chosen)[:n]
+
+
+def evaluate_subnets(supernet, data: ImageData, path: str | Path, n: int = 300, seed: int = 0,
+                     batch_size: int = 256, calibration_images: int = 2000, verbose: int = 1) -> list[dict]:
+    """Validation accuracy of ``n`` subnets, cached at ``path`` (JSON) and resumed from it."""
+    space, path = supernet.space, Path(path)
+    data = data.resized(space.resolutions[-1])
+    cache = {"space_fingerprint": space.fingerprint, "seed": seed, "results": []}
+    if path.exists():
+        cache = read_json(path)
+        if cache.get("space_fingerprint") != space.fingerprint:
+            raise FactoryError(f"{path} holds evaluations of another space: delete it or use another work directory")
+    done = {SubnetConfig.from_dict(r["subnet"]) for r in cache["results"]}
+    todo = [s for s in subnets_to_evaluate(space, n, seed) if s not in done]
+    val = make_dataset(data.x_val, data.y_val, batch_size, training=False)
+    calibration = data.calibration(calibration_images, batch_size)
+    progress = keras.utils.Progbar(len(done) + len(todo), verbose=verbose, unit_name="subnet")
+    progress.update(len(done))
+    for subnet in todo:
+        supernet.recalibrate(subnet, calibration)
+        cache["results"].append({"subnet": subnet.to_dict(), "val_accuracy": supernet.evaluate_subnet(subnet, val)})
+        write_json(path, cache)
+        progress.add(1)
+    return cache["results"]
+
+
+def as_arrays(space, results: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Encoded subnets and their accuracies, ready for ``fit_predictor``."""
+    encoded = np.stack([space.encode(SubnetConfig.from_dict(r["subnet"])) for r in results])
+    return encoded, np.asarray([r["val_accuracy"] for r in results], np.float32)

@@ -1,0 +1,132 @@
+"""Constrained search: the most accurate subnet whose predicted latency fits every budget.
+
+Strategies share one objective (predicted accuracy) and one constraint (predicted
+latency <= budget on every device, optionally parameter bytes <= a size budget):
+``evolution`` (OFA's evolutionary search, the default) and keras-tuner's own
+``random`` and ``bayesian`` oracles, which score an infeasible candidate as infeasible
+instead of failing. The best candidates are then re-checked with the real supernet.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from factory.core.errors import FactoryError
+from factory.search.evolution import EvolutionConfig, evolve
+from factory.nas.space import SearchSpace, SubnetConfig
+
+STRATEGIES = ("evolution", "random", "bayesian")
+INFEASIBLE = -1.0  # the objective of a candidate that breaks a constraint
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Latency budget per device (ms), optional size budget in bytes (int8: a byte a parameter)."""
+
+    latency_ms: dict = field(default_factory=dict)
+    size_bytes: int | None = None
+    bytes_per_param: int = 1
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How a work directory is searched; the CLI's defaults are these."""
+
+    strategy: str = "evolution"
+    n_eval: int = 300  # subnets evaluated with the supernet to fit the accuracy predictor
+    recheck: int = 5  # top candidates re-checked with the supernet on the validation split
+    size_bytes: int | None = None
+    trials: int = 500  # keras-tuner trials (random, bayesian)
+    evolution: EvolutionConfig = EvolutionConfig()
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise FactoryError(f"search strategy {self.strategy!r} is not one of {list(STRATEGIES)}")
+
+
+def check_budgets(tables: dict, constraints: Constraints):
+    """A budget below the fastest subnet on a device is an error naming that latency."""
+    for device, budget in constraints.latency_ms.items():
+        fastest = tables[device].fastest_ms()
+        if budget < fastest:
+            raise FactoryError(f"a {budget:g} ms budget on {device} is below the fastest subnet of the space "
+                               f"there ({fastest:.3f} ms): give a budget of at least {fastest:.3f} ms")
+
+
+def feasibility(space: SearchSpace, tables: dict, constraints: Constraints, num_classes: int):
+    """A vectorised test of the constraints on encoded subnets."""
+    def feasible(encoded: np.ndarray) -> np.ndarray:
+        ok = np.ones(len(encoded), bool)
+        for device, budget in constraints.latency_ms.items():
+            ok &= tables[device].predict_encoded(encoded) <= budget
+        if constraints.size_bytes is not None:
+            params = np.array([space.param_count(space.decode(e), num_classes) for e in encoded])
+            ok &= params * constraints.bytes_per_param <= constraints.size_bytes
+        return ok
+
+    return feasible
+
+
+def tuner_search(space: SearchSpace, score, feasible, strategy: str, trials: int, seed: int = 0,
+                 top_k: int = 10) -> list[tuple[SubnetConfig, float]]:
+    """keras-tuner's RandomSearch or BayesianOptimization oracle over the same space and objective."""
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    hp.Choice("resolution", list(space.resolutions))
+    for s in range(len(space.stages)):
+        hp.Choice(f"depth_{s}", list(space.depths))
+        for i in range(space.max_depth):
+            hp.Choice(f"kernel_{s}_{i}", list(space.kernel_sizes))
+            hp.Choice(f"expand_{s}_{i}", list(space.expand_ratios))
+    objective = kt.Objective("predicted_accuracy", "max")
+    common = dict(objective=objective, max_trials=trials, seed=seed, hyperparameters=hp,
+                  allow_new_entries=False, tune_new_entries=False)
+    if strategy == "random":
+        oracle = kt.oracles.RandomSearchOracle(**common)
+    else:  # keras-tuner's default (3 random points per hyperparameter) would leave no trial to the GP
+        oracle = kt.oracles.BayesianOptimizationOracle(num_initial_points=max(5, trials // 5), **common)
+    seen: dict[SubnetConfig, float] = {}
+
+    class SubnetTuner(kt.engine.base_tuner.BaseTuner):
+        def run_trial(self, trial, **kwargs):
+            values = trial.hyperparameters.values
+            depths = tuple(values[f"depth_{s}"] for s in range(len(space.stages)))
+            subnet = SubnetConfig(
+                values["resolution"], depths,
+                tuple(tuple(values[f"kernel_{s}_{i}"] for i in range(d)) for s, d in enumerate(depths)),
+                tuple(tuple(values[f"expand_{s}_{i}"] for i in range(d)) for s, d in enumerate(depths)))
+            encoded = space.encode(subnet)[None]
+            value = float(score(encoded)[0]) if feasible(encoded)[0] else INFEASIBLE
+            if value != INFEASIBLE:
+                seen[subnet] = value
+            return {"predicted_accuracy": value}
+
+    with tempfile.TemporaryDirectory(prefix="mmf-tuner-") as directory:
+        tuner = SubnetTuner(oracle, directory=directory, project_name=strategy, overwrite=True)
+        tuner.search(verbose=0)
+    return sorted(seen.items(), key=lambda item: -item[1])[:top_k]
+
+
+def search(space: SearchSpace, score, tables: dict, constraints: Constraints, num_classes: int, *,
+           strategy: str = "evolution", evolution: EvolutionConfig = EvolutionConfig(), trials: int = 500,
+           top_k: int = 10) -> list[tuple[SubnetConfig, float]]:
+    """The ``top_k`` feasible candidates by predicted accuracy, best first."""
+    if strategy not in STRATEGIES:
+        raise FactoryError(f"unknown strategy {strategy!r}: use one of {list(STRATEGIES)}")
+    missing = set(constraints.latency_ms) - set(tables)
+    if missing:
+        raise FactoryError(f"no latency table for {sorted(missing)}: build one with `factory table build`")
+    check_budgets(tables, constraints)
+    feasible = feasibility(space, tables, constraints, num_classes)
+    if strategy == "evolution":
+        return evolve(space, score, feasible, evolution, top_k=top_k).top
+    top = tuner_search(space, score, feasible, strategy, trials, evolution.seed, top_k)
+    if not top:
+        raise FactoryError(f"{strategy} search found no subnet within the budget in {trials} trials: "
+                           "raise --trials or the budget")
+    return top

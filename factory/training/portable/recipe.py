@@ -1,0 +1,84 @@
+"""The training recipe: settings, optimizer and batch-norm recalibration.
+
+Kept free of a TensorFlow import, and every function takes the Keras to build with
+(tf_keras by default), so that a baseline can be trained by the same recipe under
+Keras 3 on another backend, as ``bench/baselines.py`` does on machines without
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from factory.core.errors import FactoryError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Sandwich-rule training settings; defaults follow BigNAS scaled to small data."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    learning_rate: float = 0.05
+    warmup_epochs: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    clipnorm: float = 1.0
+    n_random: int = 2
+    label_smoothing: float = 0.1
+    zero_init_residual: bool = True
+    sort_channels: bool = True
+    calibration_images: int = 2000
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.n_random < 0:
+            raise FactoryError("epochs and batch size must be at least 1 and n_random at least 0")
+
+
+def _keras(keras):
+    if keras is None:
+        from factory.core.backend import keras
+    return keras
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int, keras=None):
+    """Nesterov SGD, linear warm-up then cosine decay, decoupled weight decay, clipping."""
+    keras = _keras(keras)
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(total - 1, int(config.warmup_epochs * steps_per_epoch))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else config.learning_rate, decay_steps=max(1, total - warmup),
+        warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+    opt = keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True,
+                               weight_decay=config.weight_decay or None,
+                               global_clipnorm=config.clipnorm or None)
+    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "transform"])
+    return opt
+
+
+def loss(config: TrainConfig, keras=None):
+    """Cross-entropy on logits against one-hot labels, with the recipe's label smoothing."""
+    return _keras(keras).losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
+
+
+def recalibrate_batch_norm(model, batches, keras=None) -> int:
+    """Set every batch norm's moving statistics to their average over ``batches`` of images.
+
+    keras.applications' MobileNets keep momentum 0.999, so after a short run from scratch
+    the moving statistics still mostly hold those of the first steps and the model predicts
+    one class at inference. Returns the number of batches used."""
+    keras = _keras(keras)
+    inner = model.submodules if hasattr(model, "submodules") else model._flatten_layers()  # Keras 2 / Keras 3
+    layers = [layer for layer in inner if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    n = 0
+    try:
+        for n, images in enumerate(batches, start=1):
+            for layer in layers:
+                layer.momentum = 1.0 - 1.0 / n  # the running mean of the batch statistics
+            model(images, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return n
