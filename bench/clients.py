@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import header, provenance, results_file, run, save, show_option
+from bench.common import header, provenance, run, save, parse
 from export.parity import tflite_labels
 from factory.core.errors import FactoryError
 from factory.core.files import read_json
@@ -79,10 +79,8 @@ def main():
     parser.add_argument("bundle", nargs="?", default="runs/quickstart/bundles/host-cpu-1t__1ms")
     parser.add_argument("--data", default="digits", help="the data the bundle was made from (its test split)")
     parser.add_argument("--out", default="bench/results/clients.json")
-    show_option(parser)
-    args = parser.parse_args()
-    if args.show:
-        print(markdown(results_file(args.show, "card_top1", "bench.clients")))
+    args = parse(parser, markdown, "card_top1")
+    if args is None:
         return
     save(args.out, measure(Path(args.bundle), args.data), markdown)
 

@@ -69,9 +69,16 @@ def save(path, doc: dict, markdown: Callable[[dict], str]):
     print(f"\nwrote {path}")
 
 
-def show_option(parser: argparse.ArgumentParser):
+def parse(parser: argparse.ArgumentParser, markdown: Callable[[dict], str], key: str) -> argparse.Namespace | None:
+    """The command line, with ``--show RESULTS``: that results file's markdown (a file with ``key``) is printed
+    and None returned, for the benchmark to stop."""
     parser.add_argument("--show", metavar="RESULTS", help="print a results file's markdown (as bench/README.md "
                                                           "holds it) and stop")
+    args = parser.parse_args()
+    if args.show:
+        print(markdown(results_file(args.show, key, module_command().split()[0])))
+        return None
+    return args
 
 
 def three_budgets(table, space) -> list[float]:
@@ -90,7 +97,6 @@ def budgets_parser(doc: str, workdir: str, out: str) -> argparse.ArgumentParser:
     parser.add_argument("--table", help="latency table (default: the shipped one; it must be of this CPU)")
     parser.add_argument("--n-eval", type=int, default=SearchConfig().n_eval)
     parser.add_argument("--out", default=out)
-    show_option(parser)
     return parser
 
 

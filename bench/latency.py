@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import header, provenance, results_file, run, save, show_option
+from bench.common import header, provenance, run, save, parse
 from devices.profile import load_profile
 from factory.core.files import read_json
 from factory.nas.space import SubnetConfig, get_space
@@ -53,10 +53,8 @@ def main():
     parser.add_argument("--out", default=None)
     parser.add_argument("--reuse", help="JSON of an earlier run whose measured subnets to reuse")
     parser.add_argument("--store-correction", action="store_true", help="write the fitted correction into the table")
-    show_option(parser)
-    args = parser.parse_args()
-    if args.show:
-        print(markdown(results_file(args.show, "corrected_cross_validated", "bench.latency")))
+    args = parse(parser, markdown, "corrected_cross_validated")
+    if args is None:
         return
 
     space, profile = get_space(args.space), load_profile(args.device)

@@ -17,7 +17,7 @@ interrupted run resumes. Prints a markdown table and writes JSON.
 
 from __future__ import annotations
 
-from bench.common import budgets_parser, header, pct, provenance, results_file, run, save, three_budgets
+from bench.common import budgets_parser, header, pct, provenance, parse, run, save, three_budgets
 from devices.profile import load_profile
 from export.bundle import is_complete
 from factory.app.stages import export_workdir, search_workdir
@@ -74,9 +74,8 @@ def markdown(doc: dict) -> str:
 
 
 def main():
-    args = budgets_parser(__doc__, "runs/cifar10", "bench/results/quantization.json").parse_args()
-    if args.show:
-        print(markdown(results_file(args.show, "goal_points", "bench.quantization")))
+    args = parse(budgets_parser(__doc__, "runs/cifar10", "bench/results/quantization.json"), markdown, "goal_points")
+    if args is None:
         return
     save(args.out, measure(args), markdown)
 

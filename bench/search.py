@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import budgets_parser, header, provenance, results_file, run, save, three_budgets
+from bench.common import budgets_parser, header, provenance, parse, run, save, three_budgets
 from devices.profile import load_profile
 from factory.app.stages import ensure_predictor
 from factory.core.files import read_json, write_json
@@ -34,9 +34,8 @@ def main():
     parser = budgets_parser(__doc__, "runs/bench-supernet", "bench/results/search.json")
     parser.add_argument("--evaluations", type=int, default=500, help="objective evaluations per search")
     parser.add_argument("--seeds", type=int, default=5)
-    args = parser.parse_args()
-    if args.show:
-        print(markdown(results_file(args.show, "evaluations_per_search", "bench.search")))
+    args = parse(parser, markdown, "evaluations_per_search")
+    if args is None:
         return
 
     workdir = Workdir(args.workdir).check_trained()

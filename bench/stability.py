@@ -17,7 +17,7 @@ import argparse
 import contextlib
 import dataclasses
 
-from bench.common import header, provenance, results_file, run, save, show_option
+from bench.common import header, provenance, run, save, parse
 from devices.profile import load_profile
 from devices.runners import get_runner
 from factory.core.convert import convert
@@ -34,10 +34,8 @@ def main():
     parser.add_argument("--subnets", type=int, default=3, help="random subnets besides the smallest and largest")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--out", default=None)
-    show_option(parser)
-    args = parser.parse_args()
-    if args.show:
-        print(markdown(results_file(args.show, "rounds", "bench.stability")))
+    args = parse(parser, markdown, "rounds")
+    if args is None:
         return
 
     space, profile = get_space(args.space), load_profile(args.device)

@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.common import header, provenance, results_file, run, save, show_option
+from bench.common import header, provenance, run, save, parse
 from factory.core.backend import keras, tf
 from factory.core.files import read_json
 from factory.nas.extract import build_subnet_model
@@ -159,10 +159,8 @@ def main():
     parser.add_argument("--part", choices=["all", "elasticity", "accuracy", "ablation"], default="all",
                         help="run one part; its results are merged into --out")
     parser.add_argument("--out", default="bench/results/supernet.json")
-    show_option(parser)
-    args = parser.parse_args()
-    if args.show:
-        print(markdown(results_file(args.show, "space_fingerprint", "bench.supernet")))
+    args = parse(parser, markdown, "space_fingerprint")
+    if args is None:
         return
 
     space = get_space(args.space)

@@ -6,18 +6,18 @@ import argparse
 from pathlib import Path
 
 from bench.common import run as run_main
-from bench.common import show_option
+from bench.common import parse
 from bench.compare_baselines import __doc__ as DOC
 from bench.compare_baselines.compare import add_factory, time_side_by_side
 from bench.compare_baselines.match import ARCHS, match_baselines
 from bench.compare_baselines.report import markdown
-from bench.compare_baselines.run import Run, results
+from bench.compare_baselines.run import Run
 from bench.compare_baselines.train import add_baselines, add_fine_tuned_baselines, fine_tune_recipe, write_plan
 from devices.runners import get_runner
 from factory.search.strategies import SearchConfig
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args() -> argparse.Namespace | None:
     parser = argparse.ArgumentParser(prog="python -m bench.compare_baselines", description=DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="runs/bench-supernet")
     parser.add_argument("--device", default="host-cpu-1t")
@@ -42,14 +42,12 @@ def parse_args() -> argparse.Namespace:
                         help="take the baselines' matching timings from another results file, so that a follow-up "
                              "run compares against the same baselines on another day")
     parser.add_argument("--out", default="bench/results/export.json")
-    show_option(parser)
-    return parser.parse_args()
+    return parse(parser, markdown, "latency_by_config")
 
 
 def main():
     args = parse_args()
-    if args.show:
-        print(markdown(results(args.show)))
+    if args is None:
         return
     run = Run.start(args)
     with get_runner(run.profile) as runner:
