@@ -25,6 +25,7 @@ from factory.core.backend import keras, tf
 from factory.core.files import read_json
 from factory.nas.extract import build_subnet_model
 from factory.nas.space import SubnetConfig, get_space
+from factory.nas.supernet import resize
 from factory.training.data import load_data, make_dataset
 from factory.training.portable.recipe import TrainConfig, make_optimizer
 from factory.training.train import build_supernet, calibration_batches, train_model, train_supernet
@@ -68,7 +69,7 @@ def elasticity_cost(data, space, steps: int, batch_size: int, repeats: int = 3):
             model = build_subnet_model(space, subnet, data.num_classes)
             model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            resized = tf.image.resize(images, (subnet.resolution, subnet.resolution))
+            resized = resize(images, subnet.resolution)
             static_it = iter(tf.data.Dataset.from_tensors((resized, labels)).repeat())
             static_fn = model.make_train_function()
             static_fn(static_it)  # trace

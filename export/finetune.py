@@ -8,6 +8,7 @@ its subnets. Images reach the teacher resized to its own resolution.
 from __future__ import annotations
 
 from factory.core.backend import keras, tf
+from factory.nas.supernet import resize
 from factory.training.data import ImageData, make_dataset
 from factory.training.portable.recipe import TrainConfig, make_optimizer
 
@@ -27,8 +28,7 @@ class Distillation(keras.Model):
 
     def train_step(self, data):
         images, labels = data
-        size = self.teacher.input_shape[1:3]
-        soft = tf.nn.softmax(self.teacher(tf.image.resize(images, size), training=False))
+        soft = tf.nn.softmax(self.teacher(resize(images, self.teacher.input_shape[1]), training=False))
         with tf.GradientTape() as tape:
             logits = self.student(images, training=True)
             loss = self.alpha * self._hard(labels, logits) + (1 - self.alpha) * self._soft(soft, logits)

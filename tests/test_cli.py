@@ -20,7 +20,7 @@ def factory(*args, **kwargs):
 
 
 def epochs_logged(workdir):
-    path = workdir / "train_log.csv"
+    path = Workdir(workdir).train_log
     if not path.exists():
         return []
     with open(path) as f:
@@ -39,15 +39,15 @@ def test_killed_training_resumes_where_it_stopped(tmp_path):
     proc.wait()
     done_before = epochs_logged(workdir)
     assert done_before and max(done_before) < 1, "the first run should be killed mid-training"
-    assert not (workdir / "training.json").exists()
+    assert not Workdir(workdir).training_file.exists()
 
     rerun = factory(*args)
     out, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err[-2000:]
     assert "resuming the interrupted run" in out
     assert epochs_logged(workdir) == [0, 1]  # no epoch trained twice
-    assert not (workdir / "backup").exists()
-    assert (workdir / "training.json").exists()
+    assert not Workdir(workdir).backup_dir.exists()
+    assert Workdir(workdir).training_file.exists()
     assert "already holds a supernet" in factory(*args).communicate(timeout=600)[0]
 
 

@@ -43,14 +43,14 @@ def made(tmp_path_factory):
                           text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not NATIVE.search(done.stdout + done.stderr), NATIVE.search(done.stdout + done.stderr).group(0)
-    assert "fully_quantize" in (workdir / "factory.log").read_text()  # the converter's chatter is in the log
+    assert "fully_quantize" in Workdir(workdir).log_file.read_text()  # the converter's chatter is in the log
     table = LatencyTable.load(Workdir(workdir).table_file(MICRO, "host-quick"), MICRO, load_profile(profile))
     return SimpleNamespace(make=make, workdir=workdir, table=table, profile=profile)
 
 
 def shipped(workdir, tmp_path, monkeypatch, **hardware) -> Path:
     """The work directory's table put where shipped tables live, as measured on ``hardware``."""
-    doc = json.loads((workdir / "tables" / "micro__host-quick.json").read_text())
+    doc = json.loads(Workdir(workdir).table_file(MICRO, "host-quick").read_text())
     doc["hardware"].update(hardware)
     monkeypatch.setattr("latency_tables.table.SHIPPED", tmp_path)
     path = tmp_path / "micro__host-quick.json"
@@ -68,9 +68,9 @@ def test_make_writes_a_bundle_per_budget_and_skips_what_is_done(made, capsys, tm
     out = capsys.readouterr().out
     assert "already holds a trained supernet" in out and "host-quick__1000ms is already there" in out
     assert "not using the shipped table" in out and "was measured on Other CPU" in out
-    assert f"latency table {workdir / 'tables' / 'micro__host-quick.json'}" in out
+    assert f"latency table {Workdir(workdir).table_file(MICRO, 'host-quick')}" in out
     for b in (1000, budget):
-        bundle = workdir / "bundles" / f"host-quick__{b:g}ms"
+        bundle = Workdir(workdir).bundle_dir("host-quick", b)
         card = json.loads((bundle / "model_card.json").read_text())
         subnet = SubnetConfig.from_dict(card["subnet"])
         assert table.predict(subnet) <= b and card["latency"]["budget_ms"] == b
@@ -96,15 +96,15 @@ def test_a_budget_too_low_for_a_shipped_table_fails_before_anything_is_trained(m
     assert main(make + ["--budget-ms", "0.00001"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: a 1e-05 ms budget") and err.count("\n") == 1
-    assert not (fresh / "supernet").exists() and not (fresh / "space.json").exists()
+    assert not Workdir(fresh).supernet_dir.exists() and not Workdir(fresh).space_file.exists()
 
 
 def test_export_and_bench_commands(made, tmp_path, capsys):
     workdir = made.workdir
-    result = workdir / "search" / "host-quick__1000ms.json"
+    result = Workdir(workdir).search_result_file("host-quick", 1000)
     out = tmp_path / "bundle"
     assert main(["export", "--workdir", str(workdir), "--subnet", str(result), "--device", str(made.profile),
-                 "--table", str(workdir / "tables" / "micro__host-quick.json"), "--out", str(out),
+                 "--table", str(Workdir(workdir).table_file(MICRO, "host-quick")), "--out", str(out),
                  "--qat-epochs", "0", "--max-drop", "100", "--min-agreement", "0"]) == 0
     assert json.loads((out / "model_card.json").read_text())["latency"]["budget_ms"] == 1000
     capsys.readouterr()
@@ -129,7 +129,7 @@ def test_bench_times_a_model_on_a_phone_over_adb(made, tmp_path, monkeypatch, ca
                                    "benchmark_binary": str(binary)}))
     monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_BENCH", "gpu_partial")
-    model = workdir / "bundles" / "host-quick__1000ms" / "model.tflite"
+    model = Workdir(workdir).bundle_dir("host-quick", 1000) / "model.tflite"
     capsys.readouterr()
     assert main(["bench", str(model), "--device", str(profile)]) == 0
     text = capsys.readouterr().out

@@ -4,11 +4,12 @@ import json
 
 from factory.app.cli import main
 from factory.nas.space import SubnetConfig
+from factory.training.workdir import Workdir
 from latency_tables.table import LatencyTable
 
 
 def test_search_writes_a_result_per_budget_and_a_pareto_plot(tiny_workdir, tiny_table_file, capsys):
-    workdir, table_file = tiny_workdir, tiny_table_file
+    workdir, table_file, work = tiny_workdir, tiny_table_file, Workdir(tiny_workdir)
     from factory.nas.space import TINY
 
     table = LatencyTable(json.loads(table_file.read_text()), TINY)
@@ -18,15 +19,15 @@ def test_search_writes_a_result_per_budget_and_a_pareto_plot(tiny_workdir, tiny_
             "--recheck", "3"]
     assert main(args) == 0
     for budget in budgets:
-        result = json.loads((workdir / "search" / f"host-cpu-1t__{budget:g}ms.json").read_text())
+        result = json.loads(work.search_result_file("host-cpu-1t", budget).read_text())
         subnet = SubnetConfig.from_dict(result["subnet"]).validate(TINY)
         assert table.predict(subnet) <= budget
         assert 0 <= result["val_accuracy"] <= 1 and len(result["rechecked"]) == 3
         assert result["val_accuracy"] == max(r["val_accuracy"] for r in result["rechecked"])
-    assert len(json.loads((workdir / "subnet_evals.json").read_text())["results"]) == 12
-    assert (workdir / "predictor" / "predictor.json").exists()
+    assert len(json.loads(work.subnet_evals_file.read_text())["results"]) == 12
+    assert (work.predictor_dir / "predictor.json").exists()
     assert main(["pareto", "--workdir", str(workdir), "--device", "host-cpu-1t", "--table", str(table_file)]) == 0
-    assert (workdir / "pareto__host-cpu-1t.png").stat().st_size > 5000
+    assert work.pareto_png("host-cpu-1t").stat().st_size > 5000
     capsys.readouterr()
     too_low = ["search", "--workdir", str(workdir), "--device", "host-cpu-1t", "--budget-ms", "0.0001",
                "--table", str(table_file), "--n-eval", "12"]

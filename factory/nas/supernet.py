@@ -242,7 +242,8 @@ class Supernet(keras.Model):
 
 @tf.autograph.experimental.do_not_convert
 def resize(images, resolution):
-    """Bilinear resize to a square resolution given as a tensor (a no-op when equal)."""
+    """Bilinear resize of a batch inside a training graph to a square resolution (a tensor or int; a no-op when
+    equal): elastic resolution and a teacher's input. Images from files go through ``resize_image``."""
     size = tf.shape(images)[1]
     return tf.cond(tf.equal(size, resolution), lambda: tf.identity(images),
                    lambda: tf.image.resize(images, tf.stack([resolution, resolution])))
