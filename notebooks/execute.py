@@ -12,6 +12,7 @@ attached here (``tests/test_notebooks.py`` runs it against the adb double).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,26 @@ import nbformat
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
+# TensorFlow's, absl's and the converter's native logging: what `factory` sends to its log file, not the reader
+NATIVE = re.compile(r"^(\s*|[IWE]\d{4} .*|WARNING: All log messages before absl.*|INFO:tensorflow:.*|"
+                    r"fully_quantize: .*|INFO: Created TensorFlow Lite XNNPACK delegate.*)$")
+
+
+def quiet(nb):
+    """Drop TensorFlow's logging lines from the stream outputs (and outputs left empty); everything else stays."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.outputs:
+            if output.get("output_type") == "stream":
+                output["text"] = "".join(line for line in output["text"].splitlines(keepends=True)
+                                         if not NATIVE.match(line.rstrip("\n")))
+                if not output["text"].strip():
+                    continue
+            kept.append(output)
+        cell.outputs = kept
+    return nb
 
 
 def execute(name: str, timeout: int) -> float:
@@ -28,6 +49,7 @@ def execute(name: str, timeout: int) -> float:
     start = time.time()
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(HERE.parent)}}).execute()
+    quiet(nb)
     tmp = path.with_name(f".{path.name}.tmp")
     nbformat.write(nb, tmp)
     tmp.replace(path)
