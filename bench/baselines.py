@@ -73,7 +73,7 @@ def checksum(images: np.ndarray) -> str:
 def training_images(plan: dict, root: Path):
     """The plan's training split of the folder ``root``, checked against the plan's checksum."""
     data = plan["data"]
-    x, y, classes = decode_folder(root / "train")
+    x, y, classes, _, _ = decode_folder(root / "train", size=data.get("decoded_size"), policy=data.get("resize", "crop"))
     x_train, _, y_train, _ = split(x, y, data["val_fraction"], data["seed"])
     if classes != data["classes"] or checksum(x_train) != data["train_sha256"]:
         raise FactoryError(f"{root}: its training split differs from the plan's (classes or pixels): "

@@ -18,7 +18,7 @@ from devices.hardware import describe
 from export.metadata import ModelInfo, TensorInfo
 from factory.core.backend import keras
 from factory.core.files import atomic_directory
-from factory.training.portable.images import OFFSET, RESIZE_POLICY, SCALE
+from factory.training.portable.images import OFFSET, SCALE, resize_policy
 
 
 def count_macs(model: keras.Model) -> int:
@@ -37,14 +37,15 @@ def count_macs(model: keras.Model) -> int:
 
 
 def classifier_metadata(name: str, resolution: int, io: str, labels: list[str], fingerprint: str,
-                        config) -> ModelInfo:
-    """The TFLite metadata of an exported classifier (``io``: its input type, uint8, int8 or float32)."""
+                        config, resize: str) -> ModelInfo:
+    """The TFLite metadata of an exported classifier (``io``: its input type, uint8, int8 or float32; ``resize``:
+    the policy that made its images square)."""
     mean, std = -OFFSET / SCALE, 1 / SCALE
     low, high = {"uint8": (0.0, 255.0), "int8": (-128.0, 127.0),
                  "float32": ((0 - mean) / std, (255 - mean) / std)}[io]
     image = TensorInfo(
         name="image",
-        description=f"RGB image, {resolution}x{resolution}, {io}; {RESIZE_POLICY}",
+        description=f"RGB image, {resolution}x{resolution}, {io}; {resize_policy(resize)}",
         image=(resolution, resolution), mean=(mean,), std=(std,), min=(low,), max=(high,))
     if io == "int8":
         output = TensorInfo(name="logits", description="int8 logits, one per class of the labels file",
@@ -59,15 +60,26 @@ def classifier_metadata(name: str, resolution: int, io: str, labels: list[str], 
                      author=config.author, license=config.license, inputs=(image,), outputs=(output,))
 
 
-_TO_INPUT = {"uint8": "resize_image(image, {r})[None]",  # uint8 pixels, as they are
-             "int8": "(resize_image(image, {r}).astype(np.int16) - 128).astype(np.int8)[None]",
-             "float32": "((resize_image(image, {r}).astype(np.float32) - 128) / 128)[None]"}
+_TO_INPUT = {"uint8": "resize_image(image, {r}, {p!r})[None]",  # uint8 pixels, as they are
+             "int8": "(resize_image(image, {r}, {p!r}).astype(np.int16) - 128).astype(np.int8)[None]",
+             "float32": "((resize_image(image, {r}, {p!r}).astype(np.float32) - 128) / 128)[None]"}
 _KOTLIN_PIXEL = {"uint8": ("ByteBuffer.allocateDirect(size * size * 3)", "input.put((v and 0xFF).toByte())",
                            "FloatArray"),
                  "int8": ("ByteBuffer.allocateDirect(size * size * 3)", "input.put(((v and 0xFF) - 128).toByte())",
                           "ByteArray"),
                  "float32": ("ByteBuffer.allocateDirect(size * size * 3 * 4)",
                              "input.putFloat(((v and 0xFF) - 128) / 128f)", "FloatArray")}
+
+
+_KOTLIN_SQUARE = {  # the card's resize policy, in Android's Bitmap calls
+    "crop": "val side = minOf(bitmap.width, bitmap.height)  // centre-crop to a square\n"
+            "val square = Bitmap.createBitmap(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side)",
+    "stretch": "val square = bitmap  // the whole image, stretched to a square by the scaling below",
+    "pad": "val side = maxOf(bitmap.width, bitmap.height)  // pad to a square with black bars, the image centred\n"
+           "val square = Bitmap.createBitmap(side, side, Bitmap.Config.ARGB_8888)\n"
+           "Canvas(square).apply { drawColor(Color.BLACK); drawBitmap(bitmap, ((side - bitmap.width) / 2).toFloat(), "
+           "((side - bitmap.height) / 2).toFloat(), null) }",
+}
 
 
 def snippets(card: dict, split_code: str) -> dict[str, str]:
@@ -92,12 +104,13 @@ interpreter.allocate_tensors()
 inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
 hits = 0
 for image, label in zip(test_images, test_labels):
-    interpreter.set_tensor(inp["index"], {_TO_INPUT[io].format(r=r)})
+    interpreter.set_tensor(inp["index"], {_TO_INPUT[io].format(r=r, p=card["input"]["resize_policy"])})
     interpreter.invoke()
     hits += int(np.argmax(interpreter.get_tensor(out["index"])[0]) == label)
 print(f"{{hits}} of {{len(test_labels)}} correct: {{100 * hits / len(test_labels):.2f}}%")
 """
-    mediapipe = """// build.gradle: implementation("com.google.mediapipe:tasks-vision:0.10.20"); model.tflite in src/main/assets
+    square = _KOTLIN_SQUARE[card["input"]["resize_policy"]]
+    mediapipe = f"""// build.gradle: implementation("com.google.mediapipe:tasks-vision:0.10.20"); model.tflite in src/main/assets
 import com.google.mediapipe.framework.image.BitmapImageBuilder
 import com.google.mediapipe.tasks.core.BaseOptions
 import com.google.mediapipe.tasks.vision.imageclassifier.ImageClassifier
@@ -108,14 +121,13 @@ val classifier = ImageClassifier.createFromOptions(
         .setBaseOptions(BaseOptions.builder().setModelAssetPath("model.tflite").build())
         .setMaxResults(3)
         .build())
-// MediaPipe resizes the image to the model's input itself; centre-crop it to a square first, as the card's
-// figures were measured, and the labels come from the model's own metadata
-val side = minOf(bitmap.width, bitmap.height)
-val square = Bitmap.createBitmap(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side)
+// MediaPipe resizes the image to the model's input itself; make it square first as the card's figures were
+// measured, and the labels come from the model's own metadata
+{square}
 val result = classifier.classify(BitmapImageBuilder(square).build())
-for (category in result.classificationResult().classifications()[0].categories()) {
-    Log.i("classifier", "${category.categoryName()}: ${category.score()}")
-}
+for (category in result.classificationResult().classifications()[0].categories()) {{
+    Log.i("classifier", "${{category.categoryName()}}: ${{category.score()}}")
+}}
 """ if io != "int8" else "// MediaPipe Tasks take uint8 or float32 input: export with the default --io uint8 for them\n"
     allocate, put, out_type = _KOTLIN_PIXEL[io]
     litert = f"""// build.gradle: implementation("com.google.ai.edge.litert:litert:1.4.0"); model.tflite in src/main/assets
@@ -130,8 +142,7 @@ val model = FileInputStream(file.fileDescriptor).channel
     .map(FileChannel.MapMode.READ_ONLY, file.startOffset, file.declaredLength)
 val interpreter = Interpreter(model, Interpreter.Options().setNumThreads({card['device']['threads']}))
 val size = {r}
-val side = minOf(bitmap.width, bitmap.height)  // centre-crop to a square, then bilinear to size x size
-val square = Bitmap.createBitmap(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side)
+{square}
 val pixels = IntArray(size * size)
 Bitmap.createScaledBitmap(square, size, size, true).getPixels(pixels, 0, size, 0, 0, size, size)
 val input = {allocate}.order(ByteOrder.nativeOrder())

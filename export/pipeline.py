@@ -13,6 +13,7 @@ directories: the app layer loads the supernet, data and table and draws the plot
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime
 import sys
 from dataclasses import asdict
@@ -37,7 +38,7 @@ from factory.core.backend import keras
 from factory.core.convert import convert
 from factory.training.data import OFFSET, SCALE, make_dataset, normalize, test_split_code, test_split_description
 from factory.core.errors import FactoryError
-from factory.training.portable.images import RESIZE_POLICY
+from factory.training.portable.images import resize_policy
 from factory.nas.extract import extract
 from factory.nas.space import SubnetConfig
 from factory.nas.supernet import Supernet
@@ -159,7 +160,8 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
     io = config.io if precision == "int8" else "float32"
     classifier = model if io == "int8" else with_softmax(model)
 
-    local = source.resized(subnet.resolution)  # what an app does: resize its image to the input size
+    # what an app does: its image resized once to the input size (the test split from the original files)
+    local = dataclasses.replace(source.resized(subnet.resolution), x_test=source.test_images(subnet.resolution))
     x_test, y_test = local.x_test, local.y_test
     representative = pinned(normalize(local.x_train[:config.representative_images]).numpy())
     accuracy = {"float": _accuracy(keras_labels(model, x_test), y_test)}
@@ -173,7 +175,7 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
         reference, shipped = "float", precision
     name = f"{space.name}-{profile.name}" + (f"-{budget_ms:g}ms" if budget_ms is not None else "")
     content = embed(content, classifier_metadata(name, subnet.resolution, io, source.class_names,
-                                                 space.fingerprint, config),
+                                                 space.fingerprint, config, source.resize),
                     {"labels.txt": ("\n".join(source.class_names) + "\n").encode()})
     outputs, converted_outputs = tflite_predict(content, x_test), keras_predict(converted, x_test)
     predicted_labels = outputs.argmax(-1)
@@ -221,7 +223,7 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
         "tools": tool_versions(),
         "input": {**input_detail, "resolution": subnet.resolution, "pixel_scale": SCALE, "pixel_offset": OFFSET,
                   "pixel_shift": pixel_shift(input_detail["scale"], input_detail["zero_point"]),
-                  "resize": RESIZE_POLICY, "values": _INPUT_VALUES[io],
+                  "resize": resize_policy(source.resize), "resize_policy": source.resize, "values": _INPUT_VALUES[io],
                   "normalization": {"mean": -OFFSET / SCALE, "std": 1 / SCALE}},
         "output": {**_tensor(interpreter.get_output_details()[0]), "meaning": _OUTPUT_MEANING[io]},
         "classes": source.class_names,

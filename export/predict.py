@@ -15,7 +15,8 @@ import numpy as np
 from export.metadata import read_metadata
 from export.parity import quantize_images
 from factory.core.errors import FactoryError
-from factory.training.portable.images import resize_image
+from factory.core.files import read_json
+from factory.training.portable.images import DEFAULT_RESIZE, resize_image
 
 
 def _decode(path: Path):
@@ -31,8 +32,9 @@ def _decode(path: Path):
         raise FactoryError(f"{path} is not a decodable image (JPEG, PNG, BMP, GIF or WebP): give image files") from None
 
 
-def load_bundle(bundle: str | Path) -> tuple[bytes, list[str]]:
-    """The model of a bundle folder (or a .tflite path) and the labels packed in it."""
+def load_bundle(bundle: str | Path) -> tuple[bytes, list[str], str]:
+    """The model of a bundle folder (or a .tflite path), the labels packed in it, and the resize policy its card
+    states (``crop`` for a model without its card)."""
     path = Path(bundle)
     model = path / "model.tflite" if path.is_dir() else path
     if not model.is_file():
@@ -42,7 +44,9 @@ def load_bundle(bundle: str | Path) -> tuple[bytes, list[str]]:
     name = info.outputs[0].labels_file if info.outputs else None
     if name not in files:
         raise FactoryError(f"{model} holds no packed labels: export it again with this version of the factory")
-    return content, files[name].decode().splitlines()
+    card = model.parent / "model_card.json"
+    policy = read_json(card)["input"].get("resize_policy", DEFAULT_RESIZE) if card.is_file() else DEFAULT_RESIZE
+    return content, files[name].decode().splitlines(), policy
 
 
 def predict(bundle: str | Path, images: list[str | Path], top_k: int = 3) -> list[list[tuple[str, float]]]:
@@ -51,7 +55,7 @@ def predict(bundle: str | Path, images: list[str | Path], top_k: int = 3) -> lis
 
     if top_k < 1:
         raise FactoryError(f"--top-k must be at least 1, got {top_k}")
-    content, labels = load_bundle(bundle)
+    content, labels, policy = load_bundle(bundle)
     decoded = [_decode(Path(p)) for p in images]  # every file checked before anything runs
     interpreter = Interpreter(model_content=content)
     interpreter.allocate_tensors()
@@ -59,7 +63,7 @@ def predict(bundle: str | Path, images: list[str | Path], top_k: int = 3) -> lis
     resolution = int(inp["shape"][1])
     results = []
     for image in decoded:
-        interpreter.set_tensor(inp["index"], quantize_images(resize_image(image, resolution)[None], inp))
+        interpreter.set_tensor(inp["index"], quantize_images(resize_image(image, resolution, policy)[None], inp))
         interpreter.invoke()
         scores = interpreter.get_tensor(out["index"])[0].astype(np.float32)
         if out["dtype"] != np.float32:  # int8 logits: dequantize, then softmax

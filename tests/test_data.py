@@ -46,7 +46,7 @@ def test_single_folder_is_split_by_seed(tmp_path):
     ("missing", "does not exist"),
     ("empty_class", "has no images"),
     ("not_an_image", "is not a decodable image"),
-    ("mixed_sizes", "must all have one size"),
+    ("mixed_sizes", "not all one square size .*give an image size"),
     ("test_classes", "differ from the training classes"),
     ("no_test", "only one of train/ and test/"),
 ])
@@ -58,7 +58,7 @@ def test_bad_folders_give_one_clear_line(tmp_path, breakage, message):
         "missing": lambda: root.rename(tmp_path / "elsewhere"),
         "empty_class": lambda: (root / "train" / "owl").mkdir(),
         "not_an_image": lambda: (root / "train" / "dog" / "notes.jpg").write_text("hello"),
-        "mixed_sizes": lambda: Image.new("RGB", (20, 20)).save(root / "test" / "cat" / "big.png"),
+        "mixed_sizes": lambda: Image.new("RGB", (20, 20)).save(root / "train" / "cat" / "big.png"),
         "test_classes": lambda: (root / "test" / "fox").rename(root / "test" / "wolf"),
         "no_test": lambda: [p.unlink() for p in (root / "test").rglob("*.png")] and __import__("shutil").rmtree(root / "test"),
     }

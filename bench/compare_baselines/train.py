@@ -89,7 +89,7 @@ def write_plan(path: Path, configs: dict, raw, data, epochs: int, fine_tune: dic
         "recipe": dataclasses.asdict(TrainConfig(epochs=epochs, seed=0)), "fine_tune": fine_tune,
         # load_data's split of a folder's train/ into train and validation
         "data": {"source": raw.source, "classes": raw.class_names, "val_fraction": 0.1, "seed": 0,
-                 "train_sha256": checksum(raw.x_train), "image_size": data.image_size,
+                 "train_sha256": checksum(raw.x_train), "image_size": data.image_size, "decoded_size": raw.image_size, "resize": raw.resize,
                  "resized_train_sha256": checksum(data.x_train)}})
     print(f"wrote {path}: {len(models)} baselines to train with bench.baselines")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from export.config import ExportConfig
 from factory.core.errors import FactoryError, fault_line
 from factory.core.files import writable_dir
-from factory.training.portable.images import check_data
+from factory.training.portable.images import DEFAULT_RESIZE, RESIZE_POLICIES, check_data
 from factory.training.portable.recipe import TrainConfig
 from factory.nas.space import SPACES, get_space
 from factory.search.evolution import EvolutionConfig
@@ -66,7 +66,7 @@ def _train(args):
         "mirrored": tf.distribute.MirroredStrategy,
         "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
     }[args.distribute]
-    data = load_data(args.data, seed=args.seed)
+    data = load_data(args.data, seed=args.seed, image_size=space.resolutions[-1], resize=args.resize)
     print(f"data {data.name}: {len(data.y_train)} train / {len(data.y_val)} val / "
           f"{len(data.y_test)} test images, {data.num_classes} classes")
     train_supernet(data, space, workdir, config, strategy=strategy() if strategy else None)
@@ -225,7 +225,7 @@ def _make(args):
     from factory.app.make import make
 
     make(args.data, profiles, args.budget_ms, workdir, space=space, train=train, search=search, export=export,
-         calibrate_n=args.calibrate_n)
+         calibrate_n=args.calibrate_n, resize=args.resize)
 
 
 def _predict(args):
@@ -322,6 +322,13 @@ def _export_options(parser):
     parser.add_argument("--license", default=EXPORT.license, help="the model's licence, in its metadata and card")
 
 
+def _resize_option(parser):
+    parser.add_argument("--resize", choices=sorted(RESIZE_POLICIES), default=DEFAULT_RESIZE,
+                        help="how a folder's images that are not square become square before they are resized to "
+                             "the space's largest resolution: crop (centre), stretch or pad (black bars); recorded "
+                             "in the work directory and the model card")
+
+
 def _search_options(parser):
     parser.add_argument("--strategy", choices=STRATEGIES, default=SEARCH.strategy)
     parser.add_argument("--n-eval", type=_number(int, 10, False), default=SEARCH.n_eval,
@@ -342,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default="digits",
                        help="'digits' (offline default), 'cifar10' (downloads) or an image folder")
     train.add_argument("--space", default="default", help=SPACE_HELP)
+    _resize_option(train)
     train.add_argument("--epochs", type=POSITIVE_INT, default=TRAIN.epochs)
     train.add_argument("--batch-size", type=POSITIVE_INT, default=TRAIN.batch_size)
     train.add_argument("--learning-rate", type=POSITIVE, default=TRAIN.learning_rate)
@@ -395,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--budget-ms", nargs="+", type=POSITIVE, required=True)
     make.add_argument("--workdir", required=True)
     make.add_argument("--space", default="default", help=SPACE_HELP)
+    _resize_option(make)
     make.add_argument("--epochs", type=POSITIVE_INT, default=TRAIN.epochs, help="supernet training epochs")
     make.add_argument("--batch-size", type=POSITIVE_INT, default=TRAIN.batch_size)
     _search_options(make)

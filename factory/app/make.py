@@ -15,7 +15,7 @@ from factory.core.files import read_json
 from factory.nas.space import SearchSpace, SubnetConfig
 from factory.search.strategies import Constraints, SearchConfig, check_budgets
 from factory.training.data import load_data
-from factory.training.portable.images import check_data
+from factory.training.portable.images import DEFAULT_RESIZE, check_data
 from factory.training.portable.recipe import TrainConfig
 from factory.training.train import train_supernet
 from factory.training.workdir import Workdir
@@ -29,10 +29,12 @@ def _stage(title: str):
 
 def make(data: str, profiles: list[DeviceProfile], budgets_ms: list[float], workdir: Workdir, *,
          space: SearchSpace, train: TrainConfig = TrainConfig(), search: SearchConfig = SearchConfig(),
-         export: ExportConfig = ExportConfig(), calibrate_n: int = CALIBRATE_N) -> list[dict]:
+         export: ExportConfig = ExportConfig(), calibrate_n: int = CALIBRATE_N,
+         resize: str = DEFAULT_RESIZE) -> list[dict]:
     """Run every stage that has not run yet; return the model card of each bundle.
 
-    A trained work directory keeps its own space and data: ``space`` then only applies to a new one."""
+    A trained work directory keeps its own space and data (and ``resize`` policy): ``space`` and ``resize``
+    then only apply to a new one."""
     trained = workdir.trained
     space = workdir.space() if trained else space
     num_classes = len(workdir.data_record()["classes"]) if trained else len(check_data(data))
@@ -48,7 +50,7 @@ def make(data: str, profiles: list[DeviceProfile], budgets_ms: list[float], work
     if trained:
         print(f"{workdir} already holds a trained supernet ({workdir.training()['epochs']} epochs)")
     else:
-        loaded = load_data(data, seed=train.seed)
+        loaded = load_data(data, seed=train.seed, image_size=space.resolutions[-1], resize=resize)
         print(f"data {loaded.name}: {len(loaded.y_train)} train / {len(loaded.y_val)} val / "
               f"{len(loaded.y_test)} test images, {loaded.num_classes} classes")
         train_supernet(loaded, space, workdir, train)

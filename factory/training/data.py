@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,9 @@ import numpy as np
 from factory.core.backend import tf
 from factory.core.errors import FactoryError
 from factory.training.portable.augment import random_crop_flip
-from factory.training.portable.images import (CIFAR10_CLASSES, DIGITS_CLASSES, OFFSET, SCALE, check_folder, decode_folder, digits_images,
-                            resize_images, split)
+from factory.training.portable.images import (CIFAR10_CLASSES, DEFAULT_RESIZE, DIGITS_CLASSES, IMAGE_SUFFIXES, OFFSET,
+                                              SCALE, check_folder, class_warnings, decode_files, decode_folder,
+                                              digits_images, resize_images, split)
 
 
 @dataclass
@@ -39,6 +41,8 @@ class ImageData:
     seed: int = 0  # the seed of the splits drawn from the data
     test_split: str = ""  # how the test split is drawn: "digits", "cifar10", "folder" (test/) or "fraction"
     test_fraction: float = 0.2
+    resize: str = DEFAULT_RESIZE  # how a folder's images became square (``portable.images.RESIZE_POLICIES``)
+    test_files: tuple = ()  # a folder's test images, so they can be decoded again at any size in one resize
 
     @property
     def num_classes(self) -> int:
@@ -50,13 +54,19 @@ class ImageData:
 
     def summary(self) -> dict:
         return {"name": self.name, "source": self.source, "classes": self.class_names,
-                "image_size": self.image_size, "seed": self.seed,
+                "image_size": self.image_size, "resize": self.resize, "seed": self.seed,
                 "train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
     def calibration(self, images: int = 2000, batch_size: int = 256) -> "tf.data.Dataset":
         """The first ``images`` training images, un-augmented: what batch-norm recalibration reads."""
         n = min(images, len(self.y_train))
         return make_dataset(self.x_train[:n], self.y_train[:n], batch_size, training=False)
+
+    def test_images(self, size: int) -> np.ndarray:
+        """The test split at ``size`` x ``size`` as an app gets it: a folder's files resized once from the
+        originals (``portable.images.resize_image``), not again from an already resized copy."""
+        return decode_files(list(self.test_files), size, self.resize) if self.test_files else \
+            resize_images(self.x_test, size)
 
     def resized(self, size: int) -> "ImageData":
         """The same data at ``size`` x ``size`` (``factory.training.portable.images.resize_image``), e.g. a space's largest resolution."""
@@ -90,15 +100,17 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, *, tra
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def load_data(spec: str, *, val_fraction: float = 0.1, test_fraction: float = 0.2,
-              seed: int = 0) -> ImageData:
-    """``digits``, ``cifar10`` or the path of an image folder."""
+def load_data(spec: str, *, image_size: int | None = None, resize: str = DEFAULT_RESIZE, val_fraction: float = 0.1,
+              test_fraction: float = 0.2, seed: int = 0) -> ImageData:
+    """``digits``, ``cifar10`` or the path of an image folder, whose images are brought to ``image_size``
+    by ``resize`` (``portable.images.RESIZE_POLICIES``; without a size they must share one square size)."""
     if spec == "digits":
         data = _digits(val_fraction, test_fraction, seed)
     elif spec == "cifar10":
         data = _cifar10(val_fraction, seed)
     else:
-        data = load_folder(spec, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+        data = load_folder(spec, image_size=image_size, resize=resize, val_fraction=val_fraction,
+                           test_fraction=test_fraction, seed=seed)
         spec = str(Path(spec).expanduser().resolve())
     return dataclasses.replace(data, source=spec)
 
@@ -137,35 +149,42 @@ def _cifar10(val_fraction, seed) -> ImageData:
 
 
 # ------------------------------------------------------------------ folders
-def load_folder(path: str | os.PathLike, *, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                seed: int = 0) -> ImageData:
-    """``root/train/<class>/*`` and ``root/test/<class>/*``, or ``root/<class>/*`` split by ``seed``."""
+def load_folder(path: str | os.PathLike, *, image_size: int | None = None, resize: str = DEFAULT_RESIZE,
+                val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> ImageData:
+    """``root/train/<class>/*`` and ``root/test/<class>/*``, or ``root/<class>/*`` split by ``seed``; every image
+    brought to ``image_size`` by ``resize``. Prints the class counts, what was skipped and any imbalance."""
     root = Path(path).expanduser()
     check_folder(root)
     train_dir, test_dir = root / "train", root / "test"
     test_split = "folder" if train_dir.is_dir() else "fraction"
     if train_dir.is_dir():
-        x_train, y_train, classes = decode_folder(train_dir)
-        x_test, y_test, _ = decode_folder(test_dir, classes)
-        if x_test.shape[1:] != x_train.shape[1:]:
-            raise FactoryError(
-                f"test images are {x_test.shape[2]}x{x_test.shape[1]} but train images are "
-                f"{x_train.shape[2]}x{x_train.shape[1]}: resize {test_dir} to match"
-            )
+        x_train, y_train, classes, _, skipped = decode_folder(train_dir, size=image_size, policy=resize)
+        x_test, y_test, _, test_files, skipped_test = decode_folder(test_dir, classes, x_train.shape[1], resize)
+        skipped += skipped_test
     else:
-        x, y, classes = decode_folder(root)
-        x_train, x_test, y_train, y_test = split(x, y, test_fraction, seed)
-    if x_train.shape[1] != x_train.shape[2]:
-        raise FactoryError(f"images in {root} are not square ({x_train.shape[2]}x{x_train.shape[1]}): crop them first")
-    return _with_val(root.name, classes, x_train, y_train, x_test, y_test, val_fraction, seed, test_split,
+        x, y, classes, files, skipped = decode_folder(root, size=image_size, policy=resize)
+        train_idx, test_idx, y_train, y_test = split(np.arange(len(y)), y, test_fraction, seed)
+        x_train, x_test, test_files = x[train_idx], x[test_idx], [files[i] for i in test_idx]
+    counts = np.bincount(y_train, minlength=len(classes)).tolist()
+    print(f"{root}: {len(y_train) + len(y_test)} images in {len(classes)} classes ("
+          + ", ".join(f"{c} {n}" for c, n in zip(classes, counts)) + " for training)"
+          + (f"; skipped {skipped} files that are hidden or not {'/'.join(IMAGE_SUFFIXES)}" if skipped else ""),
+          flush=True)
+    for line in class_warnings(classes, counts):
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+    data = _with_val(root.name, classes, x_train, y_train, x_test, y_test, val_fraction, seed, test_split,
                      test_fraction)
+    return dataclasses.replace(data, resize=resize, test_files=tuple(test_files))
 
 
 # ------------------------------------------------------------------ reproducing the test split
-_FILES = """def image_files(folder):
+_FILES = f"""SUFFIXES = {IMAGE_SUFFIXES!r}
+
+
+def image_files(folder):
     \"\"\"(path, label) of every image of folder/<class>/, classes in labels.txt order, files sorted.\"\"\"
-    return [(path, label) for label, name in enumerate(labels)
-            for path in sorted((folder / name).iterdir()) if path.is_file() and not path.name.startswith(".")]
+    return [(path, label) for label, name in enumerate(labels) for path in sorted((folder / name).iterdir())
+            if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in SUFFIXES]
 """
 
 

@@ -152,7 +152,8 @@ class Workdir:
         spec = spec or recorded.get("source")
         if not spec:
             raise FactoryError(f"{self.data_file} does not say where its data came from: pass --data")
-        loaded = load_data(spec, seed=recorded.get("seed", 0))
+        loaded = load_data(spec, seed=recorded.get("seed", 0), image_size=recorded.get("image_size"),
+                           resize=recorded.get("resize", "crop"))
         if loaded.class_names != recorded["classes"]:
             raise FactoryError(f"{spec} has classes {loaded.class_names}, {self.path} was trained on "
                                f"{recorded['classes']}: pass the training data")

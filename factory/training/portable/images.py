@@ -3,11 +3,12 @@
 No TensorFlow here, so the exact images the factory scores can be rebuilt where
 TensorFlow is not installed: ``bench/baselines.py`` trains baselines under Keras 3 on
 other backends, and a bundle's model card tells an app developer to prepare images with
-the same PIL calls (:data:`RESIZE_POLICY`) to reproduce its accuracy.
+the same PIL calls (:func:`resize_policy`) to reproduce its accuracy.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -19,31 +20,58 @@ from factory.core.errors import FactoryError
 # recorded with every exported model.
 SCALE, OFFSET = 1.0 / 128, -1.0
 
-# The one way the factory brings an image to a model's input size, stated in every model card.
-RESIZE_POLICY = ("convert to RGB; centre-crop to a square (the shorter side); resize to the model's "
-                 "resolution with PIL's Image.resize(size, Image.Resampling.BILINEAR), which is "
-                 "antialiased when shrinking (the filter widens with the scale factor); keep uint8 pixels")
+# How an image that is not square becomes one, before the resize to the model's resolution.
+RESIZE_POLICIES = {
+    "crop": "centre-crop to a square (the shorter side)",
+    "stretch": "no crop: the whole image is stretched to a square",
+    "pad": "pad to a square (the longer side) with black bars on both sides, the image centred",
+}
+DEFAULT_RESIZE = "crop"
+# Files a class folder may hold; anything else (and hidden files) is skipped, and counted.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def resize_image(image, size: int) -> np.ndarray:
-    """One image (a PIL image or an HxWx3 uint8 array) as a ``size`` x ``size`` x 3 uint8 array."""
-    from PIL import Image
+def resize_policy(policy: str = DEFAULT_RESIZE) -> str:
+    """The one way the factory brings an image to a model's input size, in words: every model card states it."""
+    if policy not in RESIZE_POLICIES:
+        raise FactoryError(f"resize policy {policy!r} is not one of {sorted(RESIZE_POLICIES)}")
+    return (f"apply the EXIF orientation; convert to RGB (an alpha channel composited on white, the first frame of "
+            f"an animation); {RESIZE_POLICIES[policy]}; resize to the model's resolution with PIL's "
+            "Image.resize(size, Image.Resampling.BILINEAR), which is antialiased when shrinking (the filter widens "
+            "with the scale factor); keep uint8 pixels")
+
+
+def resize_image(image, size: int, policy: str = "crop") -> np.ndarray:
+    """One image (a PIL image or an HxWx3 uint8 array) as a ``size`` x ``size`` x 3 uint8 array.
+
+    ``policy``: ``crop`` (centre-crop to a square), ``stretch`` or ``pad`` (black bars)."""
+    from PIL import Image, ImageOps
 
     if not isinstance(image, Image.Image):
         image = Image.fromarray(np.asarray(image, dtype=np.uint8))
-    image = image.convert("RGB")
+    image = ImageOps.exif_transpose(image)  # a phone's photo stored sideways with a rotation tag
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    image = image.convert("RGB")  # greyscale, palette, CMYK, 16-bit
     w, h = image.size
-    side = min(w, h)
-    if w != h:
+    if w != h and policy == "crop":
+        side = min(w, h)
         left, top = (w - side) // 2, (h - side) // 2
         image = image.crop((left, top, left + side, top + side))
-    if side != size:
+    elif w != h and policy == "pad":
+        side = max(w, h)
+        square = Image.new("RGB", (side, side), (0, 0, 0))
+        square.paste(image, ((side - w) // 2, (side - h) // 2))
+        image = square
+    if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """A batch of uint8 images resized by :func:`resize_image` (returned as is when already that size)."""
+    """A batch of square uint8 images resized by :func:`resize_image` (returned as is when already that size)."""
     if images.shape[1:3] == (size, size):
         return images
     return np.stack([resize_image(image, size) for image in images]) if len(images) else \
@@ -72,9 +100,15 @@ def split(x, y, fraction, seed):
         ) from None
 
 
-def list_images(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[list[Path]]]:
-    """The class names (sorted) of ``root/<class>/`` and each class's files, checked without decoding:
-    at least two classes, none empty, the same classes as ``classes`` when given (a test folder)."""
+def is_image_file(path: Path) -> bool:
+    """What a class folder's listing keeps: visible files with an image suffix."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[list[Path]], int]:
+    """The class names (sorted) of ``root/<class>/``, each class's image files (sorted) and how many other
+    files were skipped (hidden, or not images by their suffix), checked without decoding: at least two
+    classes, none without images, the same classes as ``classes`` when given (a test folder)."""
     if not root.is_dir():
         raise FactoryError(f"{root} is not a folder: put images in {root}/<class>/")
     dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -88,12 +122,26 @@ def list_images(root: Path, classes: list[str] | None = None) -> tuple[list[str]
         )
     if len(dirs) < 2:
         raise FactoryError(f"{root} has one class ({names[0]}): a classifier needs at least 2 class subfolders")
-    files = []
+    files, skipped = [], 0
     for d in dirs:
-        files.append(sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")))
+        listing = sorted(p for p in d.iterdir() if p.is_file())
+        files.append([p for p in listing if is_image_file(p)])
+        skipped += len(listing) - len(files[-1])
         if not files[-1]:
-            raise FactoryError(f"class folder {d} has no images: add images or remove the folder")
-    return names, files
+            raise FactoryError(f"class folder {d} has no images ({', '.join(IMAGE_SUFFIXES)}): add images or remove "
+                               "the folder")
+    return names, files, skipped
+
+
+def class_warnings(names: list[str], counts: list[int]) -> list[str]:
+    """What a user should hear about a folder's balance: classes under 10 images, a 10x imbalance."""
+    out = [f"class {name} has only {n} images: its accuracy will be noisy; add images"
+           for name, n in zip(names, counts) if n < 10]
+    if max(counts) >= 10 * min(counts):
+        big, small = names[int(np.argmax(counts))], names[int(np.argmin(counts))]
+        out.append(f"classes are imbalanced {max(counts) // min(counts)}x ({big} {max(counts)}, {small} "
+                   f"{min(counts)} images): the model will favour {big}; add images of the small classes")
+    return out
 
 
 DIGITS_CLASSES = [str(c) for c in range(10)]
@@ -128,28 +176,47 @@ def check_folder(root: Path) -> list[str]:
     return list_images(root)[0]
 
 
-def decode_folder(root: Path, classes: list[str] | None = None):
-    """Every image under ``root/<class>/`` as one uint8 array, labels, class names (sorted)."""
-    names, files = list_images(root, classes)
+def decode_image(path: Path, size: int, policy: str = DEFAULT_RESIZE) -> np.ndarray:
+    """An image file as a ``size`` x ``size`` RGB uint8 array, by ``resize_image`` with ``policy``."""
     from PIL import Image, UnidentifiedImageError
 
-    images, labels, first = [], [], None
-    for label, paths in enumerate(files):
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return resize_image(im, size, policy)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise FactoryError(f"{path} is not a decodable image ({', '.join(IMAGE_SUFFIXES)}): remove or replace it") \
+            from None
+
+
+def decode_files(paths: list[Path], size: int, policy: str = DEFAULT_RESIZE) -> np.ndarray:
+    """Image files as one ``(N, size, size, 3)`` uint8 array."""
+    out = np.zeros((len(paths), size, size, 3), np.uint8)
+    for i, path in enumerate(paths):
+        out[i] = decode_image(path, size, policy)
+    return out
+
+
+def decode_folder(root: Path, classes: list[str] | None = None, size: int | None = None,
+                  policy: str = DEFAULT_RESIZE):
+    """Every image under ``root/<class>/`` brought to ``size`` x ``size`` by ``policy``, as one uint8 array;
+    labels, class names (sorted), files in that order and how many files were skipped.
+
+    Without ``size``, the images must already share one square size (they are kept as they are)."""
+    names, files, skipped = list_images(root, classes)
+    paths = [path for class_files in files for path in class_files]
+    labels = np.asarray([label for label, class_files in enumerate(files) for _ in class_files], np.int32)
+    if size is None:
+        from PIL import Image
+
+        sizes = {}
         for path in paths:
-            try:
-                with Image.open(path) as im:
-                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            except (UnidentifiedImageError, OSError, ValueError):
-                raise FactoryError(
-                    f"{path} is not a decodable image (JPEG, PNG, BMP or GIF): remove or replace it"
-                ) from None
-            if first is None:
-                first = (path, arr.shape)
-            elif arr.shape != first[1]:
-                raise FactoryError(
-                    f"images must all have one size: {path} is {arr.shape[1]}x{arr.shape[0]} but "
-                    f"{first[0]} is {first[1][1]}x{first[1][0]}; resize the folder to one size first"
-                )
-            images.append(arr)
-            labels.append(label)
-    return np.stack(images), np.asarray(labels, np.int32), names
+            with contextlib.suppress(OSError, ValueError, SyntaxError), Image.open(path) as im:
+                sizes.setdefault(im.size, path)
+        if len(sizes) > 1 or any(w != h for w, h in sizes):
+            (a, pa), (b, pb) = (list(sizes.items()) * 2)[:2]
+            raise FactoryError(f"images of {root} are not all one square size ({pa} is {a[0]}x{a[1]}, {pb} is "
+                               f"{b[0]}x{b[1]}): give an image size to bring them to (the CLI uses the space's "
+                               "largest resolution)")
+        size = next(iter(sizes))[0] if sizes else 1
+    return decode_files(paths, size, policy), labels, names, paths, skipped
