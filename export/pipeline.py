@@ -16,7 +16,6 @@ import collections
 import dataclasses
 import datetime
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -36,13 +35,13 @@ from export.quantize import dequantized, float_operators, io_operators, operator
     quantize_model, wrapped
 from factory.core.backend import keras
 from factory.core.convert import convert
-from factory.training.data import OFFSET, SCALE, make_dataset, normalize, test_split_code, test_split_description
 from factory.core.errors import FactoryError
-from factory.training.portable.images import resize_policy
 from factory.nas.extract import extract
 from factory.nas.space import SubnetConfig
 from factory.nas.supernet import Supernet
-from factory.training.data import ImageData
+from factory.training.data import (OFFSET, SCALE, ImageData, make_dataset, normalize, test_split_code,
+                                   test_split_description)
+from factory.training.portable.images import resize_policy
 from latency_tables.table import LatencyTable, rebuild_hint, tool_versions
 
 
@@ -244,7 +243,7 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
         "io_operators": io_operators(content) if precision == "int8" else [],
         "onnx": onnx,
         "metadata": {"author": config.author, "license": config.license, "labels_file": "labels.txt"},
-        "training": {"data": source.name, "supernet_epochs": supernet_epochs, **asdict(config),
+        "training": {"data": source.name, "supernet_epochs": supernet_epochs, **dataclasses.asdict(config),
                      "formats": list(config.formats),
                      "qat_epochs_run": epochs_run, "distilled": teacher is not None},
     }
