@@ -5,7 +5,8 @@
 
 Each runs top to bottom in a fresh kernel from the repository root (its relative paths,
 ``runs/...``, land there); the file is replaced only when every cell ran (temp file, then
-rename). ``03_android`` needs a phone on adb: it is stored without outputs, since none was
+rename). Run it alone: the notebooks measure latencies, which other work on the machine
+slows. ``03_android`` needs a phone on adb: it is stored without outputs, since none was
 attached here (``tests/test_notebooks.py`` runs it against the adb double).
 """
 
