@@ -37,7 +37,7 @@ from bench.common import run
 from factory.core.errors import FactoryError
 from factory.core.files import atomic_file, read_json, write_json
 from factory.training.portable.augment import random_crop_flip
-from factory.training.portable.images import OFFSET, SCALE, decode_folder, resize_images, split
+from factory.training.portable.images import DEFAULT_RESIZE, OFFSET, SCALE, decode_folder, resize_images, split
 from factory.training.portable.recipe import TrainConfig, loss, make_optimizer, recalibrate_batch_norm
 
 
@@ -73,7 +73,8 @@ def checksum(images: np.ndarray) -> str:
 def training_images(plan: dict, root: Path):
     """The plan's training split of the folder ``root``, checked against the plan's checksum."""
     data = plan["data"]
-    x, y, classes, _, _ = decode_folder(root / "train", size=data.get("decoded_size"), policy=data.get("resize", "crop"))
+    x, y, classes, _, _ = decode_folder(root / "train", size=data.get("decoded_size"),
+                                        policy=data.get("resize", DEFAULT_RESIZE))
     x_train, _, y_train, _ = split(x, y, data["val_fraction"], data["seed"])
     if classes != data["classes"] or checksum(x_train) != data["train_sha256"]:
         raise FactoryError(f"{root}: its training split differs from the plan's (classes or pixels): "

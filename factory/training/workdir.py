@@ -7,6 +7,7 @@ from pathlib import Path
 from factory.core.errors import FactoryError
 from factory.core.files import read_json, write_json
 from factory.nas.space import SearchSpace, SubnetConfig, load_space, space_document
+from factory.training.portable.images import DEFAULT_RESIZE
 
 
 class Workdir:
@@ -153,7 +154,7 @@ class Workdir:
         if not spec:
             raise FactoryError(f"{self.data_file} does not say where its data came from: pass --data")
         loaded = load_data(spec, seed=recorded.get("seed", 0), image_size=recorded.get("image_size"),
-                           resize=recorded.get("resize", "crop"))
+                           resize=recorded.get("resize", DEFAULT_RESIZE))
         if loaded.class_names != recorded["classes"]:
             raise FactoryError(f"{spec} has classes {loaded.class_names}, {self.path} was trained on "
                                f"{recorded['classes']}: pass the training data")
