@@ -82,6 +82,18 @@ def check_complete(doc: dict, space: SearchSpace, source: str):
                            f"{doc['device']['name']} --space {space.name} --table {source}`")
 
 
+def read_table(path: str | Path, space: SearchSpace, profile: DeviceProfile | None) -> dict:
+    """A table file's document, refused unless it is a finished table of ``space`` (and ``profile``)."""
+    if not Path(path).exists():
+        device = profile.name if profile else "DEVICE"
+        raise FactoryError(f"there is no latency table at {path}: measure one with `factory table build --device "
+                           f"{device} --space {space.name}` (or pass --table)")
+    doc = read_json(path)
+    check_compatible(doc, space, profile, str(path))
+    check_complete(doc, space, str(path))
+    return doc
+
+
 def rebuild_hint(space: SearchSpace, profile: DeviceProfile) -> str:
     return (f"measure a table here with `factory table build --device {profile.name} --space {space.name} "
             f"--table NEW.json` and pass `--table NEW.json`")
@@ -116,9 +128,7 @@ class LatencyTable:
     def load(cls, path: str | Path, space: SearchSpace, profile: DeviceProfile | None = None) -> "LatencyTable":
         """Load a table, refusing one of another space, device or precision, one not finished, and a
         host table measured on another CPU than this machine's (a phone's is checked where it is attached)."""
-        doc = read_json(path)
-        check_compatible(doc, space, profile, str(path))
-        check_complete(doc, space, str(path))
+        doc = read_table(path, space, profile)
         if profile is not None and profile.runner == "host":
             check_host_hardware(doc, space, profile, str(path))
         return cls(doc, space, str(path))

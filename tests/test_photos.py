@@ -10,8 +10,7 @@ from factory.core.errors import FactoryError
 from factory.training import data as datasets
 from factory.training.data import load_data, load_folder
 from factory.training.portable.images import RESIZE_POLICIES, resize_image
-
-EXIF_ORIENTATION = 0x0112
+from helpers import EXIF_ORIENTATION, write_photos
 
 
 def halves(w, h):
@@ -20,41 +19,6 @@ def halves(w, h):
     a[:, : w // 2] = (255, 0, 0)
     a[:, w // 2:] = (0, 0, 255)
     return Image.fromarray(a)
-
-
-def write_photos(root, n=6):
-    """Two classes of photos no two alike: sizes, aspect ratios, formats, modes, EXIF tags; a hidden file and a
-    text file beside them."""
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(("cat", "dog")):
-        folder = root / name
-        folder.mkdir(parents=True)
-        for i in range(n):
-            w, h = int(rng.integers(20, 90)), int(rng.integers(20, 90))
-            pixels = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-            pixels[..., c] = 255  # a class's colour, so a model can learn it
-            image = Image.fromarray(pixels)
-            kind = i % 6
-            if kind == 0:
-                image.save(folder / f"{i}.jpg", quality=95)
-            elif kind == 1:
-                image.convert("L").save(folder / f"{i}.png")
-            elif kind == 2:
-                rgba = image.convert("RGBA")
-                rgba.putalpha(128)
-                rgba.save(folder / f"{i}.PNG")
-            elif kind == 3:
-                exif = Image.Exif()
-                exif[EXIF_ORIENTATION] = 6  # stored sideways, shown rotated
-                image.save(folder / f"{i}.jpeg", exif=exif)
-            elif kind == 4:
-                image.convert("P").save(folder / f"{i}.gif")
-            else:
-                image.save(folder / f"{i}.webp")
-        image.convert("CMYK").save(folder / "cmyk.jpg")
-        image.save(folder / "plain.bmp")
-        (folder / ".DS_Store").write_bytes(b"\0\0")
-        (folder / "notes.txt").write_text("taken on holiday")
 
 
 def test_a_mixed_folder_loads_at_one_size_with_its_skips_counted(tmp_path, capsys):

@@ -127,12 +127,9 @@ def _table(args):
 def _show_table(path, space, profile):
     """What a table was measured on, its correction, and which budgets its subnets can meet."""
     from devices.hardware import describe
-    from factory.core.files import read_json
-    from latency_tables.table import LatencyTable, check_compatible, check_complete, check_host_hardware
+    from latency_tables.table import LatencyTable, check_host_hardware, read_table
 
-    doc = read_json(path)
-    check_compatible(doc, space, profile, str(path))
-    check_complete(doc, space, str(path))
+    doc = read_table(path, space, profile)
     table = LatencyTable(doc, space, str(path))
     c = table.correction
     rows = [("table", str(path)), ("space", f"{space.name} ({space.fingerprint})"),

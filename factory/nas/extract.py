@@ -49,7 +49,16 @@ def build_subnet_model(space: SearchSpace, subnet: SubnetConfig, num_classes: in
 
 
 def stem(x, space: SearchSpace):
-    return _conv_bn_act(x, space.stem_channels, 3, space.stem_stride, "hard_swish", "stem")
+    """The stem convolution, then MobileNetV3's fixed first block when the space has one."""
+    x = _conv_bn_act(x, space.stem_channels, 3, space.stem_stride, "hard_swish", "stem")
+    if not space.stem_block:
+        return x
+    h = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="stem_block_depthwise")(x)
+    h = keras.layers.BatchNormalization(name="stem_block_depthwise_bn", **_BN)(h)
+    h = _activation("relu", "stem_block_depthwise_act")(h)
+    h = keras.layers.Conv2D(space.stem_channels, 1, use_bias=False, name="stem_block_project")(h)
+    h = keras.layers.BatchNormalization(name="stem_block_project_bn", **_BN)(h)
+    return keras.layers.Add(name="stem_block_add")([x, h])
 
 
 def mbconv(x, block: BlockSpec, kernel_size: int, expand_ratio: int, se_channels: int, p: str,
@@ -96,6 +105,9 @@ def extract(supernet, subnet: SubnetConfig, name: str = "subnet", fold_gate: boo
     layer = model.get_layer
     layer("stem_conv").set_weights([supernet.stem.kernel.numpy()])
     layer("stem_bn").set_weights(supernet.stem.bn.export())
+    if space.stem_block:
+        for role, values in supernet.stem_block.export().items():
+            layer(f"stem_block_{role}").set_weights(values)
     by_name = {b.name: b for b in supernet.blocks}
     for block, k, e in subnet.blocks(space):
         p = f"stage{block.stage}_block{block.index}"

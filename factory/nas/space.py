@@ -1,6 +1,7 @@
 """The search space and the subnets in it.
 
-A :class:`SearchSpace` is a MobileNetV3-style network: a stem convolution, stages of
+A :class:`SearchSpace` is a MobileNetV3-style network: a stem convolution (optionally
+followed by MobileNetV3's fixed depthwise-separable first block), stages of
 inverted-residual (MBConv) blocks, a 1x1 head expansion, pooling and a classifier.
 Every block position has a kernel choice and an expand-ratio choice, every stage a
 depth choice, and the input has a resolution choice. A :class:`SubnetConfig` is one
@@ -80,6 +81,7 @@ class SearchSpace:
     depths: tuple[int, ...] = (2, 3, 4)
     stem_width: int = 16
     stem_stride: int = 2
+    stem_block: bool = False  # MobileNetV3's fixed first block after the stem: 3x3 depthwise, ReLU, 1x1, residual
     head_width: int = 384
     feature_width: int = 512
     width_multiplier: float = 1.0
@@ -158,7 +160,12 @@ class SearchSpace:
 
     # ------------------------------------------------------------ identity
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The definition; ``stem_block`` only when set, so spaces defined before it keep their fingerprints
+        (and the latency tables and work directories that record them stay valid)."""
+        data = dataclasses.asdict(self)
+        if not self.stem_block:
+            del data["stem_block"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "SearchSpace":
@@ -230,7 +237,10 @@ class SearchSpace:
         def bn(c):
             return 4 * c
 
-        total = 27 * self.stem_channels + bn(self.stem_channels)
+        c = self.stem_channels
+        total = 27 * c + bn(c)
+        if self.stem_block:
+            total += 9 * c + bn(c) + c * c + bn(c)
         for block, k, e in subnet.blocks(self):
             h = block.in_channels * e
             total += block.in_channels * h + bn(h) + k * k * h + bn(h)
@@ -413,7 +423,25 @@ TINY = SearchSpace(
     feature_width=32,
 )
 
-SPACES = {space.name: space for space in (DEFAULT, RES64, TINY)}
+MOBILENETV3 = SearchSpace(
+    name="mobilenetv3",
+    # OFA's MobileNetV3-Large space at phone resolutions (for training on GPUs): stem 16 and a fixed first
+    # block, five elastic stages with squeeze-excite in the 2nd, 4th and 5th, ReLU then hard-swish, head 960
+    # then 1280 features. At 224 the stages run at 56x56 -> 7x7.
+    stages=(
+        StageSpec(24, 2, "relu", False),
+        StageSpec(40, 2, "relu", True),
+        StageSpec(80, 2, "hard_swish", False),
+        StageSpec(112, 1, "hard_swish", True),
+        StageSpec(160, 2, "hard_swish", True),
+    ),
+    resolutions=(128, 160, 192, 224),
+    stem_block=True,
+    head_width=960,
+    feature_width=1280,
+)
+
+SPACES = {space.name: space for space in (DEFAULT, RES64, MOBILENETV3, TINY)}
 
 
 def get_space(name_or_path: str | SearchSpace) -> SearchSpace:

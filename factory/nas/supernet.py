@@ -13,7 +13,7 @@ import numpy as np
 
 from factory.nas.activations import hard_swish
 from factory.core.backend import keras, tf
-from factory.nas.layers import ConvBN, ElasticMBConv
+from factory.nas.layers import ConvBN, ElasticMBConv, StemBlock
 from factory.nas.space import SearchSpace, SubnetConfig
 
 
@@ -39,6 +39,8 @@ class Supernet(keras.Model):
         self.seed = seed
         sp = self.space
         self.stem = ConvBN(3, sp.stem_channels, 3, sp.stem_stride, "hard_swish", name="stem")
+        self.stem_block = (StemBlock(sp.stem_channels, zero_init_residual, name="stem_block")
+                           if sp.stem_block else None)
         self.blocks = [
             ElasticMBConv(
                 b.in_channels, b.out_channels, b.stride, b.activation, b.se,
@@ -66,7 +68,7 @@ class Supernet(keras.Model):
 
     def _build_weights(self):
         """Create every variable eagerly, so subnet branches inside the graph never do."""
-        for layer in [self.stem, *self.blocks, self.head]:
+        for layer in [self.stem, *([self.stem_block] if self.stem_block else []), *self.blocks, self.head]:
             layer.build(None)
         self.features.build((None, self.space.head_channels))
         self.classifier.build((None, self.space.feature_channels))
@@ -79,6 +81,8 @@ class Supernet(keras.Model):
         m = self.space.max_depth
         _, depths, kernels, expands = self.space.split(subnet)
         x = self.stem(images, training=training, rate=rate)
+        if self.stem_block is not None:
+            x = self.stem_block(x, training=training, rate=rate)
         for pos, block in enumerate(self.blocks):
             s, i = divmod(pos, m)
 
