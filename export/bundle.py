@@ -240,9 +240,16 @@ slightly from the card's when shrinking much):
 
 ## How it was made
 - subnet: `{json.dumps(card['subnet'])}`
-- supernet search space {card['space']['name']} (fingerprint {card['space']['fingerprint']}), trained {card['training']['supernet_epochs']} epochs on {card['training']['data']}
+- supernet search space {card['space']['name']} (fingerprint {card['space']['fingerprint']}), trained {card['training']['supernet_epochs']} epochs on {card['training']['data']}{_transfer(card['training'].get('supernet_init_from'))}
 - quantization-aware fine-tuning: {card['training']['qat_epochs_run']} epoch(s){', distilled from the largest subnet' if card['training']['distilled'] else ''}
 """
+
+
+def _transfer(init: dict | None) -> str:
+    if not init:
+        return " from random weights"
+    return (f", starting from the supernet of {init['workdir']} (trained {init['epochs']} epochs on {init['data']}, "
+            f"{len(init['classes'])} classes; its classifier replaced)")
 
 
 def _parity(checks: dict) -> str:

@@ -133,11 +133,12 @@ def parity(accuracy: dict, reference: str, shipped: str, agreement: float, confi
 
 def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, profile: DeviceProfile,
                   latency_table: LatencyTable, out: str | Path, *, budget_ms: float | None = None,
-                  config: ExportConfig = ExportConfig(), supernet_epochs: int | None = None,
+                  config: ExportConfig = ExportConfig(), supernet_training: dict | None = None,
                   plot: Callable[[Path, dict], None] | None = None, verbose: int = 2) -> dict:
     """Convert ``subnet`` in the profile's precision, check and measure it; write its bundle to ``out``; return the card.
 
-    ``source`` is the data the supernet was trained on, at its own size; ``plot(png, result)``,
+    ``source`` is the data the supernet was trained on, at its own size; ``supernet_training`` what its training
+    recorded (epochs, and ``init_from``: the supernet it was transferred from); ``plot(png, result)``,
     when given, draws the bundle's Pareto PNG with ``result`` (subnet, validation accuracy, budget)."""
     space = supernet.space
     subnet.validate(space)
@@ -243,7 +244,8 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
         "io_operators": io_operators(content) if precision == "int8" else [],
         "onnx": onnx,
         "metadata": {"author": config.author, "license": config.license, "labels_file": "labels.txt"},
-        "training": {"data": source.name, "supernet_epochs": supernet_epochs, **dataclasses.asdict(config),
+        "training": {"data": source.name, "supernet_epochs": (supernet_training or {}).get("epochs"),
+                     "supernet_init_from": (supernet_training or {}).get("init_from"), **dataclasses.asdict(config),
                      "formats": list(config.formats),
                      "qat_epochs_run": epochs_run, "distilled": teacher is not None},
     }

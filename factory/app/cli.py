@@ -19,11 +19,11 @@ from export.config import ExportConfig
 from factory.core.errors import FactoryError, fault_line
 from factory.core.files import writable_dir
 from factory.training.portable.images import DEFAULT_RESIZE, RESIZE_POLICIES, check_data
-from factory.training.portable.recipe import TrainConfig
+from factory.training.portable.recipe import TRANSFER_DEFAULTS, TrainConfig
 from factory.nas.space import SPACES, get_space
 from factory.search.evolution import EvolutionConfig
 from factory.search.strategies import STRATEGIES, SearchConfig
-from factory.training.workdir import Workdir, load_subnet
+from factory.training.workdir import Workdir, load_subnet, transfer_source
 from latency_tables.table import CALIBRATE_N, MIN_CALIBRATION, check_calibration_n
 
 
@@ -50,12 +50,24 @@ def _trained(args) -> Workdir:
     return Workdir(args.workdir).check_trained()
 
 
+def _space_and_recipe(args) -> tuple:
+    """The space and training settings of train and make: with --init-from, the source's space unless --space
+    says otherwise (then they must be equal) and the transfer schedule unless --epochs or --learning-rate say."""
+    source = transfer_source(args.init_from) if args.init_from else None
+    space = source.space() if source and not args.space else get_space(args.space or "default")
+    given = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", getattr(args, "learning_rate", None)),
+                               ("batch_size", args.batch_size), ("n_random", getattr(args, "n_random", None)),
+                               ("seed", args.seed)) if v is not None}
+    if source is None:
+        return space, TrainConfig(**given)
+    transfer_source(source.path, space)
+    return space, TrainConfig.transfer(str(source.path.resolve()), **given)
+
+
 def _train(args):
     check_data(args.data)
-    space = get_space(args.space)
+    space, config = _space_and_recipe(args)
     workdir = Workdir(writable_dir(args.workdir, "--workdir"))
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, n_random=args.n_random, seed=args.seed)
 
     from factory.core.backend import tf
     from factory.training.data import load_data
@@ -66,7 +78,7 @@ def _train(args):
         "mirrored": tf.distribute.MirroredStrategy,
         "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
     }[args.distribute]
-    data = load_data(args.data, seed=args.seed, image_size=space.resolutions[-1], resize=args.resize)
+    data = load_data(args.data, seed=config.seed, image_size=space.resolutions[-1], resize=args.resize)
     print(f"data {data.name}: {len(data.y_train)} train / {len(data.y_val)} val / "
           f"{len(data.y_test)} test images, {data.num_classes} classes")
     train_supernet(data, space, workdir, config, strategy=strategy() if strategy else None)
@@ -187,7 +199,7 @@ def _export_config(args):
                         max_drop_points=args.max_drop, min_agreement=args.min_agreement,
                         allow_float_ops=args.allow_float_ops, io=args.io,
                         formats=tuple(dict.fromkeys(["tflite", *args.format])), author=args.author,
-                        license=args.license, seed=args.seed)
+                        license=args.license, seed=EXPORT.seed if args.seed is None else args.seed)
 
 
 def _export(args):
@@ -212,13 +224,13 @@ def _export(args):
 
 def _make(args):
     workdir = Workdir(writable_dir(args.workdir, "--workdir"))
-    space = None
+    space, train = None, TrainConfig()
     if not workdir.trained:  # a trained work directory knows its own data and space
         check_data(args.data)
-        space = get_space(args.space)
+        space, train = _space_and_recipe(args)
     profiles = _profiles(args.device)
-    train, export = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed), _export_config(args)
-    search = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, seed=args.seed)
+    export = _export_config(args)
+    search = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, seed=TRAIN.seed if args.seed is None else args.seed)
     from factory.app.make import make
 
     make(args.data, profiles, args.budget_ms, workdir, space=space, train=train, search=search, export=export,
@@ -326,6 +338,23 @@ def _resize_option(parser):
                              "in the work directory and the model card")
 
 
+def _space_option(parser):
+    parser.add_argument("--space", help=SPACE_HELP + " (default: default, or the --init-from supernet's)")
+
+
+def _recipe_options(parser):
+    """Supernet training options of train and make; left unset, TrainConfig's (or the transfer schedule's)."""
+    parser.add_argument("--init-from", metavar="WORKDIR",
+                        help="start from the supernet trained in WORKDIR (same space, other data): every weight but "
+                             "the classifier, which is new for this data's classes; a shorter schedule at a lower "
+                             "learning rate by default")
+    parser.add_argument("--epochs", type=POSITIVE_INT,
+                        help=f"supernet training epochs (default {TRAIN.epochs}, "
+                             f"{TRANSFER_DEFAULTS['epochs']} with --init-from)")
+    parser.add_argument("--batch-size", type=POSITIVE_INT, help=f"default {TRAIN.batch_size}")
+    parser.add_argument("--seed", type=int, help=f"default {TRAIN.seed}")
+
+
 def _search_options(parser):
     parser.add_argument("--strategy", choices=STRATEGIES, default=SEARCH.strategy)
     parser.add_argument("--n-eval", type=_number(int, 10, False), default=SEARCH.n_eval,
@@ -345,13 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = command("train", "train a supernet with the sandwich rule")
     train.add_argument("--data", default="digits",
                        help="'digits' (offline default), 'cifar10' (downloads) or an image folder")
-    train.add_argument("--space", default="default", help=SPACE_HELP)
+    _space_option(train)
     _resize_option(train)
-    train.add_argument("--epochs", type=POSITIVE_INT, default=TRAIN.epochs)
-    train.add_argument("--batch-size", type=POSITIVE_INT, default=TRAIN.batch_size)
-    train.add_argument("--learning-rate", type=POSITIVE, default=TRAIN.learning_rate)
-    train.add_argument("--n-random", type=COUNT, default=TRAIN.n_random, help="random subnets per step")
-    train.add_argument("--seed", type=int, default=TRAIN.seed)
+    _recipe_options(train)
+    train.add_argument("--learning-rate", type=POSITIVE,
+                       help=f"peak learning rate (default {TRAIN.learning_rate:g}, "
+                            f"{TRANSFER_DEFAULTS['learning_rate']:g} with --init-from)")
+    train.add_argument("--n-random", type=COUNT, help=f"random subnets per step (default {TRAIN.n_random})")
     train.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
                        help="tf.distribute strategy: several GPUs (mirrored) or machines (multiworker)")
     train.add_argument("--workdir", required=True)
@@ -399,14 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--device", nargs="+", required=True)
     make.add_argument("--budget-ms", nargs="+", type=POSITIVE, required=True)
     make.add_argument("--workdir", required=True)
-    make.add_argument("--space", default="default", help=SPACE_HELP)
+    _space_option(make)
     _resize_option(make)
-    make.add_argument("--epochs", type=POSITIVE_INT, default=TRAIN.epochs, help="supernet training epochs")
-    make.add_argument("--batch-size", type=POSITIVE_INT, default=TRAIN.batch_size)
+    _recipe_options(make)
     _search_options(make)
     make.add_argument("--calibrate-n", type=COUNT, default=CALIBRATE_N,
                       help=f"whole subnets measured to calibrate a table make builds (under {MIN_CALIBRATION}: none)")
-    make.add_argument("--seed", type=int, default=TRAIN.seed)
     _export_options(make)
     make.set_defaults(run=_make)
 

@@ -97,4 +97,4 @@ def export_workdir(workdir: Workdir, subnet: SubnetConfig, profile: DeviceProfil
         pareto_plot(workdir, table, png, chosen=[result], size=(4.5, 3.2))
 
     return export_subnet(workdir.supernet(), subnet, workdir.data(data), profile, table, out, budget_ms=budget_ms,
-                         config=config, supernet_epochs=workdir.training()["epochs"], plot=plot, verbose=verbose)
+                         config=config, supernet_training=workdir.training(), plot=plot, verbose=verbose)

@@ -14,7 +14,7 @@ from factory.core.errors import FactoryError
 from factory.training.portable.recipe import TrainConfig, loss, make_optimizer, recalibrate_batch_norm
 from factory.nas.space import SearchSpace, SubnetConfig
 from factory.nas.supernet import Supernet
-from factory.training.workdir import Workdir
+from factory.training.workdir import Workdir, transfer_source
 
 
 class SortChannels(keras.callbacks.Callback):
@@ -78,6 +78,18 @@ def _check_workdir(workdir: Workdir, space: SearchSpace, data: ImageData, config
             )
 
 
+def transfer_weights(source: Supernet, target: Supernet) -> int:
+    """Copy every weight of ``source`` into ``target`` but the classifier's, which stays freshly initialised for
+    the new classes; the batch-norm statistics come too (every subnet is recalibrated before use anyway).
+    Returns the number of weights copied."""
+    copied = 0
+    for mine, theirs in zip(target.layers, source.layers):
+        if mine.name != "classifier" and mine.weights:
+            mine.set_weights(theirs.get_weights())
+            copied += len(mine.weights)
+    return copied
+
+
 def build_supernet(space: SearchSpace, num_classes: int, config: TrainConfig) -> Supernet:
     return Supernet(space, num_classes, n_random=config.n_random,
                     label_smoothing=config.label_smoothing,
@@ -94,6 +106,7 @@ def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
     """
     data = data.resized(space.resolutions[-1])
     _check_workdir(workdir, space, data, config)
+    source = transfer_source(config.init_from, space) if config.init_from else None
     if workdir.trained:
         done = workdir.training()["epochs"]
         if done >= config.epochs:
@@ -112,6 +125,14 @@ def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
     with strategy.scope():
         supernet = build_supernet(space, data.num_classes, config)
         supernet.compile(optimizer=make_optimizer(config, steps))
+    init = None
+    if source is not None:  # an interrupted run's backup, restored by fit, overrides these weights
+        origin = source.data_record()
+        init = {"workdir": str(source.path.resolve()), "data": origin.get("name"), "classes": origin.get("classes"),
+                "epochs": source.training()["epochs"]}
+        transfer_weights(source.supernet(), supernet)
+        print(f"starting from the supernet of {source} ({init['epochs']} epochs on {init['data']}, "
+              f"{len(init['classes'])} classes); the classifier is new, for {data.num_classes} classes", flush=True)
     backup = workdir.backup_dir
     if backup.is_dir() and any(backup.iterdir()):
         if not _has_checkpoint(backup):  # killed (or out of disk) while saving the first epoch
@@ -138,7 +159,8 @@ def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
         supernet.recalibrate(subnet, calibration_batches(data, config))
         accuracy[label] = supernet.evaluate_subnet(subnet, val)
     workdir.save_supernet(supernet, {"epochs": config.epochs, "seconds_this_run": round(seconds, 1),
-                                     "val_accuracy_recalibrated": accuracy, "space_fingerprint": space.fingerprint})
+                                     "val_accuracy_recalibrated": accuracy, "space_fingerprint": space.fingerprint,
+                                     "init_from": init})
     print(f"val accuracy after BN recalibration: largest {accuracy['largest']:.4f}, "
           f"smallest {accuracy['smallest']:.4f}")
     return supernet

@@ -188,6 +188,18 @@ class Workdir:
         write_json(self.training_file, record)
 
 
+def transfer_source(path: str | Path, space: SearchSpace | None = None) -> Workdir:
+    """The work directory a transfer (``--init-from``) starts from, refused unless it holds a trained supernet
+    (of ``space``, when given: weights only transfer between equal spaces)."""
+    source = Workdir(path).check_trained()
+    recorded = source.space()
+    if space is not None and recorded.fingerprint != space.fingerprint:
+        raise FactoryError(f"--init-from {source} holds a supernet of space {recorded.name} ({recorded.fingerprint}), "
+                           f"not {space.name} ({space.fingerprint}): transfer needs the same space; pass --space "
+                           f"{recorded.name} or a source trained in {space.name}")
+    return source
+
+
 def load_subnet(path: str | Path) -> tuple[SubnetConfig, float | None]:
     """A SubnetConfig from a `factory search` result or a SubnetConfig JSON, with its budget if any."""
     doc = read_json(path)

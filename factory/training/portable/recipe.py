@@ -30,10 +30,21 @@ class TrainConfig:
     sort_channels: bool = True
     calibration_images: int = 2000
     seed: int = 0
+    init_from: str = ""  # a trained work directory of the same space: start from its weights, all but the classifier
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.n_random < 0:
             raise FactoryError("epochs and batch size must be at least 1 and n_random at least 0")
+
+    @classmethod
+    def transfer(cls, init_from: str, **overrides) -> "TrainConfig":
+        """Fine-tuning a trained supernet on new classes: a shorter schedule at a lower rate (the features are
+        there already; the new classifier learns fast), a short warm-up so its first random gradients do not
+        wreck them."""
+        return cls(**{**TRANSFER_DEFAULTS, **overrides, "init_from": init_from})
+
+
+TRANSFER_DEFAULTS = {"epochs": 3, "learning_rate": 0.01, "warmup_epochs": 0.2}
 
 
 def _keras(keras):
