@@ -52,7 +52,7 @@ def test_single_folder_is_split_by_seed(tmp_path):
 ])
 def test_bad_folders_give_one_clear_line(tmp_path, breakage, message):
     root = tmp_path / "data"
-    write_images(root / "train")
+    write_images(root / "train", per_class=10)  # enough for a validation split: only the breakage is wrong
     write_images(root / "test", seed=1)
     bad = {
         "missing": lambda: root.rename(tmp_path / "elsewhere"),

@@ -78,7 +78,8 @@ def _train(args):
         "mirrored": tf.distribute.MirroredStrategy,
         "multiworker": tf.distribute.MultiWorkerMirroredStrategy,
     }[args.distribute]
-    data = load_data(args.data, seed=config.seed, image_size=space.resolutions[-1], resize=args.resize)
+    data = load_data(args.data, seed=config.seed, image_size=space.resolutions[-1], resize=args.resize,
+                     cache=workdir.cache_dir)
     print(f"data {data.name}: {len(data.y_train)} train / {len(data.y_val)} val / "
           f"{len(data.y_test)} test images, {data.num_classes} classes")
     train_supernet(data, space, workdir, config, strategy=strategy() if strategy else None)

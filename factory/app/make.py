@@ -50,7 +50,8 @@ def make(data: str, profiles: list[DeviceProfile], budgets_ms: list[float], work
     if trained:
         print(f"{workdir} already holds a trained supernet ({workdir.training()['epochs']} epochs)")
     else:
-        loaded = load_data(data, seed=train.seed, image_size=space.resolutions[-1], resize=resize)
+        loaded = load_data(data, seed=train.seed, image_size=space.resolutions[-1], resize=resize,
+                           cache=workdir.cache_dir)
         print(f"data {loaded.name}: {len(loaded.y_train)} train / {len(loaded.y_val)} val / "
               f"{len(loaded.y_test)} test images, {loaded.num_classes} classes")
         train_supernet(loaded, space, workdir, train)

@@ -1,15 +1,18 @@
 """Image classification data: an image folder, scikit-learn digits (offline default), or CIFAR-10.
 
-Images are decoded once into uint8 arrays (every file is checked up front, so a bad
-file fails before anything is written) and served by tf.data pipelines with
-random-crop and flip augmentation. A validation split is always carved from the
-training data, never from test: later stages score subnets on it.
+Images are decoded once into uint8 arrays, in memory or, for a folder given a cache
+folder (a work directory's ``cache/``), into ``.npy`` files on disk read a batch at a
+time (``portable.cache``), and served by tf.data pipelines with random-crop and flip
+augmentation. A validation split is always carved from the training data, never from
+test: later stages score subnets on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +22,16 @@ import numpy as np
 from factory.core.backend import tf
 from factory.core.errors import FactoryError
 from factory.training.portable.augment import random_crop_flip
+from factory.training.portable.cache import ImageCache, decode_to_cache
 from factory.training.portable.images import (CIFAR10_CLASSES, DEFAULT_RESIZE, DIGITS_CLASSES, IMAGE_SUFFIXES, OFFSET,
-                                              SCALE, check_folder, class_warnings, decode_files, decode_folder,
-                                              digits_images, resize_images, split)
+                                              SCALE, check_folder, class_warnings, common_size, decode_files,
+                                              digits_images, folder_files, resize_images, split)
 
 
 @dataclass
 class ImageData:
-    """Decoded splits: uint8 ``(N, H, W, 3)`` images and int32 labels."""
+    """Decoded splits: uint8 ``(N, H, W, 3)`` images (arrays, or ``ImageCache`` files read a batch at a time)
+    and int32 labels."""
 
     name: str
     class_names: list[str]
@@ -72,45 +77,59 @@ class ImageData:
         """The same data at ``size`` x ``size`` (``factory.training.portable.images.resize_image``), e.g. a space's largest resolution."""
         if size == self.image_size:
             return self
-        return dataclasses.replace(self, x_train=resize_images(self.x_train, size),
-                                   x_val=resize_images(self.x_val, size), x_test=resize_images(self.x_test, size))
+        return dataclasses.replace(self, x_train=_resized(self.x_train, size), x_val=_resized(self.x_val, size),
+                                   x_test=_resized(self.x_test, size))
+
+
+def _resized(images, size: int):
+    """``resize_images``, chunk by chunk into a cache file beside a cached split."""
+    return images.resized(size) if isinstance(images, ImageCache) else resize_images(images, size)
 
 
 def normalize(images):
     return tf.cast(images, tf.float32) * SCALE + OFFSET
 
 
-def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, *, training: bool,
+def make_dataset(images, labels: np.ndarray, batch_size: int, *, training: bool,
                  flip: bool = True, seed: int = 0) -> tf.data.Dataset:
     """Batches of normalized float images; training adds shuffling, random crops and flips
-    (``portable.augment.random_crop_flip``, the augmentation Keras 3 baselines get too)."""
-    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    (``portable.augment.random_crop_flip``, the augmentation Keras 3 baselines get too).
+
+    Only indices go through tf.data; each batch is read from ``images`` (an array or an ``ImageCache``) when it
+    is needed, in parallel and ahead of the model, so the pipeline never copies the data set into a tensor."""
+    labels = np.asarray(labels, np.int32)
+    ds = tf.data.Dataset.range(len(labels))
     if training:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=training and len(labels) >= batch_size)
-    if training:
-        rng = np.random.default_rng(seed)
+    drop = training and len(labels) >= batch_size
+    ds = ds.batch(batch_size, drop_remainder=drop)
+    rng = np.random.default_rng(seed)
 
-        def augment(x, y):
-            crops = tf.numpy_function(lambda batch: random_crop_flip(batch, rng, flip), [x], tf.uint8, stateful=True)
-            return tf.ensure_shape(crops, x.shape), y
+    def read(index):
+        index = np.sort(index)  # a cache file is read front to back
+        batch = images[index]
+        return (random_crop_flip(batch, rng, flip) if training else batch), labels[index]
 
-        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.map(lambda x, y: (normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    def load(index):
+        x, y = tf.numpy_function(read, [index], (tf.uint8, tf.int32), stateful=training)
+        n = batch_size if drop else None
+        return normalize(tf.ensure_shape(x, (n, *images.shape[1:]))), tf.ensure_shape(y, (n,))
+
+    return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def load_data(spec: str, *, image_size: int | None = None, resize: str = DEFAULT_RESIZE, val_fraction: float = 0.1,
-              test_fraction: float = 0.2, seed: int = 0) -> ImageData:
+              test_fraction: float = 0.2, seed: int = 0, cache: str | os.PathLike | None = None) -> ImageData:
     """``digits``, ``cifar10`` or the path of an image folder, whose images are brought to ``image_size``
-    by ``resize`` (``portable.images.RESIZE_POLICIES``; without a size they must share one square size)."""
+    by ``resize`` (``portable.images.RESIZE_POLICIES``; without a size they must share one square size) and,
+    with ``cache``, decoded once into files there that later loads reuse."""
     if spec == "digits":
         data = _digits(val_fraction, test_fraction, seed)
     elif spec == "cifar10":
         data = _cifar10(val_fraction, seed)
     else:
         data = load_folder(spec, image_size=image_size, resize=resize, val_fraction=val_fraction,
-                           test_fraction=test_fraction, seed=seed)
+                           test_fraction=test_fraction, seed=seed, cache=cache)
         spec = str(Path(spec).expanduser().resolve())
     return dataclasses.replace(data, source=spec)
 
@@ -150,21 +169,25 @@ def _cifar10(val_fraction, seed) -> ImageData:
 
 # ------------------------------------------------------------------ folders
 def load_folder(path: str | os.PathLike, *, image_size: int | None = None, resize: str = DEFAULT_RESIZE,
-                val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0) -> ImageData:
+                val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
+                cache: str | os.PathLike | None = None) -> ImageData:
     """``root/train/<class>/*`` and ``root/test/<class>/*``, or ``root/<class>/*`` split by ``seed``; every image
-    brought to ``image_size`` by ``resize``. Prints the class counts, what was skipped and any imbalance."""
+    brought to ``image_size`` by ``resize``. Prints the class counts, what was skipped and any imbalance.
+
+    The splits are drawn from the file list, then decoded: into memory, or with ``cache`` into one file per split
+    under it (kept for the next load of the same files, size and splits; other cached versions are removed)."""
     root = Path(path).expanduser()
     check_folder(root)
     train_dir, test_dir = root / "train", root / "test"
     test_split = "folder" if train_dir.is_dir() else "fraction"
     if train_dir.is_dir():
-        x_train, y_train, classes, _, skipped = decode_folder(train_dir, size=image_size, policy=resize)
-        x_test, y_test, _, test_files, skipped_test = decode_folder(test_dir, classes, x_train.shape[1], resize)
+        classes, files, y_train, skipped = folder_files(train_dir)
+        _, test_files, y_test, skipped_test = folder_files(test_dir, classes)
         skipped += skipped_test
     else:
-        x, y, classes, files, skipped = decode_folder(root, size=image_size, policy=resize)
+        classes, all_files, y, skipped = folder_files(root)
         train_idx, test_idx, y_train, y_test = split(np.arange(len(y)), y, test_fraction, seed)
-        x_train, x_test, test_files = x[train_idx], x[test_idx], [files[i] for i in test_idx]
+        files, test_files = [all_files[i] for i in train_idx], [all_files[i] for i in test_idx]
     counts = np.bincount(y_train, minlength=len(classes)).tolist()
     print(f"{root}: {len(y_train) + len(y_test)} images in {len(classes)} classes ("
           + ", ".join(f"{c} {n}" for c, n in zip(classes, counts)) + " for training)"
@@ -172,9 +195,34 @@ def load_folder(path: str | os.PathLike, *, image_size: int | None = None, resiz
           flush=True)
     for line in class_warnings(classes, counts):
         print(f"warning: {line}", file=sys.stderr, flush=True)
-    data = _with_val(root.name, classes, x_train, y_train, x_test, y_test, val_fraction, seed, test_split,
-                     test_fraction)
-    return dataclasses.replace(data, resize=resize, test_files=tuple(test_files))
+    size = common_size(files, train_dir if train_dir.is_dir() else root) if image_size is None else image_size
+    train_idx, val_idx, y_tr, y_val = split(np.arange(len(y_train)), y_train, val_fraction, seed)
+    splits = {"train": [files[i] for i in train_idx], "val": [files[i] for i in val_idx], "test": test_files}
+    if cache is None:
+        x = {name: decode_files(paths, size, resize) for name, paths in splits.items()}
+    else:
+        folder = _cache_folder(Path(cache), root, splits, size, resize)
+        x = {name: decode_to_cache(paths, size, resize, folder / f"{name}.npy", name) for name, paths in splits.items()}
+    return ImageData(root.name, classes, x["train"], y_tr.astype(np.int32), x["val"], y_val.astype(np.int32),
+                     x["test"], y_test.astype(np.int32), seed=seed, test_split=test_split, test_fraction=test_fraction,
+                     resize=resize, test_files=tuple(test_files))
+
+
+def _cache_folder(cache: Path, root: Path, splits: dict, size: int, policy: str) -> Path:
+    """Where a folder's decoded splits live under ``cache``: named by a hash of every file's path, size and
+    modification time in its split, and of the image size and resize policy, so any change decodes again."""
+    digest = hashlib.sha256(f"{size} {policy}".encode())
+    for name, paths in splits.items():
+        for path in paths:
+            stat = path.stat()
+            digest.update(f"{name} {path} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    folder = cache / f"{root.name}-{size}px-{policy}-{digest.hexdigest()[:16]}"
+    if cache.is_dir():
+        for old in cache.iterdir():
+            if old.is_dir() and old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 # ------------------------------------------------------------------ reproducing the test split

@@ -18,6 +18,7 @@ class Workdir:
 
         space.json               the search space and its fingerprint
         data.json                the data's name, source, classes, image size and split seed
+        cache/                   an image folder's splits decoded once, read a batch at a time
         train_config.json        the training settings (a resumed run must match them)
         backup/                  Keras BackupAndRestore state, saved every epoch, removed when done
         train_log.csv            one row per epoch (CSVLogger)
@@ -57,6 +58,10 @@ class Workdir:
     @property
     def train_config_file(self) -> Path:
         return self.path / "train_config.json"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.path / "cache"
 
     @property
     def backup_dir(self) -> Path:
@@ -154,7 +159,7 @@ class Workdir:
         if not spec:
             raise FactoryError(f"{self.data_file} does not say where its data came from: pass --data")
         loaded = load_data(spec, seed=recorded.get("seed", 0), image_size=recorded.get("image_size"),
-                           resize=recorded.get("resize", DEFAULT_RESIZE))
+                           resize=recorded.get("resize", DEFAULT_RESIZE), cache=self.cache_dir)
         if loaded.class_names != recorded["classes"]:
             raise FactoryError(f"{spec} has classes {loaded.class_names}, {self.path} was trained on "
                                f"{recorded['classes']}: pass the training data")

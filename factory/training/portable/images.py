@@ -197,26 +197,37 @@ def decode_files(paths: list[Path], size: int, policy: str = DEFAULT_RESIZE) -> 
     return out
 
 
+def folder_files(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], np.ndarray, int]:
+    """The class names (sorted) of ``root/<class>/``, every image file (classes in that order, files sorted),
+    their labels and how many files were skipped (``list_images``)."""
+    names, files, skipped = list_images(root, classes)
+    paths = [path for class_files in files for path in class_files]
+    labels = np.asarray([label for label, class_files in enumerate(files) for _ in class_files], np.int32)
+    return names, paths, labels, skipped
+
+
+def common_size(paths: list[Path], root: Path) -> int:
+    """The one square size all the images share, for a folder given without a size to bring them to."""
+    from PIL import Image
+
+    sizes = {}
+    for path in paths:
+        with contextlib.suppress(OSError, ValueError, SyntaxError), Image.open(path) as im:
+            sizes.setdefault(im.size, path)
+    if len(sizes) > 1 or any(w != h for w, h in sizes):
+        (a, pa), (b, pb) = (list(sizes.items()) * 2)[:2]
+        raise FactoryError(f"images of {root} are not all one square size ({pa} is {a[0]}x{a[1]}, {pb} is "
+                           f"{b[0]}x{b[1]}): give an image size to bring them to (the CLI uses the space's "
+                           "largest resolution)")
+    return next(iter(sizes))[0] if sizes else 1
+
+
 def decode_folder(root: Path, classes: list[str] | None = None, size: int | None = None,
                   policy: str = DEFAULT_RESIZE):
     """Every image under ``root/<class>/`` brought to ``size`` x ``size`` by ``policy``, as one uint8 array;
     labels, class names (sorted), files in that order and how many files were skipped.
 
     Without ``size``, the images must already share one square size (they are kept as they are)."""
-    names, files, skipped = list_images(root, classes)
-    paths = [path for class_files in files for path in class_files]
-    labels = np.asarray([label for label, class_files in enumerate(files) for _ in class_files], np.int32)
-    if size is None:
-        from PIL import Image
-
-        sizes = {}
-        for path in paths:
-            with contextlib.suppress(OSError, ValueError, SyntaxError), Image.open(path) as im:
-                sizes.setdefault(im.size, path)
-        if len(sizes) > 1 or any(w != h for w, h in sizes):
-            (a, pa), (b, pb) = (list(sizes.items()) * 2)[:2]
-            raise FactoryError(f"images of {root} are not all one square size ({pa} is {a[0]}x{a[1]}, {pb} is "
-                               f"{b[0]}x{b[1]}): give an image size to bring them to (the CLI uses the space's "
-                               "largest resolution)")
-        size = next(iter(sizes))[0] if sizes else 1
+    names, paths, labels, skipped = folder_files(root, classes)
+    size = common_size(paths, root) if size is None else size
     return decode_files(paths, size, policy), labels, names, paths, skipped
