@@ -22,6 +22,7 @@ class ExportConfig:
     max_drop_points: float = 1.0  # the shipped model may lose at most this many points against its float twin
     min_agreement: float = 0.99  # top-1 agreement of the .tflite with the Keras model it was converted from
     allow_float_ops: bool = False
+    allow_over_budget: bool = False  # ship a model that measured over its budget, with a warning
     io: str = "uint8"  # int8 models: "uint8" pixels in, probabilities out; "int8" in, int8 logits out
     representative_images: int = 200
     formats: tuple[str, ...] = ("tflite",)  # "onnx" adds model.onnx (the float weights) beside the .tflite

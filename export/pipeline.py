@@ -58,15 +58,33 @@ def _accuracy(predicted, labels) -> float:
     return float(np.mean(predicted == labels))
 
 
-def _int8(model, classifier, local, representative, teacher, config: ExportConfig, accuracy: dict, verbose: int):
-    """Post-training int8, then (unless ``qat_epochs`` is 0) the QAT fine-tune and its conversion.
+class OverBudgetError(FactoryError):
+    """The model measured over its latency budget on the device; nothing was written."""
+
+    def __init__(self, subnet: SubnetConfig, profile: DeviceProfile, budget_ms: float, measured_ms: float,
+                 predicted_ms: float, stage: str):
+        self.subnet, self.budget_ms, self.measured_ms, self.predicted_ms = subnet, budget_ms, measured_ms, predicted_ms
+        self.stage = stage
+        super().__init__(f"the {stage} model measured {measured_ms:.3f} ms on {profile.name}, over its "
+                         f"{budget_ms:g} ms budget (predicted {predicted_ms:.3f} ms): search under a lower budget, "
+                         "or pass --allow-over-budget to ship it with a warning")
+
+    def record(self) -> dict:
+        return {"subnet": self.subnet.to_dict(), "predicted_ms": self.predicted_ms, "measured_ms": self.measured_ms,
+                "stage": self.stage}
+
+
+def _int8(model, classifier, local, ptq: bytes, representative, teacher, config: ExportConfig, accuracy: dict,
+          verbose: int):
+    """Post-training int8 (``ptq``, converted already), then (unless ``qat_epochs`` is 0) the QAT fine-tune and
+    its conversion.
 
     Returns the .tflite, the Keras model it was converted from (the QAT model, simulating
     int8, or the float classifier for post-training int8), the float twin of its weights
     (``model``'s logits), the epochs run, and the names of the shipped and reference
     figures, which it adds to ``accuracy``."""
     x_test, y_test = local.x_test, local.y_test
-    content = convert(classifier, "int8", representative, config.io)
+    content = ptq
     accuracy["ptq_int8"] = _accuracy(tflite_labels(content, x_test), y_test)
     if config.qat_epochs < 1:
         print(f"float {100 * accuracy['float']:.2f}%, post-training int8 {100 * accuracy['ptq_int8']:.2f}% "
@@ -134,12 +152,16 @@ def parity(accuracy: dict, reference: str, shipped: str, agreement: float, confi
 def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, profile: DeviceProfile,
                   latency_table: LatencyTable, out: str | Path, *, budget_ms: float | None = None,
                   config: ExportConfig = ExportConfig(), supernet_training: dict | None = None,
-                  plot: Callable[[Path, dict], None] | None = None, verbose: int = 2) -> dict:
+                  plot: Callable[[Path, dict], None] | None = None, tries: list[dict] = (), verbose: int = 2) -> dict:
     """Convert ``subnet`` in the profile's precision, check and measure it; write its bundle to ``out``; return the card.
 
     ``source`` is the data the supernet was trained on, at its own size; ``supernet_training`` what its training
     recorded (epochs, and ``init_from``: the supernet it was transferred from); ``plot(png, result)``,
-    when given, draws the bundle's Pareto PNG with ``result`` (subnet, validation accuracy, budget)."""
+    when given, draws the bundle's Pareto PNG with ``result`` (subnet, validation accuracy, budget).
+
+    With a budget (and not ``config.allow_over_budget``) the model is measured on the device right after its first
+    conversion, before any fine-tuning, and again as shipped; over the budget, :class:`OverBudgetError` is raised
+    and nothing is written. ``tries``: the earlier subnets that measured over (the card records them)."""
     space = supernet.space
     subnet.validate(space)
     precision = profile.precision
@@ -165,13 +187,19 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
     x_test, y_test = local.x_test, local.y_test
     representative = pinned(normalize(local.x_train[:config.representative_images]).numpy())
     accuracy = {"float": _accuracy(keras_labels(model, x_test), y_test)}
+    predicted = latency_table.predict(subnet)
+    enforce = budget_ms is not None and not config.allow_over_budget
+    first = convert(classifier, precision, representative if precision == "int8" else None, io)
+    if enforce:  # before the fine-tune: a model over its budget costs one conversion, not a QAT run
+        _keep_budget(first, profile, subnet, budget_ms, predicted, "post-training int8" if precision == "int8"
+                     else precision)
     epochs_run = 0
     if precision == "int8":
         content, converted, twin, epochs_run, (shipped, reference) = _int8(
-            model, classifier, local, representative, teacher, config, accuracy, verbose)
+            model, classifier, local, first, representative, teacher, config, accuracy, verbose)
         _check_input(content, io)
     else:
-        content, converted, twin = convert(classifier, precision), classifier, model
+        content, converted, twin = first, classifier, model
         reference, shipped = "float", precision
     name = f"{space.name}-{profile.name}" + (f"-{budget_ms:g}ms" if budget_ms is not None else "")
     content = embed(content, classifier_metadata(name, subnet.resolution, io, source.class_names,
@@ -200,9 +228,7 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
         print(f"ONNX: top-1 agrees with Keras on {100 * onnx['top1_agreement']:.2f}%, largest logit difference "
               f"{onnx['max_abs_logit_difference']:.2g}", flush=True)
 
-    with get_runner(profile) as runner:
-        timing, hardware = runner.measure(content), runner.hardware()
-    predicted = latency_table.predict(subnet)
+    timing, hardware = _keep_budget(content, profile, subnet, budget_ms if enforce else None, predicted, shipped)
     within = None if budget_ms is None else timing.median_ms <= budget_ms
     if within is False:
         print(f"warning: measured {timing.median_ms:.3f} ms on {profile.name} exceeds the {budget_ms:g} ms budget "
@@ -234,7 +260,7 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
         "parity": checks,
         "latency": {"predicted_ms": predicted, "measured": timing.to_dict(), "hardware": hardware,
                     "budget_ms": budget_ms,
-                    "within_budget": within,
+                    "within_budget": within, "enforced": enforce, "tries": list(tries),
                     "prediction_error_percent": 100 * (predicted - timing.median_ms) / timing.median_ms},
         "size_bytes": len(content),
         "params": int(model.count_params()),
@@ -256,6 +282,16 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
     print(f"wrote {out}: {len(content):,} bytes, {shipped} test accuracy {100 * accuracy[shipped]:.2f}%, "
           f"measured {timing.median_ms:.3f} ms (predicted {predicted:.3f} ms) on {profile.name}", flush=True)
     return card
+
+
+def _keep_budget(content: bytes, profile: DeviceProfile, subnet: SubnetConfig, budget_ms: float | None,
+                 predicted_ms: float, stage: str):
+    """The model's timing and the hardware it ran on; over ``budget_ms`` (when given), OverBudgetError."""
+    with get_runner(profile) as runner:
+        timing, hardware = runner.measure(content), runner.hardware()
+    if budget_ms is not None and timing.median_ms > budget_ms:
+        raise OverBudgetError(subnet, profile, budget_ms, timing.median_ms, predicted_ms, stage)
+    return timing, hardware
 
 
 _INPUT_VALUES = {"uint8": "uint8 RGB pixels 0..255, as they are (the model normalizes them itself)",

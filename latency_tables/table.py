@@ -153,6 +153,16 @@ class LatencyTable:
         """The linear correction fitted on measured whole subnets (``factory table calibrate``), if any."""
         return self.doc.get("correction")
 
+    @property
+    def margin(self) -> float:
+        """How much slower than predicted a subnet measures 95 times in 100, as a fraction (never below 0): the
+        95th percentile of the correction's held-out error; for a table calibrated before that was recorded,
+        twice its held-out MAPE (about a normal error's one-sided 95th percentile); 0 for an uncalibrated one."""
+        held_out = (self.correction or {}).get("cross_validated") or {}
+        if "p95_slower_percent" in held_out:
+            return max(0.0, held_out["p95_slower_percent"] / 100)
+        return 2 * held_out["mape_percent"] / 100 if "mape_percent" in held_out else 0.0
+
     def _corrected(self, raw, corrected: bool):
         c = self.correction
         return c["slope"] * raw + c["intercept"] if corrected and c else raw

@@ -198,7 +198,7 @@ def _export_config(args):
     return ExportConfig(qat_epochs=args.qat_epochs, min_qat_steps=args.min_qat_steps,
                         learning_rate=args.qat_learning_rate, distill=not args.no_distill,
                         max_drop_points=args.max_drop, min_agreement=args.min_agreement,
-                        allow_float_ops=args.allow_float_ops, io=args.io,
+                        allow_float_ops=args.allow_float_ops, allow_over_budget=args.allow_over_budget, io=args.io,
                         formats=tuple(dict.fromkeys(["tflite", *args.format])), author=args.author,
                         license=args.license, seed=EXPORT.seed if args.seed is None else args.seed)
 
@@ -323,6 +323,9 @@ def _export_options(parser):
     parser.add_argument("--min-agreement", type=_number(float, 0, False), default=EXPORT.min_agreement,
                         help="least share of test images on which the .tflite's top-1 agrees with its Keras model")
     parser.add_argument("--allow-float-ops", action="store_true", help="ship a model with float operators left")
+    parser.add_argument("--allow-over-budget", action="store_true",
+                        help="ship a model that measured over its latency budget, with a warning (by default it is "
+                             "refused, and make searches again under a tighter budget)")
     parser.add_argument("--io", choices=["uint8", "int8"], default=EXPORT.io,
                         help="int8 models: uint8 pixels in and probabilities out (MediaPipe, Task Library), "
                              "or int8 in and int8 logits out")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from devices.profile import DeviceProfile
 from export.bundle import is_complete
 from export.config import ExportConfig
-from factory.app.stages import export_workdir, search_workdir
+from factory.app.stages import export_within_budget, search_workdir
 from factory.core.files import read_json
-from factory.nas.space import SearchSpace, SubnetConfig
+from factory.nas.space import SearchSpace
 from factory.search.strategies import Constraints, SearchConfig, check_budgets
 from factory.training.data import load_data
 from factory.training.portable.images import DEFAULT_RESIZE, check_data
@@ -68,9 +68,8 @@ def make(data: str, profiles: list[DeviceProfile], budgets_ms: list[float], work
             print(f"{out} is already there")
             cards.append(read_json(out / "model_card.json"))
             continue
-        cards.append(export_workdir(workdir, SubnetConfig.from_dict(result["subnet"]), by_name[result["device"]],
-                                    tables[result["device"]], out, budget_ms=result["budget_ms"], config=export,
-                                    data=data))
+        cards.append(export_within_budget(workdir, result, by_name[result["device"]], tables, out, config=export,
+                                          search=search, data=data))
     _stage("done")
     for card in cards:
         lat, acc = card["latency"], card["accuracy"]

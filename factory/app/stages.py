@@ -10,8 +10,9 @@ from pathlib import Path
 
 from devices.profile import DeviceProfile
 from export.config import ExportConfig
-from export.pipeline import export_subnet
+from export.pipeline import OverBudgetError, export_subnet
 from factory.app.plots import pareto_plot
+from factory.core.errors import FactoryError
 from factory.core.files import write_json
 from factory.nas.space import SubnetConfig
 from factory.search.evaluate import as_arrays, evaluate_subnets
@@ -40,12 +41,23 @@ def ensure_predictor(workdir: Workdir, supernet, data, n_eval: int, seed: int = 
     return predictor, results
 
 
+MAX_TRIES = 3  # subnets make exports per (device, budget) before it gives up on a budget they all measure over
+
+
+def search_budget(table: LatencyTable, budget_ms: float) -> float:
+    """The predicted latency a search may spend under ``budget_ms``: the budget less the table's margin (how much
+    slower than predicted subnets measure 95 times in 100), never below the fastest subnet."""
+    return max(budget_ms / (1 + table.margin), table.fastest_ms())
+
+
 def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms: list[float], *,
                    data: str | None = None, config: SearchConfig = SearchConfig(), reuse: bool = False,
-                   verbose: int = 1) -> list[dict]:
+                   search_budgets: dict | None = None, verbose: int = 1) -> list[dict]:
     """Search every (device, budget) pair, ``tables`` by device name; write and return one result each.
 
-    With ``reuse``, a pair whose result file is already there (for this space) is loaded, not searched again.
+    Each search spends :func:`search_budget` of its budget, or ``search_budgets[(device, budget)]`` when given (a
+    budget tightened after a subnet measured over it). With ``reuse``, a pair whose result file is already there
+    (for this space) is loaded, not searched again.
     """
     pairs = [(device, budget) for device in tables for budget in budgets_ms]
     done = {pair: result for pair in pairs if reuse and (result := workdir.search_result(*pair))}
@@ -65,15 +77,21 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
         if (device, budget) in done:
             results.append(done[(device, budget)])
             continue
+        spend = (search_budgets or {}).get((device, budget)) or search_budget(tables[device], budget)
+        if spend < tables[device].fastest_ms():
+            raise FactoryError(f"no subnet is left under {budget:g} ms on {device}: the fastest subnets measured "
+                               "over it; raise the budget or pass --allow-over-budget")
         top = search(space, predictor.predict_encoded, {device: tables[device]},
-                     Constraints({device: budget}, size_bytes=config.size_bytes), supernet.num_classes,
+                     Constraints({device: spend}, size_bytes=config.size_bytes), supernet.num_classes,
                      strategy=config.strategy, evolution=config.evolution, trials=config.trials)
         checked = []
         for subnet, predicted in top[:config.recheck]:
             supernet.recalibrate(subnet, calibration)
             checked.append((supernet.evaluate_subnet(subnet, val), predicted, subnet))
         evaluated, predicted, best = max(checked, key=lambda c: c[0])
-        result = {"device": device, "budget_ms": budget, "strategy": config.strategy, "seed": config.evolution.seed,
+        result = {"device": device, "budget_ms": budget, "search_budget_ms": spend,
+                  "margin_percent": 100 * tables[device].margin, "strategy": config.strategy,
+                  "seed": config.evolution.seed,
                   "subnet": best.to_dict(), "predicted_accuracy": float(predicted),
                   "val_accuracy": float(evaluated),
                   "predicted_latency_ms": {d: t.predict(best) for d, t in tables.items()},
@@ -83,18 +101,44 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
                                 for a, p, s in checked]}
         path = workdir.search_result_file(device, budget)
         write_json(path, result)
-        print(f"{device} <= {budget:g} ms: val accuracy {evaluated:.4f} (predicted {predicted:.4f}), "
-              f"predicted latency {result['predicted_latency_ms'][device]:.3f} ms -> {path}")
+        print(f"{device} <= {budget:g} ms (searched under {spend:.3f} ms): val accuracy {evaluated:.4f} "
+              f"(predicted {predicted:.4f}), predicted latency {result['predicted_latency_ms'][device]:.3f} ms -> {path}")
         results.append(result)
     return results
 
 
 def export_workdir(workdir: Workdir, subnet: SubnetConfig, profile: DeviceProfile, table: LatencyTable,
                    out: str | Path, *, budget_ms: float | None = None, config: ExportConfig = ExportConfig(),
-                   data: str | None = None, verbose: int = 2) -> dict:
+                   data: str | None = None, tries: list[dict] = (), verbose: int = 2) -> dict:
     """Export a subnet of the work directory's supernet, with its Pareto plot, to the bundle ``out``."""
     def plot(png: Path, result: dict):
         pareto_plot(workdir, table, png, chosen=[result], size=(4.5, 3.2))
 
     return export_subnet(workdir.supernet(), subnet, workdir.data(data), profile, table, out, budget_ms=budget_ms,
-                         config=config, supernet_training=workdir.training(), plot=plot, verbose=verbose)
+                         config=config, supernet_training=workdir.training(), plot=plot, tries=tries,
+                         verbose=verbose)
+
+
+def export_within_budget(workdir: Workdir, result: dict, profile: DeviceProfile, tables: dict[str, LatencyTable],
+                         out: str | Path, *, config: ExportConfig = ExportConfig(), search: SearchConfig = SearchConfig(),
+                         data: str | None = None, verbose: int = 2) -> dict:
+    """Export a search result; when it measures over its budget, search again under a budget tightened by how far
+    it missed and export that, up to ``MAX_TRIES`` subnets: only a model that measured within its budget ships
+    (unless ``config.allow_over_budget``), and the card lists the subnets that did not."""
+    device, budget, tries = result["device"], result["budget_ms"], []
+    while True:
+        try:
+            return export_workdir(workdir, SubnetConfig.from_dict(result["subnet"]), profile, tables[device], out,
+                                  budget_ms=budget, config=config, data=data, tries=tries, verbose=verbose)
+        except OverBudgetError as exc:
+            spent = result.get("search_budget_ms", budget)
+            tries.append({**exc.record(), "search_budget_ms": spent})
+            if len(tries) == MAX_TRIES:
+                raise FactoryError(f"{MAX_TRIES} subnets searched for {device} <= {budget:g} ms measured over it "
+                                   f"(the last {exc.measured_ms:.3f} ms): raise the budget, calibrate the table on this "
+                                   "machine (`factory table calibrate`), or pass --allow-over-budget") from None
+            tightened = spent * budget / exc.measured_ms * 0.98
+            print(f"{device}: the {exc.stage} model measured {exc.measured_ms:.3f} ms, over the {budget:g} ms budget; "
+                  f"searching again under {tightened:.3f} ms predicted", flush=True)
+            [result] = search_workdir(workdir, {device: tables[device]}, [budget], data=data, config=search,
+                                      search_budgets={(device, budget): tightened}, verbose=verbose)
