@@ -24,6 +24,8 @@ RESULTS = BENCH / "results"
 # (module, the results files it wrote), in the order a reader meets the factory's stages
 SECTIONS = [
     ("bench.supernet", ["supernet.json", "supernet-res64.json", "supernet-ablation.json"]),
+    ("bench.streaming", ["streaming.json"]),
+    ("bench.transfer", ["transfer.json"]),
     ("bench.latency", ["latency__*.json", "validate__*.json"]),
     ("bench.stability", ["stability__*.json"]),
     ("bench.search", ["search.json"]),

@@ -7,6 +7,7 @@ over the measured subnets (each subnet predicted by a correction fitted on the o
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def store_correction(path: str | Path, correction: dict, **provenance) -> dict:
 
 def calibrate_table(table: LatencyTable, profile: DeviceProfile, n: int, out_dir: str | Path, supernet=None,
                     seed: int = 1, verbose: bool = True) -> dict:
-    """Measure ``n`` whole subnets and store the fitted correction in the table's file.
+    """Measure ``n`` whole subnets, half uniform random and half search-like (searches pick from the slow end of
+    the space, where a sum of layers misses most), and store the fitted correction in the table's file.
 
     Returns the validation report; its ``corrected_cross_validated`` part is what the
     correction does on subnets it was not fitted on. Seed 1 by default, so that a later
@@ -89,10 +91,70 @@ def calibrate_table(table: LatencyTable, profile: DeviceProfile, n: int, out_dir
     check_calibration_n(n)
     if not Path(table.source).is_file():
         raise FactoryError("calibrate a table loaded from its file (LatencyTable.load), where the correction is stored")
-    report = validate_table(table, profile, n, out_dir, supernet=supernet, seed=seed, verbose=verbose)
+    mix = draw(table, "random", n - n // 2, seed) + search_like(table, n // 2, seed, extremes=False)
+    report = validate_table(table, profile, n, out_dir, supernet=supernet, seed=seed, verbose=verbose, subnets=mix)
     store_correction(table.source, report["correction_fitted_on_all"], fitted_on_subnets=n, seed=seed,
                      cross_validated=report["corrected_cross_validated"])
     return report
+
+
+KINDS = ("random", "search-like")
+
+
+def search_like(table: LatencyTable, n: int, seed: int = 0, extremes: bool = True) -> list[SubnetConfig]:
+    """``n`` subnets like those searches pick, where a table's error matters most: the slowest of each resolution
+    (largest kernels, expand ratios and depths), then the largest subnets under budgets drawn across the table's
+    span, each reached from the largest subnet by lowering one random choice at a time until its prediction fits,
+    as a search that maximises accuracy spends a budget. Calibration leaves the ``extremes`` out, so that
+    validation's stay held out."""
+    space, rng = table.space, random.Random(seed)
+    largest = SubnetConfig.largest(space)
+    out = [dataclasses.replace(largest, resolution=r) for r in reversed(space.resolutions)][:n] if extremes else []
+    lo, hi = table.fastest_ms(), table.predict(largest)
+    while len(out) < n:
+        budget = lo + rng.random() * (hi - lo)
+        subnet = largest
+        while table.predict(subnet) > budget:
+            subnet = _lower_one(space, subnet, rng)
+        out.append(subnet)
+    return out
+
+
+def _lower_one(space, subnet: SubnetConfig, rng: random.Random) -> SubnetConfig:
+    """``subnet`` with one random choice (the resolution, a stage's depth, a block's kernel or expand ratio) one
+    step lower; the smallest subnet stays as it is."""
+    options = [("resolution", None)] + [("depth", s) for s in range(len(space.stages))] + \
+        [(field, (s, b)) for s, d in enumerate(subnet.depths) for b in range(d) for field in ("kernel", "expand")]
+    for field, where in rng.sample(options, len(options)):
+        if field == "resolution" and subnet.resolution > space.resolutions[0]:
+            r = space.resolutions[space.resolutions.index(subnet.resolution) - 1]
+            return dataclasses.replace(subnet, resolution=r)
+        if field == "depth" and subnet.depths[where] > space.depths[0]:
+            depths = list(subnet.depths)
+            depths[where] = space.depths[space.depths.index(depths[where]) - 1]
+            cut = lambda blocks, s: blocks[s][:depths[s]]  # noqa: E731 - a stage keeps its first blocks
+            return SubnetConfig(subnet.resolution, tuple(depths),
+                                tuple(cut(subnet.kernel_sizes, s) for s in range(len(depths))),
+                                tuple(cut(subnet.expand_ratios, s) for s in range(len(depths))))
+        if field in ("kernel", "expand"):
+            s, b = where
+            name, choices = (("kernel_sizes", space.kernel_sizes) if field == "kernel"
+                             else ("expand_ratios", space.expand_ratios))
+            values = [list(stage) for stage in getattr(subnet, name)]
+            if values[s][b] > choices[0]:
+                values[s][b] = choices[choices.index(values[s][b]) - 1]
+                return dataclasses.replace(subnet, **{name: tuple(tuple(v) for v in values)})
+    return subnet
+
+
+def draw(table: LatencyTable, kind: str, n: int, seed: int) -> list[SubnetConfig]:
+    """``n`` subnets of a kind: ``random`` (uniform) or ``search-like``."""
+    if kind not in KINDS:
+        raise FactoryError(f"subnet kind {kind!r} is not one of {list(KINDS)}")
+    if kind == "search-like":
+        return search_like(table, n, seed)
+    rng = random.Random(seed)
+    return [SubnetConfig.random(table.space, rng) for _ in range(n)]
 
 
 def scatter(predicted, measured, title: str, path: Path):
@@ -116,8 +178,10 @@ def scatter(predicted, measured, title: str, path: Path):
 
 
 def validate_table(table: LatencyTable, profile: DeviceProfile, n: int, out_dir: str | Path, supernet=None,
-                   seed: int = 0, passes: int = 3, verbose: bool = True) -> dict:
-    """Measure ``n`` random subnets as full models and compare with the table's predictions.
+                   seed: int = 0, passes: int = 3, verbose: bool = True, kind: str = "random",
+                   subnets: list[SubnetConfig] | None = None) -> dict:
+    """Measure ``n`` subnets of ``kind`` (:func:`draw`; or the ``subnets`` given) as full models and compare with
+    the table's predictions.
 
     Subnets are extracted from ``supernet`` when given, else built with random weights
     (latency does not depend on the weights' values). All are converted first, then
@@ -126,16 +190,15 @@ def validate_table(table: LatencyTable, profile: DeviceProfile, n: int, out_dir:
     and ``scatter.png`` into ``out_dir`` atomically.
     """
     space = table.space
-    rng = random.Random(seed)
-    subnets, models = [], []
+    kind = kind if subnets is None else "given"
+    subnets = draw(table, kind, n, seed) if subnets is None else list(subnets)
+    n, models = len(subnets), []
     with get_runner(profile) as runner:
         check_same_hardware(table.hardware, runner.hardware(), table.source,
                             "validate or calibrate it on the hardware it was measured on")
-        for i in range(n):
-            subnet = SubnetConfig.random(space, rng)
+        for i, subnet in enumerate(subnets):
             model = (extract(supernet, subnet) if supernet is not None
                      else build_subnet_model(space, subnet, table.num_classes))
-            subnets.append(subnet)
             models.append(convert(model, profile.precision))
             if verbose:
                 print(f"  converted {i + 1}/{n}", flush=True)
@@ -151,6 +214,7 @@ def validate_table(table: LatencyTable, profile: DeviceProfile, n: int, out_dir:
     predicted = [r["predicted_ms"] for r in rows]
     measured = [r["measured_ms"] for r in rows]
     report = {"device": profile.name, "precision": profile.precision, "space": space.name, "passes": passes,
+              "kind": kind,
               "table": table.source, "table_correction": table.correction, **error_report(predicted, measured),
               **(correction_report([r["uncorrected_ms"] for r in rows], measured) if n >= 5 else {}),
               "subnets": rows}

@@ -1,5 +1,6 @@
 """Latency tables on a micro space: build (resumable), predict, refuse, validate."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,8 +15,8 @@ from factory.nas.space import SearchSpace, SubnetConfig
 from latency_tables.blocks import all_layers
 from latency_tables.builder import build_table
 from latency_tables.table import LatencyTable
-from latency_tables.validate import (correction_report, cross_validated, error_report, fit_correction,
-                                     store_correction, validate_table)
+from latency_tables.validate import (correction_report, cross_validated, draw, error_report, fit_correction,
+                                     search_like, store_correction, validate_table)
 from helpers import FAST, MICRO
 
 
@@ -260,7 +261,24 @@ def test_calibrate_command_stores_a_correction_validate_then_uses(table_path, tm
     assert correction["fitted_on_subnets"] == 5 and correction["slope"] > 0 and correction["seed"] == 1
     assert main(["table", "calibrate", *common, "--n", "4"]) == 2  # refused before anything is measured
     assert "at least 5 measured subnets" in capsys.readouterr().err
+    assert correction["cross_validated"]["p95_slower_percent"] is not None  # the margin searches leave
     assert main(["table", "validate", *common, "--n", "3", "--out", str(tmp_path / "val")]) == 0
-    assert "with the table's correction" in capsys.readouterr().out
-    report = json.loads((tmp_path / "val" / "report.json").read_text())
-    assert report["table_correction"]["slope"] == correction["slope"]
+    out = capsys.readouterr().out
+    assert "with the table's correction" in out and "random: 3 subnets" in out and "search-like: 3 subnets" in out
+    for kind in ("random", "search-like"):
+        report = json.loads((tmp_path / "val" / kind / "report.json").read_text())
+        assert report["table_correction"]["slope"] == correction["slope"] and report["kind"] == kind
+
+
+def test_search_like_subnets_sit_at_the_slow_end_where_searches_pick(tiny_table):
+    from factory.nas.space import TINY
+
+    subnets = search_like(tiny_table, 40, seed=0)
+    assert subnets[:2] == [SubnetConfig.largest(TINY), dataclasses.replace(SubnetConfig.largest(TINY), resolution=16)]
+    assert search_like(tiny_table, 40, seed=0) == subnets and search_like(tiny_table, 40, seed=1) != subnets
+    assert SubnetConfig.largest(TINY) not in search_like(tiny_table, 10, seed=1, extremes=False)
+    random_ = draw(tiny_table, "random", 40, seed=0)
+    kernels = [np.mean([k for stage in s.kernel_sizes for k in stage]) for s in subnets]
+    assert np.mean(kernels) > np.mean([np.mean([k for st in s.kernel_sizes for k in st]) for s in random_]) + 0.5
+    spans = tiny_table.predict_many(subnets)
+    assert spans.min() >= tiny_table.fastest_ms() and len(set(subnets)) > 30

@@ -125,10 +125,12 @@ def _table(args):
     supernet = workdir.supernet() if workdir else None
     if args.action == "validate":
         # calibrate and validate draw different subnets by default, so validation stays held out
-        report = validate_table(table, profile, args.n, out, supernet=supernet,
-                                seed=0 if args.seed is None else args.seed)
         applied = " (with the table's correction)" if table.correction else ""
-        print(f"{report['n']} subnets on {profile.name}{applied}: {_errors(report)}; report in {out}")
+        for kind in dict.fromkeys(args.kind):
+            report = validate_table(table, profile, args.n, Path(out) / kind, supernet=supernet,
+                                    seed=0 if args.seed is None else args.seed, kind=kind)
+            print(f"{kind}: {report['n']} subnets on {profile.name}{applied}: {_errors(report)}; report in "
+                  f"{Path(out) / kind}")
         return
     report = calibrate_table(table, profile, args.n, out, supernet=supernet, seed=1 if args.seed is None else args.seed)
     c = report["correction_fitted_on_all"]
@@ -165,7 +167,9 @@ def _show_table(path, space, profile):
 
 def _errors(r: dict) -> str:
     return (f"MAPE {r['mape_percent']:.2f}%, within 5% {100 * r['within_5_percent']:.0f}%, within 10% "
-            f"{100 * r['within_10_percent']:.0f}%, Kendall tau {r['kendall_tau']:.3f}")
+            f"{100 * r['within_10_percent']:.0f}%, Kendall tau {r['kendall_tau']:.3f}"
+            + (f", 95% of subnets at most {r['p95_slower_percent']:.1f}% slower than predicted"
+               if "p95_slower_percent" in r else ""))
 
 
 def _search(args):
@@ -399,7 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--table", help="table path (default: your own build in ~/.cache/mobile-model-factory/"
                                        "tables/, else the shipped one; build writes to the cache)")
     table.add_argument("--classes", type=_number(int, 2, False), default=10, help="classifier size of the head entries")
-    table.add_argument("--n", type=_number(int, 2, False), default=100, help="random subnets to measure whole")
+    table.add_argument("--n", type=_number(int, 2, False), default=100,
+                       help="subnets to measure whole (validate: of each --kind)")
+    table.add_argument("--kind", nargs="+", choices=["random", "search-like"], default=["random", "search-like"],
+                       help="validate on uniform random subnets, on subnets like those searches pick (the slowest "
+                            "of each resolution, the largest under budgets across the table's span), or both")
     table.add_argument("--workdir", help="validate with subnets of this work directory's trained supernet")
     table.add_argument("--out", help="validation report folder")
     table.add_argument("--seed", type=int, help="subnet sampling seed (default: 0 to validate, 1 to calibrate)")
