@@ -57,27 +57,27 @@ def test_a_model_over_its_budget_is_refused_before_its_fine_tune_and_nothing_is_
 
 def test_make_searches_again_under_a_tightened_budget_until_a_model_measures_within(tiny_workdir, tiny_table,
                                                                                      host, tmp_path, monkeypatch):
-    """On a device twice as slow as the table predicts, the first pick measures over; each miss tightens the
-    search budget by how far it missed, and the model that ships measured within its budget."""
+    """On a device uniformly slower than its table, so that the first pick measures 1.5 times its budget, one
+    search under the budget tightened by how far it missed finds a model that measures within."""
     work = Workdir(tiny_workdir)
     budget = (tiny_table.fastest_ms() + tiny_table.predict(SubnetConfig.largest(TINY))) / 2
+    [first] = search_workdir(work, {"host-cpu-1t": tiny_table}, [budget], config=QUICK_SEARCH)
+    slower = 1.5 * budget / tiny_table.predict(SubnetConfig.from_dict(first["subnet"]))
     exported = []
 
-    def device_twice_as_slow(workdir, subnet, profile, table, out, *, budget_ms, tries, **kwargs):
-        measured = 2 * table.predict(subnet)
+    def slower_device(workdir, subnet, profile, table, out, *, budget_ms, tries, **kwargs):
+        measured = slower * table.predict(subnet)
         if measured > budget_ms:
             raise OverBudgetError(subnet, profile, budget_ms, measured, table.predict(subnet), "post-training int8")
         exported.append((subnet, list(tries)))
         return {"latency": {"measured_ms": measured, "tries": list(tries)}}
 
-    monkeypatch.setattr(stages, "export_workdir", device_twice_as_slow)
-    [result] = search_workdir(work, {"host-cpu-1t": tiny_table}, [budget], config=QUICK_SEARCH)
-    assert result["search_budget_ms"] == search_budget(tiny_table, budget)
-    card = export_within_budget(work, result, host, {"host-cpu-1t": tiny_table}, tmp_path / "b", search=QUICK_SEARCH)
-    tries = card["latency"]["tries"]
-    assert 1 <= len(tries) < MAX_TRIES and card["latency"]["measured_ms"] <= budget
-    assert all(t["measured_ms"] > budget for t in tries)
-    assert [t["search_budget_ms"] for t in tries] == sorted((t["search_budget_ms"] for t in tries), reverse=True)
+    monkeypatch.setattr(stages, "export_workdir", slower_device)
+    assert first["search_budget_ms"] == search_budget(tiny_table, budget)
+    card = export_within_budget(work, first, host, {"host-cpu-1t": tiny_table}, tmp_path / "b", search=QUICK_SEARCH)
+    [miss] = card["latency"]["tries"]
+    assert miss["subnet"] == first["subnet"] and miss["measured_ms"] == pytest.approx(1.5 * budget)
+    assert card["latency"]["measured_ms"] <= 0.98 * budget + 1e-9
     # the search result on disk is the subnet that shipped
     assert SubnetConfig.from_dict(work.search_result("host-cpu-1t", budget)["subnet"]) == exported[-1][0]
 

@@ -123,7 +123,8 @@ def export_within_budget(workdir: Workdir, result: dict, profile: DeviceProfile,
                          out: str | Path, *, config: ExportConfig = ExportConfig(), search: SearchConfig = SearchConfig(),
                          data: str | None = None, verbose: int = 2) -> dict:
     """Export a search result; when it measures over its budget, search again under a budget tightened by how far
-    it missed and export that, up to ``MAX_TRIES`` subnets: only a model that measured within its budget ships
+    it missed (its prediction scaled by budget / measured: a device k times slower than its table gets a search
+    budget of budget / k) and export that, up to ``MAX_TRIES`` subnets: only a model that measured within its budget ships
     (unless ``config.allow_over_budget``), and the card lists the subnets that did not."""
     device, budget, tries = result["device"], result["budget_ms"], []
     while True:
@@ -137,7 +138,7 @@ def export_within_budget(workdir: Workdir, result: dict, profile: DeviceProfile,
                 raise FactoryError(f"{MAX_TRIES} subnets searched for {device} <= {budget:g} ms measured over it "
                                    f"(the last {exc.measured_ms:.3f} ms): raise the budget, calibrate the table on this "
                                    "machine (`factory table calibrate`), or pass --allow-over-budget") from None
-            tightened = spent * budget / exc.measured_ms * 0.98
+            tightened = min(spent, exc.predicted_ms) * budget / exc.measured_ms * 0.98
             print(f"{device}: the {exc.stage} model measured {exc.measured_ms:.3f} ms, over the {budget:g} ms budget; "
                   f"searching again under {tightened:.3f} ms predicted", flush=True)
             [result] = search_workdir(workdir, {device: tables[device]}, [budget], data=data, config=search,
