@@ -101,8 +101,9 @@ def test_table_build_and_validate_from_user_files(tmp_path, capsys):
     assert main(["table", "build", *common, "--classes", "4"]) == 0
     assert "layers measured on quick" in capsys.readouterr().out
     assert main(["table", "validate", *common, "--n", "2", "--out", str(tmp_path / "v")]) == 0
-    assert "2 subnets on quick: MAPE" in capsys.readouterr().out
-    assert (tmp_path / "v" / "scatter.png").exists()
+    out = capsys.readouterr().out
+    assert "random: 2 subnets on quick: MAPE" in out and "search-like: 2 subnets on quick: MAPE" in out
+    assert (tmp_path / "v" / "random" / "scatter.png").exists() and (tmp_path / "v" / "search-like").is_dir()
     assert main(["table", "validate", "--device", "host-cpu-2t", "--space", str(space), "--table", str(table)]) == 2
     assert "measured on device quick, not host-cpu-2t" in capsys.readouterr().err
 
