@@ -143,8 +143,10 @@ def parity(accuracy: dict, reference: str, shipped: str, agreement: float, confi
     gated = shipped != "ptq_int8"
     if gated and agreement < config.min_agreement:
         raise FactoryError(f"the .tflite agrees with its Keras model on only {100 * agreement:.2f}% of the test "
-                           f"images ({figures}), under {100 * config.min_agreement:g}%: the conversion changed the "
-                           "model; report it with the subnet")
+                           f"images ({figures}), under {100 * config.min_agreement:g}%: if {shipped} and the Keras "
+                           "model score alike, the disagreements are close calls of an unsure model (train longer, or "
+                           "lower --min-agreement to ship it); if not, the conversion changed the model: report it "
+                           "with the subnet")
     return {"reference": reference, "shipped": shipped, "drop_points": drop, "max_drop_points": config.max_drop_points,
             "top1_agreement": agreement, "min_agreement": config.min_agreement if gated else None}
 
