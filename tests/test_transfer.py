@@ -6,7 +6,7 @@ import pytest
 from factory.app.cli import main
 from factory.nas.space import TINY
 from factory.nas.supernet import Supernet
-from factory.training.portable.recipe import TRANSFER_DEFAULTS, TrainConfig
+from factory.training.portable.recipe import TRANSFER_DEFAULTS, TrainConfig, epochs_for
 from factory.training.train import transfer_weights
 from factory.training.workdir import Workdir
 from helpers import write_photos
@@ -27,7 +27,11 @@ def test_the_transfer_schedule_is_shorter_and_slower_unless_told():
     config = TrainConfig.transfer("/src")
     assert config.init_from == "/src" and config.epochs == TRANSFER_DEFAULTS["epochs"] < TrainConfig().epochs
     assert config.learning_rate < TrainConfig().learning_rate
-    assert TrainConfig.transfer("/src", epochs=7).epochs == 7
+    # a few hundred images give a dozen steps in 3 epochs: the default schedule runs at least min_steps
+    assert epochs_for(config, steps_per_epoch=4) == 75 and epochs_for(config, steps_per_epoch=500) == 3
+    told = TrainConfig.transfer("/src", epochs=7)  # epochs given are kept as given
+    assert told.epochs == 7 and epochs_for(told, steps_per_epoch=4) == 7
+    assert epochs_for(TrainConfig(), steps_per_epoch=1) == TrainConfig().epochs  # training from scratch: as given
 
 
 def test_a_transferred_supernet_trains_and_its_bundle_names_the_source(tiny_workdir, tiny_table, host, tmp_path,
@@ -38,13 +42,13 @@ def test_a_transferred_supernet_trains_and_its_bundle_names_the_source(tiny_work
 
     write_photos(tmp_path / "photos", n=12)
     work = Workdir(tmp_path / "w")
-    # no --space: the source's; no --epochs: the transfer schedule's
+    # no --space: the source's; no --learning-rate: the transfer schedule's
     assert main(["train", "--data", str(tmp_path / "photos"), "--init-from", str(tiny_workdir), "--batch-size", "8",
-                 "--workdir", str(work)]) == 0
+                 "--epochs", "2", "--workdir", str(work)]) == 0
     out = capsys.readouterr().out
     assert f"starting from the supernet of {tiny_workdir}" in out and "for 2 classes" in out
     assert work.space() == TINY and work.train_config()["init_from"] == str(tiny_workdir.resolve())
-    assert work.training()["epochs"] == TRANSFER_DEFAULTS["epochs"]
+    assert work.training()["epochs"] == 2
     assert work.train_config()["learning_rate"] == TRANSFER_DEFAULTS["learning_rate"]
     init = work.training()["init_from"]
     assert init["data"] == "digits" and len(init["classes"]) == 10 and init["epochs"] == 10

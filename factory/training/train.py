@@ -11,7 +11,7 @@ from pathlib import Path
 from factory.core.backend import keras, tf
 from factory.training.data import ImageData, make_dataset
 from factory.core.errors import FactoryError
-from factory.training.portable.recipe import TrainConfig, loss, make_optimizer, recalibrate_batch_norm
+from factory.training.portable.recipe import TrainConfig, epochs_for, loss, make_optimizer, recalibrate_batch_norm
 from factory.nas.space import SearchSpace, SubnetConfig
 from factory.nas.supernet import Supernet
 from factory.training.workdir import Workdir, transfer_source
@@ -122,9 +122,12 @@ def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
     train_ds = make_dataset(data.x_train, data.y_train, config.batch_size, training=True,
                             flip=data.flip, seed=config.seed)
     steps = int(train_ds.cardinality().numpy())
+    epochs = epochs_for(config, steps)
+    if epochs > config.epochs:
+        print(f"{steps} steps an epoch: training {epochs} epochs to reach {config.min_steps} steps", flush=True)
     with strategy.scope():
         supernet = build_supernet(space, data.num_classes, config)
-        supernet.compile(optimizer=make_optimizer(config, steps))
+        supernet.compile(optimizer=make_optimizer(dataclasses.replace(config, epochs=epochs), steps))
     init = None
     if source is not None:  # an interrupted run's backup, restored by fit, overrides these weights
         origin = source.data_record()
@@ -140,7 +143,7 @@ def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
             print(f"restarting the interrupted run in {workdir}: it had completed no epoch")
         else:
             print(f"resuming the interrupted run in {workdir} after epoch {len(_logged_epochs(workdir))} of "
-                  f"{config.epochs}")
+                  f"{epochs}")
     cbs = [keras.callbacks.BackupAndRestore(str(backup)),
            keras.callbacks.CSVLogger(str(workdir.train_log), append=True),
            keras.callbacks.TensorBoard(str(workdir.tensorboard_dir), write_graph=False)]
@@ -149,7 +152,7 @@ def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
     start = time.time()
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    supernet.fit(train_ds, epochs=config.epochs, callbacks=cbs + list(callbacks), verbose=verbose)
+    supernet.fit(train_ds, epochs=epochs, callbacks=cbs + list(callbacks), verbose=verbose)
     seconds = time.time() - start
     shutil.rmtree(backup, ignore_errors=True)
 
@@ -158,7 +161,7 @@ def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
     for label, subnet in (("largest", SubnetConfig.largest(space)), ("smallest", SubnetConfig.smallest(space))):
         supernet.recalibrate(subnet, calibration_batches(data, config))
         accuracy[label] = supernet.evaluate_subnet(subnet, val)
-    workdir.save_supernet(supernet, {"epochs": config.epochs, "seconds_this_run": round(seconds, 1),
+    workdir.save_supernet(supernet, {"epochs": epochs, "seconds_this_run": round(seconds, 1),
                                      "val_accuracy_recalibrated": accuracy, "space_fingerprint": space.fingerprint,
                                      "init_from": init})
     print(f"val accuracy after BN recalibration: largest {accuracy['largest']:.4f}, "

@@ -31,6 +31,7 @@ class TrainConfig:
     calibration_images: int = 2000
     seed: int = 0
     init_from: str = ""  # a trained work directory of the same space: start from its weights, all but the classifier
+    min_steps: int = 0  # small data sets run more epochs to reach this many steps
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.n_random < 0:
@@ -40,11 +41,18 @@ class TrainConfig:
     def transfer(cls, init_from: str, **overrides) -> "TrainConfig":
         """Fine-tuning a trained supernet on new classes: a shorter schedule at a lower rate (the features are
         there already; the new classifier learns fast), a short warm-up so its first random gradients do not
-        wreck them."""
-        return cls(**{**TRANSFER_DEFAULTS, **overrides, "init_from": init_from})
+        wreck them, and at least ``min_steps`` steps however few the images, unless the epochs are given."""
+        defaults = {**TRANSFER_DEFAULTS, **({"min_steps": 0} if "epochs" in overrides else {})}
+        return cls(**{**defaults, **overrides, "init_from": init_from})
 
 
-TRANSFER_DEFAULTS = {"epochs": 3, "learning_rate": 0.01, "warmup_epochs": 0.2}
+TRANSFER_DEFAULTS = {"epochs": 3, "learning_rate": 0.01, "warmup_epochs": 0.2, "min_steps": 300}
+
+
+def epochs_for(config: TrainConfig, steps_per_epoch: int) -> int:
+    """The epochs a run trains: ``config.epochs``, or more when they give fewer than ``config.min_steps`` steps
+    (three epochs of a few hundred images are a dozen steps)."""
+    return max(config.epochs, -(-config.min_steps // max(steps_per_epoch, 1)))
 
 
 def _keras(keras):
