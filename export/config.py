@@ -20,7 +20,11 @@ class ExportConfig:
     batch_size: int = 128
     distill: bool = True
     max_drop_points: float = 1.0  # the shipped model may lose at most this many points against its float twin
-    min_agreement: float = 0.99  # top-1 agreement of the .tflite with the Keras model it was converted from
+    # top-1 agreement of the .tflite with the Keras model it was converted from: int8 kernels round differently from
+    # the fake-quantized Keras model, so an unsure model's close calls flip on about 1% of images (98.89% of 360
+    # digits, 98.92% and 98.96% of 5,000 CIFAR-10 images were measured here, the accuracies alike); a conversion
+    # that changes the model disagrees on far more
+    min_agreement: float = 0.98
     allow_float_ops: bool = False
     allow_over_budget: bool = False  # ship a model that measured over its budget, with a warning
     io: str = "uint8"  # int8 models: "uint8" pixels in, probabilities out; "int8" in, int8 logits out
