@@ -133,6 +133,7 @@ def test_sort_channels_keeps_the_largest_subnet_and_its_optimizer_state(digits):
     np.testing.assert_allclose(slot.numpy(), expected_slot)
 
 
+@pytest.mark.slow  # about 80 s here: two logical CPUs stand in for GPUs
 def test_training_under_mirrored_strategy(digits):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
