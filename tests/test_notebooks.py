@@ -21,6 +21,7 @@ def run(name: str, tmp_path, cell_timeout: int = 1800) -> str:
                    for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs)
 
 
+@pytest.mark.slow  # about 3 minutes: it trains, searches and exports (the stored notebook shows its outputs)
 def test_quickstart_notebook_executes(tmp_path):
     outputs = run("01_quickstart.ipynb", tmp_path)
     assert "ms predicted" in outputs and "val acc" in outputs
