@@ -169,6 +169,21 @@ class AdbRunner:
                 f"--warmup_runs={p.warmup_runs}", f"--num_runs={p.runs}", DELEGATE_FLAGS[p.delegate]]
 
     def measure(self, model: bytes | str | Path) -> Timing:
+        return self._pushed(model, lambda remote: fastest_of(lambda: self._benchmark(remote), self.profile.repeats))
+
+    def measure_memory(self, model: bytes) -> dict:
+        """benchmark_model's peak memory footprint, from a run of its own: the tool's polling thread, which reads
+        it, disturbs the timing runs."""
+        timing = self._pushed(model, lambda remote: self._benchmark(remote, "--report_peak_memory_footprint=true"))
+        if timing.peak_memory_mb is None:
+            raise FactoryError(f"benchmark_model on {self.serial} printed no peak memory footprint: use a build that "
+                               "has --report_peak_memory_footprint")
+        return {"peak_bytes": int(timing.peak_memory_mb * 2**20),
+                "by": f"benchmark_model --report_peak_memory_footprint on {self.serial} (a run apart from the timing "
+                      "runs): the process's peak resident memory, the runtime's own included"}
+
+    def _pushed(self, model: bytes | str | Path, run):
+        """``run(remote_path)`` on the model pushed to the phone, removed again afterwards."""
         if self.serial is None:
             raise RuntimeError("use AdbRunner as a context manager: `with AdbRunner(profile) as r:`")
         content = model if isinstance(model, bytes) else Path(model).read_bytes()
@@ -182,15 +197,15 @@ class AdbRunner:
                 local = Path(f.name)
         try:
             self._adb("push", str(local), remote)
-            return fastest_of(lambda: self._benchmark(remote), self.profile.repeats)
+            return run(remote)
         finally:
             self._adb("shell", "rm", "-f", remote, check=False)
             if isinstance(model, bytes):
                 local.unlink(missing_ok=True)
 
-    def _benchmark(self, remote_model: str) -> Timing:
+    def _benchmark(self, remote_model: str, *flags: str) -> Timing:
         """One run of benchmark_model on a pushed model."""
-        proc = self._adb(*self.command(remote_model), check=False)
+        proc = self._adb(*self.command(remote_model), *flags, check=False)
         output = proc.stdout + proc.stderr
         if proc.returncode != 0:
             errors = [line for line in output.splitlines() if "ERROR" in line or "Failed" in line]

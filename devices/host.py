@@ -48,6 +48,46 @@ def random_inputs(interpreter, rng):
         interpreter.set_tensor(detail["index"], data)
 
 
+def constant_tensors(model) -> set[int]:
+    """Indices of the main subgraph's tensors whose values the flatbuffer holds (weights, biases): they live
+    outside the arena. ``model``: a ``schema_py_generated.Model``."""
+    graph = model.Subgraphs(0)
+    out = set()
+    for t in range(graph.TensorsLength()):
+        buffer = model.Buffers(graph.Tensors(t).Buffer())
+        if buffer is not None and (buffer.DataLength() > 0 or buffer.Size() > 0):
+            out.add(t)
+    return out
+
+
+def measure_memory(content: bytes) -> dict:
+    """What LiteRT holds for a model with its built-in kernels: the span of its activation tensors' addresses
+    once planned (the arena, the kernels' scratch tensors included) and its constant tensors' bytes. XNNPACK,
+    which the timing runs use, plans its own workspace and packs its own copy of the weights: this is the
+    TFLite arena the prediction models, read from the runtime rather than computed."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_content=content,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    constants = constant_tensors(schema.Model.GetRootAs(content, 0))
+    arena, weights = [], 0
+    for detail in interpreter.get_tensor_details():
+        try:
+            view = interpreter.tensor(detail["index"])()
+        except ValueError:  # no data: a tensor of size 0
+            continue
+        if detail["index"] in constants:
+            weights += view.nbytes
+        elif view.nbytes:
+            arena.append((view.__array_interface__["data"][0], view.nbytes))
+    span = max(a + n for a, n in arena) - min(a for a, _ in arena)
+    return {"arena_bytes": int(span), "weights_bytes": int(weights), "peak_bytes": int(span + weights),
+            "by": "LiteRT built-in kernels on this machine: the arena its planner laid out (from the tensors' "
+                  "addresses) plus the constant tensors"}
+
+
 class HostRunner:
     """Runs a profile whose runner is ``host``."""
 
@@ -63,6 +103,10 @@ class HostRunner:
     def hardware(self) -> dict:
         """This machine's CPU identity, which its latency tables record."""
         return host_hardware()
+
+    def measure_memory(self, model: bytes) -> dict:
+        """Peak memory, measured apart from the timing runs (:func:`measure_memory`)."""
+        return measure_memory(model)
 
     def measure(self, model: bytes | str | os.PathLike) -> Timing:
         from ai_edge_litert.interpreter import Interpreter

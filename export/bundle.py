@@ -225,7 +225,7 @@ slightly from the card's when shrinking much):
 - budget: {budget}
 - tools: {', '.join(f'{k} {v}' for k, v in card['tools'].items())}
 
-## Size and cost
+{_memory_section(card.get('memory'))}## Size and cost
 - file: {card['size_bytes']:,} bytes; parameters: {card['params']:,}; MACs: {card['macs']:,}
 - operators: {', '.join(f'{k} x{v}' for k, v in sorted(card['operators'].items()))}
 - float operators: {', '.join(card['float_operators']) or 'none'}{f" (besides the input and output conversions {', '.join(card['io_operators'])})" if card['io_operators'] else ''}
@@ -260,6 +260,20 @@ def _parity(checks: dict) -> str:
             f"(at most {checks['max_drop_points']:g} allowed; negative: it gains), and it agrees on top-1 with the "
             f"Keras model it was converted from on {100 * checks['top1_agreement']:.2f}% of the test images "
             f"({agreement}).")
+
+
+def _memory_section(memory: dict | None) -> str:
+    if not memory:
+        return ""
+    p, m = memory["predicted"], memory["measured"]
+    measured = (f"{m['peak_bytes'] / 1024:,.1f} KiB (arena {m['arena_bytes'] / 1024:,.1f} KiB, weights "
+                f"{m['weights_bytes'] / 1024:,.1f} KiB; {memory['error_percent']:+.2f}% predicted against measured)"
+                if "arena_bytes" in m else f"{m['peak_bytes'] / 1024:,.1f} KiB")
+    return f"""## Peak memory
+- predicted: {p['peak_bytes'] / 1024:,.1f} KiB (activation arena {p['arena_bytes'] / 1024:,.1f} KiB, weights {p['weights_bytes'] / 1024:,.1f} KiB)
+- measured: {measured}, by {m['by']}
+
+"""
 
 
 def _onnx_section(onnx: dict | None) -> str:

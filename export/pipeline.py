@@ -42,6 +42,7 @@ from factory.nas.supernet import Supernet
 from factory.training.data import (OFFSET, SCALE, ImageData, make_dataset, normalize, test_split_code,
                                    test_split_description)
 from factory.training.portable.images import resize_policy
+from latency_tables.memory import MemoryModel
 from latency_tables.table import LatencyTable, rebuild_hint, tool_versions
 
 
@@ -236,6 +237,9 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
         print(f"warning: measured {timing.median_ms:.3f} ms on {profile.name} exceeds the {budget_ms:g} ms budget "
               f"(predicted {predicted:.3f} ms)", file=sys.stderr, flush=True)
 
+    memory = predicted_and_measured_memory(content, profile, MemoryModel(space, precision, len(source.class_names)),
+                                           subnet, io)
+
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content)
@@ -264,6 +268,7 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
                     "budget_ms": budget_ms,
                     "within_budget": within, "enforced": enforce, "tries": list(tries),
                     "prediction_error_percent": 100 * (predicted - timing.median_ms) / timing.median_ms},
+        "memory": memory,
         "size_bytes": len(content),
         "params": int(model.count_params()),
         "macs": count_macs(model),
@@ -284,6 +289,18 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
     print(f"wrote {out}: {len(content):,} bytes, {shipped} test accuracy {100 * accuracy[shipped]:.2f}%, "
           f"measured {timing.median_ms:.3f} ms (predicted {predicted:.3f} ms) on {profile.name}", flush=True)
     return card
+
+
+def predicted_and_measured_memory(content: bytes, profile: DeviceProfile, model: MemoryModel, subnet: SubnetConfig,
+                                  io: str) -> dict:
+    """The subnet's peak memory as the search predicted it and as the device's runner measures the shipped model
+    (in a run of its own), with the prediction's error where both count the same bytes."""
+    predicted = model.predict(subnet, io)
+    with get_runner(profile) as runner:
+        measured = runner.measure_memory(content)
+    return {"predicted": predicted, "measured": measured,
+            "error_percent": 100 * (predicted["peak_bytes"] - measured["peak_bytes"]) / measured["peak_bytes"]
+            if "arena_bytes" in measured else None}
 
 
 def _keep_budget(content: bytes, profile: DeviceProfile, subnet: SubnetConfig, budget_ms: float | None,

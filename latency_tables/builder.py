@@ -1,8 +1,8 @@
 """Building a latency table: every distinct layer as a one-layer .tflite, timed on the device.
 
 Each layer is built from the same Keras code as extracted subnets (random weights),
-converted in the profile's precision (``factory.core.convert``; int8 with random calibration,
-int8 input and output), and timed with the profile's runner. The table is
+converted in the profile's precision (``factory.core.convert.convert_for_timing``: the shipped
+conversion's graph, int8 with random calibration and int8 input and output, in a tenth of its time), and timed with the profile's runner. The table is
 rewritten atomically after every entry, so an interrupted build resumes where it
 stopped; entries whose coefficient of variation is too wide are measured again.
 """
@@ -15,7 +15,7 @@ from devices.hardware import check_same_hardware
 from devices.profile import DeviceProfile
 from devices.runners import get_runner
 from factory.core.backend import keras
-from factory.core.convert import convert
+from factory.core.convert import convert_for_timing
 from factory.nas.extract import head, mbconv, stem
 from factory.core.files import read_json, write_json
 from factory.nas.space import BlockSpec, SearchSpace
@@ -87,12 +87,12 @@ def build_table(space: SearchSpace, profile: DeviceProfile, path: str | Path,
         progress = keras.utils.Progbar(len(keys), verbose=verbose, unit_name="layer")
         progress.update(len(keys) - len(todo))
         if doc.get("overhead") is None:
-            timing, _ = _measure(runner, convert(overhead_model(keys[0]), profile.precision), max_cv, retries)
+            timing, _ = _measure(runner, convert_for_timing(overhead_model(keys[0]), profile.precision), max_cv, retries)
             doc["overhead"] = _entry(timing)
             write_json(path, doc)
         models = {}
         for key in todo:
-            models[key.id] = convert(layer_model(space, key), profile.precision)
+            models[key.id] = convert_for_timing(layer_model(space, key), profile.precision)
             timing, tries = _measure(runner, models[key.id], max_cv, retries)
             doc["entries"][key.id] = {**_entry(timing), "remeasured": tries, "passes": 1}
             write_json(path, doc)
@@ -102,7 +102,7 @@ def build_table(space: SearchSpace, profile: DeviceProfile, path: str | Path,
             if verbose and again:
                 print(f"pass {done + 1} of {passes}: measuring {len(again)} layers again", flush=True)
             for key in again:
-                content = models.get(key.id) or convert(layer_model(space, key), profile.precision)
+                content = models.get(key.id) or convert_for_timing(layer_model(space, key), profile.precision)
                 timing = runner.measure(content)
                 entry = doc["entries"][key.id]
                 best = _entry(timing) if timing.median_ms < entry["median_ms"] else {}

@@ -138,6 +138,10 @@ class LatencyTable:
         return self.doc["device"]["name"]
 
     @property
+    def precision(self) -> str:
+        return self.doc["precision"]
+
+    @property
     def hardware(self) -> dict | None:
         """The identity of the CPU or phone the table was measured on."""
         return self.doc.get("hardware")

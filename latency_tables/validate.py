@@ -16,7 +16,7 @@ import numpy as np
 from devices.hardware import check_same_hardware
 from devices.profile import DeviceProfile
 from devices.runners import get_runner
-from factory.core.convert import convert
+from factory.core.convert import convert_for_timing
 from factory.nas.extract import build_subnet_model, extract
 from factory.core.errors import FactoryError
 from factory.core.files import atomic_directory, read_json, write_json
@@ -199,7 +199,7 @@ def validate_table(table: LatencyTable, profile: DeviceProfile, n: int, out_dir:
         for i, subnet in enumerate(subnets):
             model = (extract(supernet, subnet) if supernet is not None
                      else build_subnet_model(space, subnet, table.num_classes))
-            models.append(convert(model, profile.precision))
+            models.append(convert_for_timing(model, profile.precision))
             if verbose:
                 print(f"  converted {i + 1}/{n}", flush=True)
         measured = [runner.measure(m).median_ms for m in models]

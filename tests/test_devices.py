@@ -142,6 +142,16 @@ def phone(tmp_path, monkeypatch):
     return profile, calls, binary
 
 
+def test_adb_memory_is_a_run_of_its_own(phone, tflite_model):
+    """Peak memory comes from a benchmark_model run apart from the timing runs, with the tool's memory flag."""
+    profile, calls, _ = phone
+    with get_runner(profile) as runner:
+        memory = runner.measure_memory(tflite_model)
+    runs = [c for c in calls() if any(a.startswith("--graph=") for a in c)]
+    assert len(runs) == 1 and runs[0][-1] == "--report_peak_memory_footprint=true"
+    assert memory["peak_bytes"] == int(12.6523 * 2**20) and "a run apart from the timing" in memory["by"]
+
+
 def test_adb_runner_runs_benchmark_model_with_exact_flags(phone, tflite_model):
     profile, calls, binary = phone
     with get_runner(profile) as runner:

@@ -89,6 +89,13 @@ def test_bundle_holds_a_fully_int8_model_that_matches_its_card(name, io, tiny_wo
     assert card["latency"]["predicted_ms"] == pytest.approx(tiny_table.predict(subnet))
     assert card["latency"]["measured"]["median_ms"] > 0
     assert card["latency"]["within_budget"] is (name != "largest")
+    # peak memory: the search's prediction is the arena LiteRT lays out for the shipped model (QAT weights, I/O)
+    memory = card["memory"]
+    assert memory["predicted"]["arena_bytes"] == memory["measured"]["arena_bytes"] > 0
+    # weights: QAT's conversion holds a few dozen bytes of constants more or less than the layers' (1.6% of the
+    # smallest tiny subnet's 4.6 KB, 0.01% of a real one's)
+    assert memory["predicted"]["weights_bytes"] == pytest.approx(memory["measured"]["weights_bytes"], rel=0.01, abs=256)
+    assert memory["measured"]["weights_bytes"] < card["size_bytes"]
     assert card["params"] == TINY.param_count(subnet, 10) and card["macs"] > card["params"]
     assert card["training"]["qat_epochs_run"] == 1 and card["training"]["distilled"]
     # the reported int8 accuracy is what an app following the card gets on the test split
@@ -97,6 +104,7 @@ def test_bundle_holds_a_fully_int8_model_that_matches_its_card(name, io, tiny_wo
     assert card["accuracy"]["images"] == len(test.y_test)
     text = (out / "model_card.md").read_text()
     assert "EXCEEDED" in text if name == "largest" else "(met)" in text
+    assert "## Peak memory" in text and "predicted against measured" in text
     assert ("exceeds the 1e-06 ms budget" in capsys.readouterr().err) is (name == "largest")
     assert card["latency"]["hardware"] == host_hardware() and f"measured on: {describe(host_hardware())}" in text
     # the model carries its own metadata: an RGB image input with its normalization, labels packed for the output

@@ -83,7 +83,7 @@ def test_every_figure_is_the_lowest_of_several_passes(tmp_path, monkeypatch, tab
     monkeypatch.setattr(HostRunner, "measure", bursty)
     names = iter(range(10**6))  # the measurements are faked, so a conversion need only name its model
     for module in ("latency_tables.builder", "latency_tables.validate"):
-        monkeypatch.setattr(f"{module}.convert", lambda model, precision: str(next(names)).encode())
+        monkeypatch.setattr(f"{module}.convert_for_timing", lambda model, precision: str(next(names)).encode())
     doc = build_table(MICRO, FAST, tmp_path / "t.json", num_classes=4, verbose=0, max_cv=10.0, passes=2)
     assert {(e["median_ms"], e["passes"]) for e in doc["entries"].values()} == {(1.0, 2)}
     table = LatencyTable.load(table_path, MICRO, FAST)

@@ -70,3 +70,23 @@ def test_the_fine_tuned_float_twin_holds_the_qat_weights(supernet):
         np.testing.assert_array_equal(value, trained[name])
     assert not np.array_equal(twin.get_layer("classifier").get_weights()[0],
                               model.get_layer("classifier").get_weights()[0])  # the fine-tune moved it
+
+
+@pytest.mark.parametrize("name", ["smallest", "largest", "random"])
+@pytest.mark.parametrize("precision", ["int8", "float16"])
+def test_timing_conversion_is_the_same_graph(supernet, name, precision):
+    """Tables time models converted from a frozen function (no SavedModel): the same operators on the same
+    tensors as the conversion that ships, so the same latency (float16's weight DEQUANTIZEs come in another
+    order)."""
+    from factory.core.convert import convert_for_timing
+    from latency_tables.memory import read_graph
+
+    def operators(content):
+        graph = read_graph(content)
+        sizes = lambda ids: tuple(graph.sizes[i] for i in ids)  # noqa: E731
+        return sorted((name, sizes(inputs), sizes(outputs)) for name, inputs, outputs in graph.ops), graph.weights
+
+    subnet = {"smallest": SubnetConfig.smallest(TINY), "largest": SubnetConfig.largest(TINY),
+              "random": SubnetConfig.random(TINY, 4)}[name]
+    model = extract(supernet, subnet)
+    assert operators(convert_for_timing(model, precision)) == operators(convert(model, precision))

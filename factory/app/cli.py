@@ -178,7 +178,7 @@ def _search(args):
     if args.data:
         check_data(args.data)
     config = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, recheck=args.recheck, size_bytes=args.size_bytes,
-                          trials=args.trials, seed=args.seed,
+                          memory_kb=args.memory_kb, trials=args.trials, seed=args.seed,
                           evolution=EvolutionConfig(population=args.population, generations=args.generations,
                                                     seed=args.seed))
     from factory.app.stages import search_workdir
@@ -235,7 +235,7 @@ def _make(args):
         space, train = _space_and_recipe(args)
     profiles = _profiles(args.device)
     export = _export_config(args)
-    search = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, seed=TRAIN.seed if args.seed is None else args.seed)
+    search = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, memory_kb=args.memory_kb, seed=TRAIN.seed if args.seed is None else args.seed)
     from factory.app.make import make
 
     make(args.data, profiles, args.budget_ms, workdir, space=space, train=train, search=search, export=export,
@@ -367,6 +367,8 @@ def _search_options(parser):
     parser.add_argument("--strategy", choices=STRATEGIES, default=SEARCH.strategy)
     parser.add_argument("--n-eval", type=_number(int, 10, False), default=SEARCH.n_eval,
                         help="subnets evaluated to fit the predictor")
+    parser.add_argument("--memory-kb", type=POSITIVE,
+                        help="peak-memory budget in KiB: weights plus the activation arena, predicted per subnet")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ from factory.search.predictor import AccuracyPredictor, fit_predictor
 from factory.search.strategies import Constraints, SearchConfig, check_budgets, search
 from factory.training.data import make_dataset
 from factory.training.workdir import Workdir
+from latency_tables.memory import MemoryModel
 from latency_tables.table import LatencyTable
 
 
@@ -72,6 +73,8 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
     predictor, _ = ensure_predictor(workdir, supernet, image_data, config.n_eval, config.seed, verbose)
     val = make_dataset(image_data.x_val, image_data.y_val, 256, training=False)
     calibration = image_data.calibration()
+    memory = {device: MemoryModel(space, table.precision, supernet.num_classes).complete(verbose)
+              for device, table in tables.items()} if config.memory_kb is not None else None
     results = []
     for device, budget in pairs:
         if (device, budget) in done:
@@ -82,8 +85,9 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
             raise FactoryError(f"no subnet is left under {budget:g} ms on {device}: the fastest subnets measured "
                                "over it; raise the budget or pass --allow-over-budget")
         top = search(space, predictor.predict_encoded, {device: tables[device]},
-                     Constraints({device: spend}, size_bytes=config.size_bytes), supernet.num_classes,
-                     strategy=config.strategy, evolution=config.evolution, trials=config.trials)
+                     Constraints({device: spend}, size_bytes=config.size_bytes, memory_kb=config.memory_kb),
+                     supernet.num_classes, strategy=config.strategy, evolution=config.evolution, trials=config.trials,
+                     memory=None if memory is None else {device: memory[device]})
         checked = []
         for subnet, predicted in top[:config.recheck]:
             supernet.recalibrate(subnet, calibration)
@@ -96,6 +100,8 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
                   "val_accuracy": float(evaluated),
                   "predicted_latency_ms": {d: t.predict(best) for d, t in tables.items()},
                   "params": space.param_count(best, supernet.num_classes),
+                  "memory_kb": config.memory_kb,
+                  "predicted_memory": None if memory is None else memory[device].predict(best),
                   "space_fingerprint": space.fingerprint,
                   "rechecked": [{"subnet": s.to_dict(), "predicted_accuracy": float(p), "val_accuracy": float(a)}
                                 for a, p, s in checked]}

@@ -30,9 +30,33 @@ def convert(model, precision: str, representative: np.ndarray | None = None, io:
     """
     from factory.core.backend import tf
 
+    return _convert(tf.lite.TFLiteConverter.from_keras_model(model), model, precision, representative, io)
+
+
+def convert_for_timing(model, precision: str) -> bytes:
+    """The same graph as :func:`convert` (same operators and tensors, random calibration), about ten times faster:
+    converted from the model's frozen function instead of a SavedModel, whose writing and reading is 90% of
+    ``convert``'s time. It has no signature, so it is only for models that are timed, never shipped."""
+    import logging
+
+    from factory.core.backend import tf
+
+    spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # "consider providing the trackable_obj": that path is the SavedModel one
+    try:
+        return _convert(tf.lite.TFLiteConverter.from_concrete_functions([function]), model, precision, None, "int8")
+    finally:
+        absl.setLevel(level)
+
+
+def _convert(converter, model, precision: str, representative, io: str) -> bytes:
+    from factory.core.backend import tf
+
     if precision not in PRECISIONS:
         raise FactoryError(f"precision {precision!r} is not one of {list(PRECISIONS)}")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "int8":
         if io not in IO_TYPES:
             raise FactoryError(f"--io {io!r} is not one of {list(IO_TYPES)}")

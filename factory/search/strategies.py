@@ -1,7 +1,8 @@
 """Constrained search: the most accurate subnet whose predicted latency fits every budget.
 
 Strategies share one objective (predicted accuracy) and one constraint (predicted
-latency <= budget on every device, optionally parameter bytes <= a size budget):
+latency <= budget on every device, optionally parameter bytes <= a size budget and
+predicted peak memory <= a memory budget on every device):
 ``evolution`` (OFA's evolutionary search, the default) and keras-tuner's own
 ``random`` and ``bayesian`` oracles, which score an infeasible candidate as infeasible
 instead of failing. The best candidates are then re-checked with the real supernet.
@@ -24,11 +25,13 @@ INFEASIBLE = -1.0  # the objective of a candidate that breaks a constraint
 
 @dataclass(frozen=True)
 class Constraints:
-    """Latency budget per device (ms), optional size budget in bytes (int8: a byte a parameter)."""
+    """Latency budget per device (ms), optional size budget in bytes (int8: a byte a parameter), optional peak
+    memory budget in KiB (weights plus activation arena, ``latency_tables.memory``) on every device."""
 
     latency_ms: dict = field(default_factory=dict)
     size_bytes: int | None = None
     bytes_per_param: int = 1
+    memory_kb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class SearchConfig:
     n_eval: int = 300  # subnets evaluated with the supernet to fit the accuracy predictor
     recheck: int = 5  # top candidates re-checked with the supernet on the validation split
     size_bytes: int | None = None
+    memory_kb: float | None = None
     trials: int = 500  # keras-tuner trials (random, bayesian)
     evolution: EvolutionConfig = EvolutionConfig()
     seed: int = 0
@@ -57,8 +61,24 @@ def check_budgets(tables: dict, constraints: Constraints):
                                f"there ({fastest:.3f} ms): give a budget of at least {fastest:.3f} ms")
 
 
-def feasibility(space: SearchSpace, tables: dict, constraints: Constraints, num_classes: int):
-    """A vectorised test of the constraints on encoded subnets."""
+def check_memory(memory: dict, constraints: Constraints):
+    """A memory budget below the smallest subnet's predicted peak is an error naming that peak."""
+    if constraints.memory_kb is None:
+        return
+    missing = set(constraints.latency_ms) - set(memory)
+    if missing:
+        raise FactoryError(f"a memory budget needs a memory model for {sorted(missing)}")
+    for device, model in memory.items():
+        least = model.predict(SubnetConfig.smallest(model.space))["peak_bytes"] / 1024
+        if constraints.memory_kb < least:
+            raise FactoryError(f"a {constraints.memory_kb:g} KB memory budget on {device} is below the smallest "
+                               f"subnet's predicted peak ({least:,.0f} KB): give at least {least:,.0f} KB")
+
+
+def feasibility(space: SearchSpace, tables: dict, constraints: Constraints, num_classes: int,
+                memory: dict | None = None):
+    """A vectorised test of the constraints on encoded subnets (peak memory only where the rest holds: it is the
+    costly one)."""
     def feasible(encoded: np.ndarray) -> np.ndarray:
         ok = np.ones(len(encoded), bool)
         for device, budget in constraints.latency_ms.items():
@@ -66,6 +86,10 @@ def feasibility(space: SearchSpace, tables: dict, constraints: Constraints, num_
         if constraints.size_bytes is not None:
             params = np.array([space.param_count(space.decode(e), num_classes) for e in encoded])
             ok &= params * constraints.bytes_per_param <= constraints.size_bytes
+        if constraints.memory_kb is not None:
+            for model in memory.values():
+                rows = np.flatnonzero(ok)
+                ok[rows] &= model.predict_encoded(encoded[rows]) <= constraints.memory_kb * 1024
         return ok
 
     return feasible
@@ -114,15 +138,17 @@ def tuner_search(space: SearchSpace, score, feasible, strategy: str, trials: int
 
 def search(space: SearchSpace, score, tables: dict, constraints: Constraints, num_classes: int, *,
            strategy: str = "evolution", evolution: EvolutionConfig = EvolutionConfig(), trials: int = 500,
-           top_k: int = 10) -> list[tuple[SubnetConfig, float]]:
-    """The ``top_k`` feasible candidates by predicted accuracy, best first."""
+           top_k: int = 10, memory: dict | None = None) -> list[tuple[SubnetConfig, float]]:
+    """The ``top_k`` feasible candidates by predicted accuracy, best first. ``memory``: a
+    ``latency_tables.memory.MemoryModel`` per device, needed for a memory budget."""
     if strategy not in STRATEGIES:
         raise FactoryError(f"unknown strategy {strategy!r}: use one of {list(STRATEGIES)}")
     missing = set(constraints.latency_ms) - set(tables)
     if missing:
         raise FactoryError(f"no latency table for {sorted(missing)}: build one with `factory table build`")
     check_budgets(tables, constraints)
-    feasible = feasibility(space, tables, constraints, num_classes)
+    check_memory(memory or {}, constraints)
+    feasible = feasibility(space, tables, constraints, num_classes, memory)
     if strategy == "evolution":
         return evolve(space, score, feasible, evolution, top_k=top_k).top
     top = tuner_search(space, score, feasible, strategy, trials, evolution.seed, top_k)
