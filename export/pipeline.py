@@ -192,7 +192,9 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
     accuracy = {"float": _accuracy(keras_labels(model, x_test), y_test)}
     predicted = latency_table.predict(subnet)
     enforce = budget_ms is not None and not config.allow_over_budget
-    first = convert(classifier, precision, representative if precision == "int8" else None, io)
+    fine_tune_next = precision == "int8" and config.qat_epochs > 0  # then the first conversion is never shipped
+    first = convert(classifier, precision, representative if precision == "int8" else None, io,
+                    signature=not fine_tune_next)
     if enforce:  # before the fine-tune: a model over its budget costs one conversion, not a QAT run
         _keep_budget(first, profile, subnet, budget_ms, predicted, "post-training int8" if precision == "int8"
                      else precision)

@@ -7,11 +7,15 @@ running it again. Tables come first, so a budget no subnet meets fails before tr
 
 from __future__ import annotations
 
+import datetime
+import time
+
+from devices.hardware import host_hardware
 from devices.profile import DeviceProfile
 from export.bundle import is_complete
 from export.config import ExportConfig
 from factory.app.stages import export_within_budget, search_workdir
-from factory.core.files import read_json
+from factory.core.files import read_json, write_json
 from factory.nas.space import SearchSpace
 from factory.search.strategies import Constraints, SearchConfig, check_budgets
 from factory.training.data import load_data
@@ -23,8 +27,37 @@ from latency_tables.resolve import ensure_table
 from latency_tables.table import CALIBRATE_N
 
 
-def _stage(title: str):
-    print(f"\n== {title}", flush=True)
+class StageClock:
+    """Wall time of each stage of a run: printed at its end and written to the work directory, so a user sees
+    where the time went (a stage skipped because its output was there takes no time)."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, float]] = []
+        self.start = time.perf_counter()
+        self._open: tuple[str, float] | None = None
+
+    def stage(self, title: str):
+        self._close()
+        print(f"\n== {title}", flush=True)
+        self._open = (title, time.perf_counter())
+
+    def _close(self):
+        if self._open:
+            title, start = self._open
+            self.rows.append((title, time.perf_counter() - start))
+            self._open = None
+
+    def finish(self, path) -> dict:
+        self._close()
+        doc = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "hardware": host_hardware(),
+               "stages": [{"stage": t, "seconds": round(s, 1)} for t, s in self.rows],
+               "total_seconds": round(time.perf_counter() - self.start, 1)}
+        write_json(path, doc)
+        width = max(len(t) for t, _ in self.rows)
+        for title, seconds in self.rows:
+            print(f"  {title:<{width}}  {seconds:7.1f} s")
+        print(f"  {'total':<{width}}  {doc['total_seconds']:7.1f} s  -> {path}")
+        return doc
 
 
 def make(data: str, profiles: list[DeviceProfile], budgets_ms: list[float], workdir: Workdir, *,
@@ -35,18 +68,19 @@ def make(data: str, profiles: list[DeviceProfile], budgets_ms: list[float], work
 
     A trained work directory keeps its own space and data (and ``resize`` policy): ``space`` and ``resize``
     then only apply to a new one."""
+    clock = StageClock()
     trained = workdir.trained
     space = workdir.space() if trained else space
     num_classes = len(workdir.data_record()["classes"]) if trained else len(check_data(data))
 
-    _stage("1/4 latency tables")  # first: a budget no subnet can meet fails before any training
+    clock.stage("1/4 latency tables")  # first: a budget no subnet can meet fails before any training
     tables = {p.name: ensure_table(space, p, workdir.table_file(space, p.name), workdir.calibration_dir(p.name),
                                    num_classes, calibrate_n) for p in profiles}
     for device, table in tables.items():
         for budget in budgets_ms:
             check_budgets({device: table}, Constraints({device: budget}))
 
-    _stage("2/4 supernet")
+    clock.stage("2/4 supernet")
     if trained:
         print(f"{workdir} already holds a trained supernet ({workdir.training()['epochs']} epochs)")
     else:
@@ -56,10 +90,10 @@ def make(data: str, profiles: list[DeviceProfile], budgets_ms: list[float], work
               f"{len(loaded.y_test)} test images, {loaded.num_classes} classes")
         train_supernet(loaded, space, workdir, train)
 
-    _stage("3/4 accuracy predictor and search")
+    clock.stage("3/4 accuracy predictor and search")
     results = search_workdir(workdir, tables, budgets_ms, data=data, config=search, reuse=True)
 
-    _stage("4/4 export")
+    clock.stage("4/4 export")
     by_name = {p.name: p for p in profiles}
     cards = []
     for result in results:
@@ -70,10 +104,13 @@ def make(data: str, profiles: list[DeviceProfile], budgets_ms: list[float], work
             continue
         cards.append(export_within_budget(workdir, result, by_name[result["device"]], tables, out, config=export,
                                           search=search, data=data))
-    _stage("done")
+    print("\n== done", flush=True)
     for card in cards:
         lat, acc = card["latency"], card["accuracy"]
         print(f"{card['device']['name']} <= {lat['budget_ms']:g} ms: {card['precision']} test accuracy "
               f"{100 * acc[acc['shipped']]:.2f}%, measured {lat['measured']['median_ms']:.3f} ms, "
-              f"{card['size_bytes']:,} bytes")
+              f"{card['size_bytes']:,} bytes" + (f", peak memory {card['memory']['predicted']['peak_bytes'] / 1024:,.0f} KiB"
+                                                 if card.get("memory") else ""))
+    print("\ntime per stage:")
+    clock.finish(workdir.timings_file)
     return cards

@@ -19,7 +19,8 @@ PRECISIONS = ("int8", "float16", "float32")
 IO_TYPES = ("uint8", "int8")
 
 
-def convert(model, precision: str, representative: np.ndarray | None = None, io: str = "int8") -> bytes:
+def convert(model, precision: str, representative: np.ndarray | None = None, io: str = "int8",
+            signature: bool = True) -> bytes:
     """The .tflite of a Keras model. ``representative``: a few input images, as the model takes them (int8 only).
 
     Post-training quantization calibrates every range from ``representative``; a QAT
@@ -27,29 +28,33 @@ def convert(model, precision: str, representative: np.ndarray | None = None, io:
     dataset before it allows integer input and output. Without ``representative`` an int8
     model is calibrated on random inputs: right for timing (latency does not depend on the
     ranges), never for a model that ships.
+
+    ``signature=False`` converts the model's frozen function instead of a SavedModel, whose
+    writing and reading is 90% of the time: the same operators on the same tensors ten
+    times faster, but without the serving signature, so for models that are measured, never
+    shipped.
     """
-    from factory.core.backend import tf
-
-    return _convert(tf.lite.TFLiteConverter.from_keras_model(model), model, precision, representative, io)
-
-
-def convert_for_timing(model, precision: str) -> bytes:
-    """The same graph as :func:`convert` (same operators and tensors, random calibration), about ten times faster:
-    converted from the model's frozen function instead of a SavedModel, whose writing and reading is 90% of
-    ``convert``'s time. It has no signature, so it is only for models that are timed, never shipped."""
     import logging
 
     from factory.core.backend import tf
 
+    if signature:
+        return _convert(tf.lite.TFLiteConverter.from_keras_model(model), model, precision, representative, io)
     spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)
     function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     absl = logging.getLogger("absl")
     level = absl.level
     absl.setLevel(logging.ERROR)  # "consider providing the trackable_obj": that path is the SavedModel one
     try:
-        return _convert(tf.lite.TFLiteConverter.from_concrete_functions([function]), model, precision, None, "int8")
+        return _convert(tf.lite.TFLiteConverter.from_concrete_functions([function]), model, precision,
+                        representative, io)
     finally:
         absl.setLevel(level)
+
+
+def convert_for_timing(model, precision: str) -> bytes:
+    """A model only timed (tables, calibration): random calibration, int8 I/O, no signature."""
+    return convert(model, precision, signature=False)
 
 
 def _convert(converter, model, precision: str, representative, io: str) -> bytes:

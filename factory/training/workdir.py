@@ -95,6 +95,11 @@ class Workdir:
     def log_file(self) -> Path:
         return self.path / "factory.log"
 
+    @property
+    def timings_file(self) -> Path:
+        """Wall time of each stage of the last ``factory make`` run."""
+        return self.path / "timings.json"
+
     def table_file(self, space: SearchSpace, device: str) -> Path:
         return self.path / "tables" / f"{space.name}__{device}.json"
 
