@@ -77,6 +77,12 @@ def test_make_writes_a_bundle_per_budget_and_skips_what_is_done(made, capsys, tm
         assert card["float_operators"] == [] and (bundle / "pareto.png").stat().st_size > 5000
         assert card["input"]["dtype"] == "uint8" and card["input"]["pixel_shift"] == 0  # the pixels, exactly
     assert table.doc.get("complete") and len(table.doc["entries"]) == len(all_layers(MICRO, 10))
+    # where the time went: each stage of this run (the first three skipped, so quick), and the total
+    timings = json.loads(Workdir(workdir).timings_file.read_text())
+    assert [s["stage"] for s in timings["stages"]] == ["1/4 latency tables", "2/4 supernet",
+                                                       "3/4 accuracy predictor and search", "4/4 export"]
+    assert timings["total_seconds"] >= sum(s["seconds"] for s in timings["stages"]) > 0
+    assert "time per stage:" in out and "total" in out
 
 
 def test_make_names_the_fastest_latency_for_a_budget_too_low(made, capsys, tmp_path, monkeypatch):
