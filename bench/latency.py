@@ -13,8 +13,10 @@ Reports, for each, the share within +-10% (goal: at least 99%, nn-Meter's figure
 mobile CPUs) and +-5%, MAPE (goal: at most 3%), the mean error, Kendall's tau, the
 95th percentile of how much slower than predicted a subnet measures (the margin a
 search leaves under a budget) and the layer sum's MAPE before the correction; and
-times vectorised prediction (goal: 100,000 subnets a second). Prints a table and
-writes JSON.
+times vectorised prediction (goal: 100,000 subnets a second). ``--reuse`` judges the
+held-out subnets an earlier run measured again, with the tables' corrections as they
+are now (after ``--recalibrate``, say), measuring only the calibration. Prints a table
+and writes JSON.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ import numpy as np
 
 from bench.common import header, parse, provenance, run, save
 from devices.profile import load_profile
+from factory.core.errors import FactoryError
 from factory.core.files import read_json
 from factory.nas.space import SubnetConfig, get_space
 from latency_tables.builder import build_table
-from latency_tables.table import CALIBRATE_N, LatencyTable, default_table_path, user_table_path
-from latency_tables.validate import KINDS, calibrate_table, validate_table
+from latency_tables.table import CALIBRATE_N, LatencyTable, default_table_path, describe_correction, user_table_path
+from latency_tables.validate import KINDS, calibrate_table, judge, validate_table
 
 TITLE = "Latency tables on this machine"
 GOALS = {"within_10_percent": 0.99, "mape_percent": 3.0}
@@ -52,18 +55,32 @@ def table_of(space, profile, given: str | None) -> tuple[Path, float | None]:
     """The table to judge: ``given``, the shipped or user's one when it is of this CPU, else one built (resumably)
     in the user's cache; and the seconds a build took here (None when none ran)."""
     path = Path(given) if given else default_table_path(space, profile)
-    if not given and path.exists():
+    if not given:
         try:
             LatencyTable.load(path, space, profile)
             return path, None
-        except Exception:  # noqa: BLE001 - another CPU's table: build this one's
+        except FactoryError:  # none, or another CPU's: build this one's
             path = user_table_path(space, profile)
     start = time.time()
     build_table(space, profile, path)
     return path, time.time() - start
 
 
-def judge(space, profile, given: str | None, n: int, recalibrate: bool, out: Path) -> dict:
+def held_out(table: LatencyTable, profile, kind: str, n: int, folder: Path, reuse: bool) -> dict:
+    """``n`` subnets of ``kind`` measured whole; with ``reuse``, those an earlier run measured into ``folder``
+    (when the table's layer sums for them are unchanged), judged with the table's correction as it is now."""
+    if reuse and (folder / "report.json").exists():
+        old = read_json(folder / "report.json")
+        subnets = [SubnetConfig.from_dict(r["subnet"]) for r in old["subnets"]]
+        if len(subnets) == n and all(abs(table.predict(s, corrected=False) - r["uncorrected_ms"]) < 1e-9
+                                     for s, r in zip(subnets, old["subnets"])):
+            print(f"{profile.name}: reusing the {n} {kind} subnets measured in {folder}", flush=True)
+            return judge(table, profile, subnets, [r["measured_ms"] for r in old["subnets"]], kind, old["passes"])
+    print(f"{profile.name}: measuring {n} held-out {kind} subnets", flush=True)
+    return validate_table(table, profile, n, folder, kind=kind, verbose=False)
+
+
+def judge_table(space, profile, given: str | None, n: int, recalibrate: bool, reuse: bool, out: Path) -> dict:
     path, build_seconds = table_of(space, profile, given)
     table = LatencyTable(read_json(path), space, str(path))
     calibration = None
@@ -74,8 +91,7 @@ def judge(space, profile, given: str | None, n: int, recalibrate: bool, out: Pat
         table = LatencyTable(read_json(path), space, str(path))
     kinds = {}
     for kind in KINDS:
-        print(f"{profile.name}: measuring {n} held-out {kind} subnets", flush=True)
-        report = validate_table(table, profile, n, out / f"{kind}__{profile.name}", kind=kind, verbose=False)
+        report = held_out(table, profile, kind, n, out / f"{kind}__{profile.name}", reuse)
         kinds[kind] = {**{k: v for k, v in report.items() if k not in ("correction_fitted_on_all",
                                                                         "corrected_cross_validated")},
                        "layer_sum_mape_percent": report["uncorrected"]["mape_percent"]}
@@ -92,6 +108,9 @@ def main():
     parser.add_argument("--tables", nargs="+", help="a table per device (default: as described above)")
     parser.add_argument("--recalibrate", action="store_true",
                         help="fit the tables' corrections again on a fresh random and search-like mix")
+    parser.add_argument("--reuse", action="store_true",
+                        help="judge the held-out subnets an earlier run measured (runs/bench-latency/) again, with "
+                             "the tables' corrections as they are now, when their layer sums are unchanged")
     parser.add_argument("--out", default="bench/results/latency.json")
     args = parse(parser, markdown, "devices")
     if args is None:
@@ -99,7 +118,7 @@ def main():
     space = get_space(args.space)
     tables = args.tables or [None] * len(args.devices)
     work = Path("runs") / "bench-latency"
-    devices = {name: judge(space, load_profile(name), given, args.n, args.recalibrate, work)
+    devices = {name: judge_table(space, load_profile(name), given, args.n, args.recalibrate, args.reuse, work)
                for name, given in zip(args.devices, tables)}
     save(args.out, {**provenance(), "space": space.name, "n": args.n, "goals": GOALS, "devices": devices}, markdown)
 
@@ -132,8 +151,8 @@ def markdown(doc: dict) -> str:
                  else f"`{Path(d['table']).name}`")
         fitted = (f"calibrated in this run on {c.get('fitted_on_subnets')} subnets" if d["calibration_this_run"]
                   else f"its stored correction (fitted on {c.get('fitted_on_subnets', c.get('n'))} subnets)")
-        notes.append(f"- {device}: table {built}, {d['table_entries']} layers, {fitted}: {c.get('slope', 1):.4f} x sum "
-                     f"{c.get('intercept', 0):+.4f} ms; vectorised prediction {d['predictions_per_second']:,.0f} "
+        notes.append(f"- {device}: table {built}, {d['table_entries']} layers, {fitted}: {describe_correction(c)}; "
+                     f"vectorised prediction {d['predictions_per_second']:,.0f} "
                      "subnets a second (goal 100,000)")
     return "\n".join(lines + [""] + notes)
 

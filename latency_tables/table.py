@@ -5,8 +5,9 @@ copy, interpreter dispatch); so does a whole network, once. A table stores that
 overhead, measured on a trivial model, and predicts
 ``overhead + sum(layer - overhead)``. Whole networks still differ from that sum in a
 way that is systematic per device (one-layer models miss cache reuse between layers and
-pay thread-pool start-up per layer), so a table can carry a linear correction
-``slope * sum + intercept`` fitted on measured whole subnets (``validate.py``).
+pay thread-pool start-up per layer, and grow slower than the sum as they outgrow the caches), so a table can
+carry a correction ``quadratic * sum**2 + slope * sum + intercept`` fitted on measured whole subnets
+(``validate.py``).
 """
 
 from __future__ import annotations
@@ -114,6 +115,16 @@ def check_calibration_n(n: int):
         raise FactoryError(f"calibration needs at least {MIN_CALIBRATION} measured subnets: raise --n")
 
 
+def apply_correction(correction: dict, raw):
+    """A stored correction applied to layer sums (tables calibrated before the quadratic term have none)."""
+    return correction.get("quadratic", 0.0) * raw ** 2 + correction["slope"] * raw + correction["intercept"]
+
+
+def describe_correction(correction: dict) -> str:
+    q = correction.get("quadratic", 0.0)
+    return (f"{q:.4f} x sum^2 " if q else "") + f"{correction['slope']:+.4f} x sum {correction['intercept']:+.4f} ms"
+
+
 class LatencyTable:
     """A measured table for one (space, device, precision); predicts subnet latency in ms."""
 
@@ -168,8 +179,7 @@ class LatencyTable:
         return 2 * held_out["mape_percent"] / 100 if "mape_percent" in held_out else 0.0
 
     def _corrected(self, raw, corrected: bool):
-        c = self.correction
-        return c["slope"] * raw + c["intercept"] if corrected and c else raw
+        return apply_correction(self.correction, raw) if corrected and self.correction else raw
 
     def predict(self, subnet: SubnetConfig, corrected: bool = True) -> float:
         """Predicted latency of one subnet in milliseconds (the sum of its layers, then the correction)."""
@@ -219,7 +229,7 @@ class LatencyTable:
             extreme = reduce(blocks, axis=(2, 3)).reshape(len(self.space.resolutions), len(self.space.stages), m)
             prefix = np.cumsum(extreme, axis=2)  # cost of the first d blocks
             raw = fixed + reduce(prefix[:, :, depth_idx], axis=2).sum(axis=1)
-            span.append(self._corrected(raw, True))  # the correction's slope is positive: order is kept
+            span.append(self._corrected(raw, True))  # the correction increases over the range: order is kept
         return {r: (float(lo), float(hi)) for r, lo, hi in zip(self.space.resolutions, *span)}
 
     def fastest_ms(self) -> float:

@@ -21,7 +21,7 @@ from factory.nas.extract import build_subnet_model, extract
 from factory.core.errors import FactoryError
 from factory.core.files import atomic_directory, read_json, write_json
 from factory.nas.space import SubnetConfig
-from latency_tables.table import LatencyTable, check_calibration_n
+from latency_tables.table import LatencyTable, apply_correction, check_calibration_n
 
 
 def error_report(predicted, measured) -> dict:
@@ -40,15 +40,29 @@ def error_report(predicted, measured) -> dict:
 
 
 def fit_correction(predicted, measured) -> dict:
-    """``slope * predicted + intercept`` minimising the squared relative error (what MAPE counts)."""
+    """``quadratic * sum**2 + slope * sum + intercept`` minimising the squared relative error (what MAPE counts).
+
+    Whole networks grow slower than the sum of their one-layer models as they grow (each one-layer model had the
+    caches to itself): on the shipped host-cpu-1t table, fitted on 10 random and 10 search-like subnets, the
+    quadratic held out 2.44% MAPE on 50 random and 4.05% on 50 search-like subnets, where a linear correction
+    fitted on 100 held out 4.95% and 7.64%. A fit that would not grow over the range measured falls back to the
+    line."""
     predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
     if len(measured) < 3:
         raise FactoryError("a latency correction needs at least 3 measured subnets: raise --n")
-    design = np.stack([predicted / measured, 1.0 / measured], axis=1)
-    (slope, intercept), *_ = np.linalg.lstsq(design, np.ones_like(measured), rcond=None)
+
+    def fit(columns):
+        design = np.stack([c / measured for c in columns], axis=1)
+        return np.linalg.lstsq(design, np.ones_like(measured), rcond=None)[0]
+
+    quadratic, slope, intercept = fit([predicted ** 2, predicted, np.ones_like(predicted)])
+    low, high = predicted.min() / 2, predicted.max() * 2
+    if min(2 * quadratic * low + slope, 2 * quadratic * high + slope) <= 0:  # not increasing: the line
+        quadratic, (slope, intercept) = 0.0, fit([predicted, np.ones_like(predicted)])
     if slope <= 0:
         raise FactoryError("measured latencies do not grow with the table's predictions: rebuild the table")
-    return {"slope": float(slope), "intercept": float(intercept), "n": int(len(measured))}
+    return {"quadratic": float(quadratic), "slope": float(slope), "intercept": float(intercept),
+            "n": int(len(measured))}
 
 
 def cross_validated(predicted, measured, folds: int = 5, seed: int = 0) -> np.ndarray:
@@ -58,8 +72,7 @@ def cross_validated(predicted, measured, folds: int = 5, seed: int = 0) -> np.nd
     out = np.empty_like(predicted)
     for fold in np.array_split(order, min(folds, len(measured))):
         train = np.setdiff1d(order, fold)
-        c = fit_correction(predicted[train], measured[train])
-        out[fold] = c["slope"] * predicted[fold] + c["intercept"]
+        out[fold] = apply_correction(fit_correction(predicted[train], measured[train]), predicted[fold])
     return out
 
 
@@ -177,6 +190,21 @@ def scatter(predicted, measured, title: str, path: Path):
     plt.close(fig)
 
 
+def judge(table: LatencyTable, profile: DeviceProfile, subnets: list[SubnetConfig], measured: list[float],
+          kind: str, passes: int) -> dict:
+    """The report of subnets measured whole: the table's predictions against the measurements, and what a
+    correction refitted on them would do held out."""
+    rows = [{"subnet": s.to_dict(), "predicted_ms": table.predict(s),
+             "uncorrected_ms": table.predict(s, corrected=False), "measured_ms": ms}
+            for s, ms in zip(subnets, measured)]
+    predicted = [r["predicted_ms"] for r in rows]
+    return {"device": profile.name, "precision": profile.precision, "space": table.space.name, "passes": passes,
+            "kind": kind, "table": table.source, "table_correction": table.correction,
+            **error_report(predicted, measured),
+            **(correction_report([r["uncorrected_ms"] for r in rows], measured) if len(rows) >= 5 else {}),
+            "subnets": rows}
+
+
 def validate_table(table: LatencyTable, profile: DeviceProfile, n: int, out_dir: str | Path, supernet=None,
                    seed: int = 0, passes: int = 3, verbose: bool = True, kind: str = "random",
                    subnets: list[SubnetConfig] | None = None) -> dict:
@@ -205,21 +233,12 @@ def validate_table(table: LatencyTable, profile: DeviceProfile, n: int, out_dir:
         measured = [runner.measure(m).median_ms for m in models]
         for _ in range(1, passes):
             measured = [min(ms, runner.measure(m).median_ms) for ms, m in zip(measured, models)]
-    rows = [{"subnet": s.to_dict(), "predicted_ms": table.predict(s),
-             "uncorrected_ms": table.predict(s, corrected=False), "measured_ms": ms}
-            for s, ms in zip(subnets, measured)]
+    report = judge(table, profile, subnets, measured, kind, passes)
     if verbose:
-        for i, r in enumerate(rows):
+        for i, r in enumerate(report["subnets"]):
             print(f"  {i + 1}/{n}: predicted {r['predicted_ms']:.3f} ms, measured {r['measured_ms']:.3f} ms")
-    predicted = [r["predicted_ms"] for r in rows]
-    measured = [r["measured_ms"] for r in rows]
-    report = {"device": profile.name, "precision": profile.precision, "space": space.name, "passes": passes,
-              "kind": kind,
-              "table": table.source, "table_correction": table.correction, **error_report(predicted, measured),
-              **(correction_report([r["uncorrected_ms"] for r in rows], measured) if n >= 5 else {}),
-              "subnets": rows}
     with atomic_directory(out_dir) as tmp:
         write_json(tmp / "report.json", report)
-        scatter(predicted, measured, f"{space.name} on {profile.name}: MAPE {report['mape_percent']:.1f}%, "
+        scatter([r["predicted_ms"] for r in report["subnets"]], measured, f"{space.name} on {profile.name}: MAPE {report['mape_percent']:.1f}%, "
                                      f"tau {report['kendall_tau']:.2f}", tmp / "scatter.png")
     return report

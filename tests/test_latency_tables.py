@@ -221,12 +221,15 @@ def test_show_names_the_hardware_and_the_budgets_a_table_can_meet(table_path, tm
         LatencyTable.load(partial, MICRO, FAST)
 
 
-def test_correction_recovers_a_linear_bias_and_is_judged_held_out():
+@pytest.mark.parametrize("quadratic", [0.0, 0.04])
+def test_correction_recovers_the_bias_and_is_judged_held_out(quadratic):
+    """A linear bias, or large subnets slower than their layers' sum (as whole networks outgrow the caches)."""
     rng = np.random.default_rng(0)
     raw = rng.uniform(0.2, 3.0, 60)
-    measured = (1.05 * raw + 0.02) * rng.normal(1.0, 0.01, 60)
+    measured = (quadratic * raw ** 2 + 1.05 * raw + 0.02) * rng.normal(1.0, 0.01, 60)
     fit = fit_correction(raw, measured)
-    assert fit["slope"] == pytest.approx(1.05, abs=0.01) and fit["intercept"] == pytest.approx(0.02, abs=0.01)
+    assert fit["quadratic"] == pytest.approx(quadratic, abs=0.01)
+    assert fit["slope"] == pytest.approx(1.05, abs=0.03) and fit["intercept"] == pytest.approx(0.02, abs=0.02)
     report = correction_report(raw, measured)
     assert report["uncorrected"]["mape_percent"] > 4 > 2 > report["corrected_cross_validated"]["mape_percent"]
     # held out: one wild subnet's own correction must not be fitted on it
@@ -234,6 +237,15 @@ def test_correction_recovers_a_linear_bias_and_is_judged_held_out():
     assert cross_validated(raw, measured)[0] < 0.5 * measured[0]
     with pytest.raises(FactoryError, match="do not grow"):
         fit_correction([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])
+
+
+def test_a_correction_that_would_turn_down_is_a_line():
+    """A curve fitted on a few points that bends back down within the range searches use would reorder subnets:
+    the line is fitted instead."""
+    raw = np.array([0.5, 1.0, 1.5, 2.0, 2.5])
+    measured = np.array([0.5, 1.2, 1.7, 1.9, 2.0])  # flattening: a negative quadratic term
+    fit = fit_correction(raw, measured)
+    assert fit["quadratic"] == 0.0 and fit["slope"] > 0
 
 
 def test_a_stored_correction_applies_to_every_prediction(table_path, tmp_path):

@@ -24,7 +24,7 @@ from factory.nas.space import SPACES, get_space
 from factory.search.evolution import EvolutionConfig
 from factory.search.strategies import STRATEGIES, SearchConfig
 from factory.training.workdir import Workdir, load_subnet, transfer_source
-from latency_tables.table import CALIBRATE_N, MIN_CALIBRATION, check_calibration_n
+from latency_tables.table import CALIBRATE_N, MIN_CALIBRATION, check_calibration_n, describe_correction
 
 
 def _profiles(devices: list[str]):
@@ -136,7 +136,7 @@ def _table(args):
     c = report["correction_fitted_on_all"]
     print(f"{report['n']} subnets on {profile.name}: table alone {_errors(report['uncorrected'])}; corrected, "
           f"held out (5-fold): {_errors(report['corrected_cross_validated'])}\n"
-          f"stored correction {c['slope']:.4f} x sum {c['intercept']:+.4f} ms in {path}")
+          f"stored correction {describe_correction(c)} in {path}")
 
 
 def _show_table(path, space, profile):
@@ -150,7 +150,7 @@ def _show_table(path, space, profile):
     rows = [("table", str(path)), ("space", f"{space.name} ({space.fingerprint})"),
             ("device", f"{profile.name} ({profile.precision})"), ("measured on", describe(table.hardware)),
             ("date", doc.get("date", "")), ("layers", str(len(doc["entries"]))),
-            ("correction", f"{c['slope']:.4f} x sum {c['intercept']:+.4f} ms, fitted on {c['n']} subnets"
+            ("correction", f"{describe_correction(c)}, fitted on {c['n']} subnets"
                            if c else f"none (`factory table calibrate --device {profile.name} --space {space.name}`)")]
     if profile.runner == "host":  # shown even when refused, with why a search would refuse it
         try:
