@@ -60,7 +60,8 @@ def read_graph(content: bytes) -> LayerGraph:
 
     def nbytes(t) -> int:
         tensor = graph.Tensors(t)
-        return int(np.prod(tensor.ShapeAsNumpy(), dtype=np.int64)) * _TYPE_BYTES[tensor.Type()]
+        shape = tensor.ShapeAsNumpy() if tensor.ShapeLength() else []  # a scalar: one element
+        return int(np.prod(shape, dtype=np.int64)) * _TYPE_BYTES[tensor.Type()]
 
     (first,), (last,) = graph.InputsAsNumpy().tolist(), graph.OutputsAsNumpy().tolist()
     position, ops = {first: 0}, []
