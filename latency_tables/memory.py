@@ -22,6 +22,7 @@ from factory.core.files import read_json, user_dir, write_json
 from factory.nas.space import SearchSpace, SubnetConfig
 from latency_tables.blocks import all_layers, subnet_layers
 
+GRAPH_FORMAT = 2  # of the cached layer graphs: 2 counts a scalar constant as one element
 ALIGNMENT = 64  # TFLite's kDefaultTensorAlignment
 LIVES_ON = 1 << 30  # a last node past every graph: outputs (and inputs) are never overwritten
 IN_PLACE = {"ADD", "MUL"}  # builtin kernels that may write their output over an input (seen in LiteRT's plans)
@@ -181,13 +182,13 @@ class MemoryModel:
         self.path = Path(path or user_dir("memory") / f"{space.name}__{space.fingerprint}__{precision}__"
                                                       f"{num_classes}.json")
         doc = read_json(self.path) if self.path.exists() else {}
-        same = (doc.get("space_fingerprint"), doc.get("precision"), doc.get("num_classes")) == \
-            (space.fingerprint, precision, num_classes)
+        same = (doc.get("format"), doc.get("space_fingerprint"), doc.get("precision"), doc.get("num_classes")) == \
+            (GRAPH_FORMAT, space.fingerprint, precision, num_classes)
         self.graphs = {k: LayerGraph.from_dict(g) for k, g in doc.get("graphs", {}).items()} if same else {}
         self._cache: dict[tuple, dict] = {}
 
     def _save(self):
-        write_json(self.path, {"space": self.space.name, "space_fingerprint": self.space.fingerprint,
+        write_json(self.path, {"format": GRAPH_FORMAT, "space": self.space.name, "space_fingerprint": self.space.fingerprint,
                                "precision": self.precision, "num_classes": self.num_classes,
                                "graphs": {k: g.to_dict() for k, g in self.graphs.items()}})
 
