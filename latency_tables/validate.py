@@ -59,8 +59,8 @@ def fit_correction(predicted, measured) -> dict:
     low, high = predicted.min() / 2, predicted.max() * 2
     if min(2 * quadratic * low + slope, 2 * quadratic * high + slope) <= 0:  # not increasing: the line
         quadratic, (slope, intercept) = 0.0, fit([predicted, np.ones_like(predicted)])
-    if slope <= 0:
-        raise FactoryError("measured latencies do not grow with the table's predictions: rebuild the table")
+        if slope <= 0:
+            raise FactoryError("measured latencies do not grow with the table's predictions: rebuild the table")
     return {"quadratic": float(quadratic), "slope": float(slope), "intercept": float(intercept),
             "n": int(len(measured))}
 
