@@ -112,7 +112,7 @@ def fit(keras, model, name: str, x_train, y_train, config: TrainConfig, num_clas
     batch norm; the last epoch's accuracy."""
     x_train = resize_images(x_train, model.input_shape[1])
     batches = augmented_batches(keras, x_train, y_train, config, num_classes)
-    model.compile(optimizer=make_optimizer(config, len(batches), keras=keras), loss=loss(config, keras=keras),
+    model.compile(optimizer=make_optimizer(config, len(batches), model.trainable_variables, keras=keras), loss=loss(config, keras=keras),
                     metrics=[keras.metrics.CategoricalAccuracy(name="acc")])
     print(f"{name}: training {config.epochs} epochs on {len(batches) * config.batch_size} images", flush=True)
     history = model.fit(batches, epochs=config.epochs, verbose=2)

@@ -51,7 +51,7 @@ def elasticity_cost(data, space, steps: int, batch_size: int, repeats: int = 3):
     batch = make_dataset(x, y, batch_size, training=False)
     images, labels = next(iter(batch))
     supernet = build_supernet(space, data.num_classes, config)
-    supernet.compile(optimizer=make_optimizer(config, 1000))
+    supernet.compile(optimizer=make_optimizer(config, 1000, supernet.trainable_variables))
     train_fn = supernet.make_train_function()
     repeated = iter(tf.data.Dataset.from_tensors((images, labels)).repeat())
     rows = []

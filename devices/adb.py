@@ -168,8 +168,10 @@ class AdbRunner:
         return ["shell", *prefix, REMOTE_BINARY, f"--graph={remote_model}", f"--num_threads={p.threads}",
                 f"--warmup_runs={p.warmup_runs}", f"--num_runs={p.runs}", DELEGATE_FLAGS[p.delegate]]
 
-    def measure(self, model: bytes | str | Path) -> Timing:
-        return self._pushed(model, lambda remote: fastest_of(lambda: self._benchmark(remote), self.profile.repeats))
+    def measure(self, model: bytes | str | Path, spread_s: float = 0.0) -> Timing:
+        """The fastest of the profile's repeats of ``benchmark_model`` (more while under ``spread_s`` seconds)."""
+        return self._pushed(model, lambda remote: fastest_of(lambda: self._benchmark(remote), self.profile.repeats,
+                                                             spread_s))
 
     def measure_memory(self, model: bytes) -> dict:
         """benchmark_model's peak memory footprint, from a run of its own: the tool's polling thread, which reads

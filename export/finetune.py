@@ -62,7 +62,7 @@ def fine_tune(qat_model: keras.Model, data: ImageData, epochs: int, *, min_steps
     steps = int(train.cardinality().numpy())
     epochs = qat_epochs(epochs, min_steps, steps)
     config = TrainConfig(epochs=epochs, learning_rate=learning_rate, warmup_epochs=0, batch_size=batch_size)
-    optimizer = make_optimizer(config, steps)
+    optimizer = make_optimizer(config, steps, qat_model.trainable_variables)
     if teacher is not None:
         trainer = Distillation(qat_model, teacher)
         trainer.compile(optimizer=optimizer)
@@ -70,5 +70,6 @@ def fine_tune(qat_model: keras.Model, data: ImageData, epochs: int, *, min_steps
         trainer = qat_model
         trainer.compile(optimizer=optimizer,
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    trainer.fit(train, epochs=epochs, verbose=verbose)
+    # one iterator for the whole run: a QAT model's fit paused about 2 s between epochs over a new one each epoch
+    trainer.fit(train.repeat(), steps_per_epoch=steps, epochs=epochs, verbose=verbose)
     return epochs

@@ -24,6 +24,7 @@ import numpy as np
 from devices.hardware import check_same_hardware
 from devices.profile import DeviceProfile
 from devices.runners import get_runner
+from devices.timing import SPREAD_S
 from export.config import ExportConfig
 from export.bundle import classifier_metadata, count_macs, snippets, write_bundle
 from export.finetune import fine_tune
@@ -309,7 +310,7 @@ def _keep_budget(content: bytes, profile: DeviceProfile, subnet: SubnetConfig, b
                  predicted_ms: float, stage: str):
     """The model's timing and the hardware it ran on; over ``budget_ms`` (when given), OverBudgetError."""
     with get_runner(profile) as runner:
-        timing, hardware = runner.measure(content), runner.hardware()
+        timing, hardware = runner.measure(content, SPREAD_S), runner.hardware()
     if budget_ms is not None and timing.median_ms > budget_ms:
         raise OverBudgetError(subnet, profile, budget_ms, timing.median_ms, predicted_ms, stage)
     return timing, hardware

@@ -83,6 +83,8 @@ def test_the_fastest_of_repeated_measurements_is_kept(tflite_model):
     assert timing.median_ms == 1.0 and timing.repeats == 3
     with HostRunner(DeviceProfile("t", "host", runs=5, warmup_runs=1, repeats=3)) as runner:
         assert runner.measure(tflite_model).repeats == 3
+        spread = runner.measure(tflite_model, spread_s=0.5)  # a model measured once for a decision outlasts a slow spell
+        assert spread.repeats > 3
 
 
 def test_host_runner_refuses_a_non_model():

@@ -268,9 +268,10 @@ def _bench(args):
     check_tflite(args.model)
     from devices.hardware import describe
     from devices.runners import get_runner
+    from devices.timing import SPREAD_S
 
     with get_runner(profile) as runner:
-        timing, hardware = runner.measure(args.model), runner.hardware()
+        timing, hardware = runner.measure(args.model, SPREAD_S), runner.hardware()
     rows = [("model", args.model), ("device", f"{profile.name} ({profile.runner}, {profile.threads} thread(s), "
                                               f"{profile.delegate})"), ("hardware", describe(hardware)),
             ("runs", f"{timing.runs} (after {profile.warmup_runs} warm-up; the fastest of {timing.repeats} "

@@ -37,7 +37,7 @@ def train_model(model: keras.Model, data: ImageData, config: TrainConfig, verbos
     train = make_dataset(data.x_train, data.y_train, config.batch_size, training=True, flip=data.flip,
                          seed=config.seed)
     train = train.map(lambda x, y: (x, tf.one_hot(y, n)))
-    model.compile(optimizer=make_optimizer(config, int(train.cardinality().numpy())),
+    model.compile(optimizer=make_optimizer(config, int(train.cardinality().numpy()), model.trainable_variables),
                   loss=loss(config),
                   metrics=[keras.metrics.CategoricalAccuracy(name="acc")])
     start = time.time()
@@ -127,7 +127,8 @@ def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
         print(f"{steps} steps an epoch: training {epochs} epochs to reach {config.min_steps} steps", flush=True)
     with strategy.scope():
         supernet = build_supernet(space, data.num_classes, config)
-        supernet.compile(optimizer=make_optimizer(dataclasses.replace(config, epochs=epochs), steps))
+        supernet.compile(optimizer=make_optimizer(dataclasses.replace(config, epochs=epochs), steps,
+                                                  supernet.trainable_variables))
     init = None
     if source is not None:  # an interrupted run's backup, restored by fit, overrides these weights
         origin = source.data_record()

@@ -39,6 +39,7 @@ class Workdir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser()
+        self._supernet = None  # loaded (or trained) once per Workdir: its traced functions are reused by later stages
 
     def __repr__(self) -> str:
         return f"Workdir({str(self.path)!r})"
@@ -171,14 +172,17 @@ class Workdir:
         return loaded
 
     def supernet(self):
-        """The trained supernet."""
+        """The trained supernet, loaded on the first call. Every user recalibrates a subnet's batch norm before
+        using it, so one object serves every stage of a run, and its graphs are traced once (seconds each)."""
         from factory.nas.supernet import Supernet
 
-        path = self.check_trained().supernet_dir
-        config = read_json(path / "config.json")
-        supernet = Supernet(**{k: v for k, v in config.items() if k != "name"})
-        supernet.load_weights(str(path / "weights")).expect_partial()
-        return supernet
+        if self._supernet is None:
+            path = self.check_trained().supernet_dir
+            config = read_json(path / "config.json")
+            supernet = Supernet(**{k: v for k, v in config.items() if k != "name"})
+            supernet.load_weights(str(path / "weights")).expect_partial()
+            self._supernet = supernet
+        return self._supernet
 
     # ---------------------------------------------------------------- writers
     def record_start(self, space: SearchSpace, data_summary: dict, train_config: dict):
@@ -196,6 +200,7 @@ class Workdir:
             supernet.save_weights(str(tmp / "weights"))
             write_json(tmp / "config.json", supernet.get_config())
         write_json(self.training_file, record)
+        self._supernet = supernet
 
 
 def transfer_source(path: str | Path, space: SearchSpace | None = None) -> Workdir:
