@@ -116,7 +116,8 @@ def check_calibration_n(n: int):
 
 
 def apply_correction(correction: dict, raw):
-    """A stored correction applied to layer sums (tables calibrated before the quadratic term have none)."""
+    """A stored correction applied to layer sums, numpy arrays or tensors alike (tables calibrated before the
+    quadratic term have none)."""
     return correction.get("quadratic", 0.0) * raw ** 2 + correction["slope"] * raw + correction["intercept"]
 
 
@@ -200,6 +201,11 @@ class LatencyTable:
                     for e_i, e in enumerate(sp.expand_ratios):
                         blocks[r_i, p_i, k_i, e_i] = self.cost(block_key(block, size, k, e))
         return fixed, blocks
+
+    def cost_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per resolution the fixed cost (overhead, stem, head), and a (resolution, position, kernel, expand) block
+        cost, in ms before the correction: a subnet's raw prediction is the fixed cost plus its blocks' costs."""
+        return self._arrays
 
     def predict_encoded(self, encoded: np.ndarray, corrected: bool = True) -> np.ndarray:
         """Vectorised prediction for a batch of ``SearchSpace.encode`` vectors (N, L)."""

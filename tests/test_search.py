@@ -5,7 +5,8 @@ import pytest
 
 from factory.core.errors import FactoryError
 from factory.search.evolution import EvolutionConfig
-from factory.search.strategies import Constraints, search
+from factory.search.reinforce import FactorisedPolicy, ReinforceConfig, mnasnet_reward, reinforce
+from factory.search.strategies import Constraints, feasibility, search
 from factory.nas.space import TINY, SubnetConfig
 from helpers import synthetic_table
 
@@ -22,11 +23,12 @@ def budgets(fraction):
     return {d: t.fastest_ms() + fraction * (t.predict(largest) - t.fastest_ms()) for d, t in TABLES.items()}
 
 
-@pytest.mark.parametrize("strategy", ["evolution", "random", "bayesian"])
+@pytest.mark.parametrize("strategy", ["evolution", "reinforce", "random", "bayesian"])
 def test_every_candidate_fits_every_device(strategy):
     limits = budgets(0.3)
     top = search(TINY, accuracy, TABLES, Constraints(limits), 10, strategy=strategy,
                  evolution=EvolutionConfig(population=20, generations=8),
+                 reinforce_config=ReinforceConfig(steps=30),
                  trials=8 if strategy == "bayesian" else 25)  # each GP trial costs seconds here
     assert top and [s for _, s in top] == sorted((s for _, s in top), reverse=True)
     for subnet, _ in top:
@@ -41,6 +43,53 @@ def test_evolution_beats_the_random_population_it_starts_from():
     start = search(TINY, accuracy, TABLES, Constraints(limits), 10,
                    evolution=EvolutionConfig(population=20, generations=0, seed=2))[0]
     assert best[1] > start[1]
+
+
+def _reinforce(limits, config):
+    constraints = Constraints(limits)
+
+    def ratios(encoded):
+        return np.stack([TABLES[d].predict_encoded(encoded) / b for d, b in limits.items()], axis=1)
+
+    return reinforce(TINY, accuracy, ratios, feasibility(TINY, TABLES, constraints, 10), lambda e: np.ones(len(e)),
+                     config)
+
+
+@pytest.mark.parametrize("reward", ["soft", "hard"])
+def test_reinforce_reward_rises_and_the_policy_decides(reward):
+    limits = budgets(0.5)
+    result = _reinforce(limits, ReinforceConfig(steps=80, batch=32, reward=reward, seed=1))
+    first, last = np.mean(result.reward_history[:10]), np.mean(result.reward_history[-10:])
+    assert last > first * 1.05
+    assert result.entropy < FactorisedPolicy(TINY).entropy() * 0.9  # it started uniform
+    best, score = result.top[0]
+    assert all(TABLES[d].predict(best) <= b for d, b in limits.items())
+    # a search that learned finds better subnets than the first batch a uniform policy samples
+    start = _reinforce(limits, ReinforceConfig(steps=1, batch=32, reward=reward, seed=1)).top
+    assert np.mean([s for _, s in result.top]) > np.mean([s for _, s in start])
+
+
+def test_mnasnet_reward():
+    accuracy_ = np.array([0.8, 0.8, 0.8])
+    ratios = np.array([[0.5], [1.0], [2.0]])  # latency / budget
+    soft = mnasnet_reward(accuracy_, ratios, -0.07, hard=False)
+    np.testing.assert_allclose(soft, 0.8 * np.array([0.5, 1.0, 2.0]) ** -0.07)
+    np.testing.assert_allclose(mnasnet_reward(accuracy_, ratios, -0.07, hard=True), [0.8, 0.8, 0.0])
+    two_devices = mnasnet_reward(np.array([1.0]), np.array([[2.0, 2.0]]), -0.07, hard=False)
+    np.testing.assert_allclose(two_devices, 4.0 ** -0.07)  # the penalty of each device multiplies
+
+
+def test_policy_samples_valid_subnets_and_learns_a_rewarded_choice():
+    policy, rng = FactorisedPolicy(TINY), np.random.default_rng(0)
+    encoded, chosen, used = policy.sample(64, rng)
+    for e in encoded:
+        TINY.decode(e)  # raises on a subnet outside the space
+    for _ in range(30):  # reward the largest resolution only
+        encoded, chosen, used = policy.sample(64, rng)
+        reward = (encoded[:, 0] == TINY.resolutions[-1]).astype(float)
+        policy.update(chosen, used, reward - reward.mean(), 0.5)
+    logits = policy.logits["resolution"][0]
+    assert np.argmax(logits) == len(TINY.resolutions) - 1
 
 
 def test_size_budget():

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from factory.app.cli import main
@@ -44,3 +45,38 @@ def test_search_writes_a_result_per_budget_and_a_pareto_plot(tiny_workdir, tiny_
                "--table", str(table_file), "--n-eval", "12"]
     assert main(too_low) == 2
     assert "below the fastest subnet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("strategy, options", [("reinforce", ["--reinforce-steps", "20", "--reward", "hard"]),
+                                               ("gradient", ["--gradient-steps", "4"])])
+def test_every_strategy_ends_in_a_rechecked_subnet_within_the_budget(strategy, options, tiny_workdir, tiny_table_file):
+    from factory.nas.space import TINY
+
+    work, table = Workdir(tiny_workdir), LatencyTable(json.loads(tiny_table_file.read_text()), TINY)
+    budget = round(table.fastest_ms() * 1.3, 3)
+    assert main(["search", "--workdir", str(tiny_workdir), "--device", "host-cpu-1t", "--budget-ms", str(budget),
+                 "--table", str(tiny_table_file), "--n-eval", "12", "--recheck", "2", "--strategy", strategy,
+                 *options]) == 0
+    result = json.loads(work.search_result_file("host-cpu-1t", budget).read_text())
+    assert result["strategy"] == strategy and len(result["rechecked"]) == 2
+    assert table.predict(SubnetConfig.from_dict(result["subnet"])) <= budget
+    assert 0 < result["predicted_accuracy"] <= 1.2  # the predictor's figure, whatever ordered the candidates
+
+
+def test_pareto_diverse_picks_k_subnets_near_the_front_unlike_each_other(tiny_workdir, tiny_table_file, capsys):
+    from factory.nas.space import TINY
+    from factory.search.diverse import mean_pairwise_distance
+
+    work = Workdir(tiny_workdir)
+    assert main(["pareto", "--workdir", str(tiny_workdir), "--device", "host-cpu-1t", "--table", str(tiny_table_file),
+                 "--diverse", "4", "--n-eval", "12"]) == 0
+    doc = json.loads(work.diverse_file("host-cpu-1t").read_text())
+    out = capsys.readouterr().out
+    assert "4 diverse subnets" in out and work.diverse_file("host-cpu-1t", ".png").stat().st_size > 5000
+    subnets = [SubnetConfig.from_dict(r["subnet"]) for r in doc["subnets"]]
+    assert len(set(subnets)) == 4
+    latencies = [r["predicted_latency_ms"] for r in doc["subnets"]]
+    assert latencies == sorted(latencies)
+    assert all(r["below_front_points"] < 5 for r in doc["subnets"])  # near the front, by the predictor
+    encoded = np.stack([TINY.encode(s) for s in subnets])
+    assert doc["mean_pairwise_distance"] == pytest.approx(mean_pairwise_distance(TINY, encoded))

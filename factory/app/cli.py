@@ -22,6 +22,8 @@ from factory.training.portable.images import DEFAULT_RESIZE, RESIZE_POLICIES, ch
 from factory.training.portable.recipe import TRANSFER_DEFAULTS, TrainConfig
 from factory.nas.space import SPACES, get_space
 from factory.search.evolution import EvolutionConfig
+from factory.search.gradient import PENALTIES, GradientConfig
+from factory.search.reinforce import REWARDS, ReinforceConfig
 from factory.search.strategies import STRATEGIES, SearchConfig
 from factory.training.workdir import Workdir, load_subnet, transfer_source
 from latency_tables.table import CALIBRATE_N, MIN_CALIBRATION, check_calibration_n, describe_correction
@@ -180,7 +182,9 @@ def _search(args):
     config = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, recheck=args.recheck, size_bytes=args.size_bytes,
                           memory_kb=args.memory_kb, trials=args.trials, seed=args.seed,
                           evolution=EvolutionConfig(population=args.population, generations=args.generations,
-                                                    seed=args.seed))
+                                                    seed=args.seed),
+                          reinforce=ReinforceConfig(steps=args.reinforce_steps, reward=args.reward, seed=args.seed),
+                          gradient=GradientConfig(steps=args.gradient_steps, penalty=args.penalty, seed=args.seed))
     from factory.app.stages import search_workdir
     from latency_tables.resolve import load_tables
 
@@ -196,6 +200,18 @@ def _pareto(args):
 
     for table in load_tables(workdir.space(), profiles, paths).values():
         print(f"wrote {pareto_plot(workdir, table)}")
+        if args.diverse:
+            from factory.app.stages import diverse_workdir
+
+            doc = diverse_workdir(workdir, table, args.diverse, data=args.data,
+                                  config=SearchConfig(n_eval=args.n_eval, size_bytes=args.size_bytes))
+            print(f"{args.diverse} diverse subnets near the front on {table.device} ({doc['candidates']} candidates, "
+                  f"mean pairwise architecture distance {doc['mean_pairwise_distance']:.2f}):")
+            print("   #  predicted acc  predicted ms    params  below front")
+            for i, r in enumerate(doc["subnets"], start=1):
+                print(f"  {i:>2}  {100 * r['predicted_accuracy']:12.2f}%  {r['predicted_latency_ms']:12.3f}  "
+                      f"{r['params']:>8,}  {r['below_front_points']:8.2f} pt")
+            print(f"wrote {workdir.diverse_file(table.device)} and {workdir.diverse_file(table.device, '.png')}")
 
 
 def _export_config(args):
@@ -427,6 +443,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--population", type=_number(int, 4, False), default=SEARCH.evolution.population)
     search.add_argument("--generations", type=POSITIVE_INT, default=SEARCH.evolution.generations)
     search.add_argument("--trials", type=POSITIVE_INT, default=SEARCH.trials, help="keras-tuner trials (random, bayesian)")
+    search.add_argument("--reinforce-steps", type=POSITIVE_INT, default=SEARCH.reinforce.steps,
+                        help=f"reinforce: policy updates of {SEARCH.reinforce.batch} sampled subnets each")
+    search.add_argument("--reward", choices=REWARDS, default=SEARCH.reinforce.reward,
+                        help="reinforce: MnasNet's soft latency penalty (w = -0.07) or 0 over the budget (hard)")
+    search.add_argument("--gradient-steps", type=POSITIVE_INT, default=SEARCH.gradient.steps,
+                        help="gradient: architecture updates per resolution (the supernet's weights stay frozen)")
+    search.add_argument("--penalty", choices=PENALTIES, default=SEARCH.gradient.penalty,
+                        help="gradient: expected latency above the budget (budget) or FBNet's CE * alpha * log(lat)^beta")
     search.add_argument("--table", nargs="+", help="latency table per device (default: the shipped ones)")
     search.add_argument("--data", help="the training data, if the work directory does not record it")
     search.add_argument("--seed", type=int, default=SEARCH.seed)
@@ -436,6 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
     pareto.add_argument("--workdir", required=True)
     pareto.add_argument("--device", nargs="+", required=True)
     pareto.add_argument("--table", nargs="+")
+    pareto.add_argument("--diverse", type=_number(int, 2, False), metavar="K",
+                        help="also pick K subnets near the front that differ in architecture (DPP-Net), "
+                             "with their predicted accuracy, latency and size")
+    pareto.add_argument("--n-eval", type=_number(int, 10, False), default=SEARCH.n_eval,
+                        help="--diverse: subnets evaluated to fit the predictor, if it is not there yet")
+    pareto.add_argument("--size-bytes", type=POSITIVE_INT, help="--diverse: model-size budget")
+    pareto.add_argument("--data", help="the training data, if the work directory does not record it")
     pareto.set_defaults(run=_pareto)
 
     make = command("make", "the whole factory: tables, train, search, export a bundle per budget")

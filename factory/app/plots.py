@@ -43,9 +43,33 @@ def pareto_plot(workdir: Workdir, table: LatencyTable, out: str | Path | None = 
             ax.axvline(r["budget_ms"], ls=":", lw=0.8, color="grey")
     ax.set_xlabel(f"predicted latency on {table.device} (ms)")
     ax.set_ylabel("validation accuracy (%)")
+    return _save(fig, ax, Path(out or workdir.pareto_png(table.device)))
+
+
+def diverse_plot(result: dict, device: str, out: Path) -> Path:
+    """Predicted accuracy against predicted latency: the candidates searched and the diverse set chosen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
+    pool = result["pool"]
+    ax.scatter(pool["latency_ms"], 100 * pool["accuracy"], s=8, alpha=0.35, label="candidates (searches)")
+    ax.scatter(result["latency_ms"], 100 * result["accuracy"], marker="*", s=160, edgecolor="k", zorder=3,
+               label=f"diverse set ({len(result['accuracy'])})")
+    for i, (x, y) in enumerate(zip(result["latency_ms"], result["accuracy"]), start=1):
+        ax.annotate(str(i), (x, 100 * y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlabel(f"predicted latency on {device} (ms)")
+    ax.set_ylabel("predicted accuracy (%)")
+    return _save(fig, ax, out)
+
+
+def _save(fig, ax, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    out = Path(out or workdir.pareto_png(table.device))
     with atomic_file(out) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from devices.profile import DeviceProfile
 from export.config import ExportConfig
 from export.pipeline import OverBudgetError, export_subnet
-from factory.app.plots import pareto_plot
+from factory.app.plots import diverse_plot, pareto_plot
 from factory.core.errors import FactoryError
 from factory.core.files import write_json
 from factory.nas.space import SubnetConfig
+from factory.search.diverse import DiverseConfig, diverse_front, mean_pairwise_distance
 from factory.search.evaluate import as_arrays, evaluate_subnets
 from factory.search.predictor import AccuracyPredictor, fit_predictor
-from factory.search.strategies import Constraints, SearchConfig, check_budgets, search
-from factory.training.data import make_dataset
+from factory.search.gradient import GradientConfig, gradient_search
+from factory.search.strategies import Constraints, SearchConfig, check_budgets, constraint_test, feasibility, search
+from factory.training.data import ImageData, make_dataset, normalize
 from factory.training.workdir import Workdir
 from latency_tables.memory import MemoryModel
 from latency_tables.table import LatencyTable
@@ -40,6 +44,37 @@ def ensure_predictor(workdir: Workdir, supernet, data, n_eval: int, seed: int = 
     print(f"accuracy predictor: kept {report['kept']}; held-out RMSE ridge {100 * report['ridge']['rmse']:.2f} pt, "
           f"MLP {100 * report['mlp']['rmse']:.2f} pt; Kendall tau {report[report['kept']]['kendall_tau']:.3f}")
     return predictor, results
+
+
+def diverse_workdir(workdir: Workdir, table: LatencyTable, k: int, *, data: str | None = None,
+                    config: SearchConfig = SearchConfig(), diverse: DiverseConfig = DiverseConfig()) -> list[dict]:
+    """A diverse Pareto set of ``k`` subnets on ``table``'s device (``factory.search.diverse``), written to the work
+    directory as JSON and a plot; returns its rows."""
+    space = workdir.space()
+    supernet = workdir.supernet()
+    image_data = workdir.data(data).resized(space.resolutions[-1])
+    predictor, _ = ensure_predictor(workdir, supernet, image_data, config.n_eval, config.seed)
+    device = table.device
+
+    def feasible_under(budget):
+        return feasibility(space, {device: table}, Constraints({device: budget}, size_bytes=config.size_bytes),
+                           supernet.num_classes)
+
+    result = diverse_front(space, predictor.predict_encoded, table, feasible_under, k, diverse)
+    rows = [{"subnet": space.decode(e).to_dict(), "predicted_accuracy": float(a), "predicted_latency_ms": float(t),
+             "below_front_points": float(100 * g), "params": space.param_count(space.decode(e), supernet.num_classes)}
+            for e, a, t, g in zip(result["encoded"], result["accuracy"], result["latency_ms"], result["gap"])]
+    doc = {"device": device, "k": k, "space_fingerprint": space.fingerprint, "candidates": len(result["pool"]["gap"]),
+           "mean_pairwise_distance": mean_pairwise_distance(space, result["encoded"]), "subnets": rows}
+    write_json(workdir.diverse_file(device), doc)
+    diverse_plot(result, device, workdir.diverse_file(device, ".png"))
+    return doc
+
+
+def training_sample(data: ImageData, config: GradientConfig):
+    """The gradient search's images: a seeded sample of the training split, normalized (never validation images)."""
+    pick = np.random.default_rng(config.seed).permutation(len(data.y_train))[:config.images]
+    return normalize(data.x_train[np.sort(pick)]).numpy(), np.asarray(data.y_train)[np.sort(pick)]
 
 
 MAX_TRIES = 3  # subnets make exports per (device, budget) before it gives up on a budget they all measure over
@@ -84,10 +119,19 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
         if spend < tables[device].fastest_ms():
             raise FactoryError(f"no subnet is left under {budget:g} ms on {device}: the fastest subnets measured "
                                "over it; raise the budget or pass --allow-over-budget")
-        top = search(space, predictor.predict_encoded, {device: tables[device]},
-                     Constraints({device: spend}, size_bytes=config.size_bytes, memory_kb=config.memory_kb),
-                     supernet.num_classes, strategy=config.strategy, evolution=config.evolution, trials=config.trials,
-                     memory=None if memory is None else {device: memory[device]})
+        constraints = Constraints({device: spend}, size_bytes=config.size_bytes, memory_kb=config.memory_kb)
+        device_memory = None if memory is None else {device: memory[device]}
+        if config.strategy == "gradient":
+            feasible = constraint_test(space, {device: tables[device]}, constraints, supernet.num_classes,
+                                       device_memory)
+            found = gradient_search(supernet, *training_sample(image_data, config.gradient), {device: tables[device]},
+                                    {device: spend}, feasible, config.gradient, verbose=verbose).top
+            # its order is the learnt distribution's; the predictor's figure is recorded, as for the others
+            top = [(s, float(predictor.predict_encoded(space.encode(s)[None])[0])) for s, _ in found]
+        else:
+            top = search(space, predictor.predict_encoded, {device: tables[device]}, constraints, supernet.num_classes,
+                         strategy=config.strategy, evolution=config.evolution, trials=config.trials,
+                         reinforce_config=config.reinforce, memory=device_memory)
         checked = []
         for subnet, predicted in top[:config.recheck]:
             supernet.recalibrate(subnet, calibration)

@@ -3,23 +3,28 @@
 Strategies share one objective (predicted accuracy) and one constraint (predicted
 latency <= budget on every device, optionally parameter bytes <= a size budget and
 predicted peak memory <= a memory budget on every device):
-``evolution`` (OFA's evolutionary search, the default) and keras-tuner's own
-``random`` and ``bayesian`` oracles, which score an infeasible candidate as infeasible
-instead of failing. The best candidates are then re-checked with the real supernet.
+``evolution`` (OFA's evolutionary search, the default), ``reinforce`` (MnasNet's
+controller and reward, ``reinforce.py``) and keras-tuner's own ``random`` and
+``bayesian`` oracles, which score an infeasible candidate as infeasible instead of
+failing. ``gradient`` (FBNet, ``gradient.py``) needs the supernet itself rather than the
+predictor, so the work-directory stage runs it, with :func:`constraint_test`. The best
+candidates of every strategy are then re-checked with the real supernet.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from factory.core.errors import FactoryError
 from factory.search.evolution import EvolutionConfig, evolve
+from factory.search.gradient import GradientConfig
+from factory.search.reinforce import ReinforceConfig, reinforce
 from factory.nas.space import SearchSpace, SubnetConfig
 
-STRATEGIES = ("evolution", "random", "bayesian")
+STRATEGIES = ("evolution", "reinforce", "gradient", "random", "bayesian")
 INFEASIBLE = -1.0  # the objective of a candidate that breaks a constraint
 
 
@@ -45,6 +50,8 @@ class SearchConfig:
     memory_kb: float | None = None
     trials: int = 500  # keras-tuner trials (random, bayesian)
     evolution: EvolutionConfig = EvolutionConfig()
+    reinforce: ReinforceConfig = ReinforceConfig()
+    gradient: GradientConfig = GradientConfig()
     seed: int = 0
 
     def __post_init__(self):
@@ -95,6 +102,18 @@ def feasibility(space: SearchSpace, tables: dict, constraints: Constraints, num_
     return feasible
 
 
+def constraint_test(space: SearchSpace, tables: dict, constraints: Constraints, num_classes: int,
+                    memory: dict | None = None):
+    """The vectorised feasibility test of ``constraints``, after refusing (one line each) a device without a table, a
+    budget below the fastest subnet and a memory budget below the smallest subnet's peak."""
+    missing = set(constraints.latency_ms) - set(tables)
+    if missing:
+        raise FactoryError(f"no latency table for {sorted(missing)}: build one with `factory table build`")
+    check_budgets(tables, constraints)
+    check_memory(memory or {}, constraints)
+    return feasibility(space, tables, constraints, num_classes, memory)
+
+
 def tuner_search(space: SearchSpace, score, feasible, strategy: str, trials: int, seed: int = 0,
                  top_k: int = 10) -> list[tuple[SubnetConfig, float]]:
     """keras-tuner's RandomSearch or BayesianOptimization oracle over the same space and objective."""
@@ -138,19 +157,24 @@ def tuner_search(space: SearchSpace, score, feasible, strategy: str, trials: int
 
 def search(space: SearchSpace, score, tables: dict, constraints: Constraints, num_classes: int, *,
            strategy: str = "evolution", evolution: EvolutionConfig = EvolutionConfig(), trials: int = 500,
-           top_k: int = 10, memory: dict | None = None) -> list[tuple[SubnetConfig, float]]:
+           reinforce_config: ReinforceConfig = ReinforceConfig(), top_k: int = 10,
+           memory: dict | None = None) -> list[tuple[SubnetConfig, float]]:
     """The ``top_k`` feasible candidates by predicted accuracy, best first. ``memory``: a
     ``latency_tables.memory.MemoryModel`` per device, needed for a memory budget."""
-    if strategy not in STRATEGIES:
-        raise FactoryError(f"unknown strategy {strategy!r}: use one of {list(STRATEGIES)}")
-    missing = set(constraints.latency_ms) - set(tables)
-    if missing:
-        raise FactoryError(f"no latency table for {sorted(missing)}: build one with `factory table build`")
-    check_budgets(tables, constraints)
-    check_memory(memory or {}, constraints)
-    feasible = feasibility(space, tables, constraints, num_classes, memory)
+    if strategy not in STRATEGIES or strategy == "gradient":
+        raise FactoryError(f"unknown strategy {strategy!r}: use one of {[s for s in STRATEGIES if s != 'gradient']} "
+                           "(gradient searches the supernet: `factory.app.stages.search_workdir`)")
+    feasible = constraint_test(space, tables, constraints, num_classes, memory)
     if strategy == "evolution":
         return evolve(space, score, feasible, evolution, top_k=top_k).top
+    if strategy == "reinforce":
+        budgets = constraints.latency_ms
+
+        def latency_ratios(encoded):
+            return np.stack([tables[d].predict_encoded(encoded) / b for d, b in budgets.items()], axis=1)
+
+        others = feasibility(space, tables, replace(constraints, latency_ms={}), num_classes, memory)
+        return reinforce(space, score, latency_ratios, feasible, others, reinforce_config, top_k).top
     top = tuner_search(space, score, feasible, strategy, trials, evolution.seed, top_k)
     if not top:
         raise FactoryError(f"{strategy} search found no subnet within the budget in {trials} trials: "

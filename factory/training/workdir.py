@@ -31,6 +31,7 @@ class Workdir:
         search/DEVICE__Bms.json  one search result per (device, budget)
         bundles/DEVICE__Bms/     one bundle per (device, budget)
         pareto__DEVICE.png       accuracy against predicted latency
+        diverse__DEVICE.json/.png    a diverse Pareto set (``factory pareto --diverse K``)
         factory.log              the last command's native logging (and a bug's traceback)
 
     Checks that need no TensorFlow (``check_trained``) stay cheap: the supernet and the data
@@ -115,6 +116,9 @@ class Workdir:
 
     def pareto_png(self, device: str) -> Path:
         return self.path / f"pareto__{device}.png"
+
+    def diverse_file(self, device: str, suffix: str = ".json") -> Path:
+        return self.path / f"diverse__{device}{suffix}"
 
     # ----------------------------------------------------------------- state
     @property

@@ -1,0 +1,119 @@
+"""Differentiable search on the trained supernet, as FBNet.
+
+Every block position gets architecture logits over its (kernel, expand ratio) pairs and
+every stage over its depths. A step samples Gumbel-softmax weights at a temperature
+annealed from ``temperature[0]`` to ``temperature[1]``, runs every choice of every block
+on a batch and mixes their outputs by those weights (a stage's output is the mix of its
+outputs after each allowed depth), and takes a gradient step on the logits only. The
+supernet's weights stay frozen: they were trained once, for every subnet; only the
+architecture parameters learn (batch norm uses the batch's statistics and leaves the
+stored ones alone). The loss adds the tables' expected latency, differentiable in the
+weights: FBNet's ``CE * alpha * log(latency) ** beta`` or, by default, a penalty on the
+expected latency above the budget, per device. Images are a sample of the training
+split, never the validation images the re-check scores (FBNet holds a fifth of its
+training images out because it trains the weights in turn; frozen weights need not).
+
+Resolution is not mixed (that would run the network once per resolution each step): a
+search runs at each resolution of the space, and the candidates are the argmax subnets
+first, then subnets sampled from the final distributions, by probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from factory.core.errors import FactoryError
+from factory.nas.space import SubnetConfig
+
+PENALTIES = ("budget", "fbnet")
+
+
+@dataclass(frozen=True)
+class GradientConfig:
+    steps: int = 60  # architecture updates per resolution
+    batch: int = 64
+    images: int = 2000  # the sample of the training split the steps draw their batches from
+    learning_rate: float = 0.05  # Adam on the logits
+    temperature: tuple[float, float] = (5.0, 0.2)  # annealed exponentially over the steps
+    penalty: str = "budget"  # CE + weight * relu(E[latency] / budget - 1), or "fbnet": CE * alpha * log(E[latency]) ** beta
+    weight: float = 2.0
+    alpha: float = 0.2  # FBNet's
+    beta: float = 0.6
+    samples: int = 200  # subnets drawn from each final distribution as further candidates
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.penalty not in PENALTIES:
+            raise FactoryError(f"gradient penalty {self.penalty!r} is not one of {list(PENALTIES)}")
+
+
+@dataclass(frozen=True)
+class GradientResult:
+    top: list[tuple[SubnetConfig, float]]  # candidates within every budget, best first; the value is log-probability
+    history: dict  # per resolution, (loss, {device: expected latency}) of every step
+
+
+def gradient_search(supernet, images: np.ndarray, labels: np.ndarray, tables: dict, budgets_ms: dict, feasible,
+                    config: GradientConfig = GradientConfig(), top_k: int = 10, verbose: int = 1) -> GradientResult:
+    """FBNet's search at every resolution of ``supernet``'s space. ``images``: normalized float images at the space's
+    largest resolution; ``tables`` and ``budgets_ms`` by device; ``feasible``: every constraint holds (encoded)."""
+    from factory.core.backend import keras, tf  # here: the CLI reads this module's settings before TensorFlow loads
+    from factory.nas.supernet import resize
+    from factory.search.mixed import Architecture
+
+    space = supernet.space
+    rng = np.random.default_rng(config.seed)
+    argmaxes, drawn, history = [], {}, {}
+    t0, t1 = config.temperature
+    for r_i, resolution in enumerate(space.resolutions):
+        arch = Architecture(space, resolution, tables, config.seed + r_i)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        optimizer.build(arch.variables)  # its slots made here, not in the traced step
+
+        @tf.function(reduce_retracing=True)
+        def step(x, y, temperature, arch=arch, optimizer=optimizer, resolution=resolution):
+            with tf.GradientTape() as tape:
+                logits = arch.forward(supernet, resize(x, resolution), arch.gumbel(arch.block_logits, temperature),
+                                      arch.gumbel(arch.depth_logits, temperature))
+                ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+                latency = arch.expected_latency()
+                if config.penalty == "fbnet":
+                    loss = ce * tf.add_n([config.alpha * tf.math.log(t) ** config.beta for t in latency.values()])
+                else:
+                    loss = ce + config.weight * tf.add_n([tf.nn.relu(t / budgets_ms[d] - 1.0)
+                                                          for d, t in latency.items()])
+            optimizer.apply_gradients(zip(tape.gradient(loss, arch.variables), arch.variables))
+            return loss, latency
+
+        rows = []
+        for i in range(config.steps):
+            pick = rng.choice(len(labels), min(config.batch, len(labels)), replace=False)
+            temperature = t0 * (t1 / t0) ** (i / max(config.steps - 1, 1))
+            loss, latency = step(tf.constant(images[pick]), tf.constant(labels[pick], tf.int32),
+                                 tf.constant(temperature, tf.float32))
+            rows.append((float(loss), {d: float(t) for d, t in latency.items()}))
+        history[resolution] = rows
+        if verbose:
+            lat = ", ".join(f"{d} {rows[0][1][d]:.3f} -> {rows[-1][1][d]:.3f} ms (budget {budgets_ms[d]:g})"
+                            for d in tables)
+            print(f"gradient search at {resolution} px: loss {rows[0][0]:.3f} -> {rows[-1][0]:.3f}; expected latency "
+                  f"{lat}", flush=True)
+        best = arch.argmax()
+        argmaxes.append((best, arch.log_probability(best)))
+        for _ in range(config.samples):
+            sample = arch.draw(rng)
+            drawn.setdefault(sample, arch.log_probability(sample))
+
+    def within(candidates):
+        candidates = list(candidates)
+        ok = feasible(np.stack([space.encode(s) for s, _ in candidates])) if candidates else []
+        return [c for c, good in zip(candidates, ok) if good]
+
+    first = within(sorted(argmaxes, key=lambda c: -c[1]))
+    chosen = {s for s, _ in first}
+    top = (first + within(sorted(((s, lp) for s, lp in drawn.items() if s not in chosen), key=lambda c: -c[1])))
+    if not top:
+        raise FactoryError("the gradient search found no subnet within the budget: raise the budget")
+    return GradientResult(top[:top_k], history)
