@@ -5,7 +5,7 @@ point process picks a set whose kernel ``L = diag(q) S diag(q)`` has the largest
 determinant: ``q`` is a subnet's quality (how close its predicted accuracy is to the front
 at its latency) and ``S`` the architectures' similarity, so a set pays for every pair
 that looks alike. The candidates come from evolutionary searches under budgets spread
-across the table's span, which is where the front is.
+across the latencies of the space's subnets, which is where the front is.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from factory.core.errors import FactoryError
-from factory.nas.space import SearchSpace
+from factory.nas.space import SearchSpace, SubnetConfig
 from factory.search.evolution import EvolutionConfig, evolve
 from factory.search.predictor import one_hot_features
 
@@ -79,10 +79,11 @@ def diverse_front(space: SearchSpace, score, table, feasible_under, k: int,
     Returns the chosen rows (encoded, predicted accuracy and latency, gap to the front) and the candidate pool."""
     if k < 2:
         raise FactoryError(f"--diverse {k}: a diverse set needs at least 2 subnets")
-    spans = table.span_by_resolution()
-    lo, hi = table.fastest_ms(), max(h for _, h in spans.values())
+    # budgets at quantiles of random subnets' latency: from where 5 in 100 fit (a search can still draw them) to all
+    rng = np.random.default_rng(config.evolution.seed)
+    sample = np.stack([space.encode(SubnetConfig.random(space, int(s))) for s in rng.integers(0, 2**31, 2000)])
     pool = {}
-    for i, budget in enumerate(np.linspace(lo, hi, config.budgets + 1)[1:]):
+    for i, budget in enumerate(np.quantile(table.predict_encoded(sample), np.linspace(0.05, 1.0, config.budgets))):
         result = evolve(space, score, feasible_under(float(budget)), replace(config.evolution, seed=i),
                         top_k=config.per_budget)
         for subnet, _ in result.top:
