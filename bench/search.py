@@ -1,39 +1,57 @@
-"""Search benchmark: evolution against keras-tuner's RandomSearch and BayesianOptimization.
+"""Search benchmark: every strategy on one supernet, judged by the supernet, not by the predictor.
 
     python -m bench.search --workdir runs/bench-supernet --device host-cpu-1t
 
-On a supernet trained on CIFAR-10 (``bench/supernet.py`` leaves one in its work
-directory) and the shipped host table: at equal numbers of objective evaluations, the
-best feasible predicted accuracy each strategy finds, over ``--seeds`` seeds (mean and
-std) at three budgets (25%, 50% and 75% of the way from the fastest to the largest
-subnet's latency); and the wall time of an evolutionary search that scores 10,000
-candidates (goal: under 5 s here). Prints a table and writes JSON after every
-(budget, strategy) row, so an interrupted run resumes (same --evaluations and --seeds).
+For each budget (``--budgets-ms``, or 25%, 50% and 75% of the way from the fastest to the
+largest subnet's predicted latency) and each strategy, ``--seeds`` searches (the gradient
+strategy ``--gradient-seeds``, each costs minutes) at equal numbers of objective
+evaluations (``--evaluations``: evolution's population x generations, reinforce's steps x
+32, keras-tuner's trials; the gradient strategy evaluates no predictor: its cost is
+``--gradient-steps`` supernet steps per resolution). Each search ends as ``factory search``
+does: its top candidates re-checked with the supernet on the validation split, the best
+kept. The table gives that validation accuracy (mean and std over the seeds), the best
+predicted accuracy, and the wall time of a search. Then, at the middle budget, the
+diversity of ``factory pareto --diverse K`` against evolution's top K (mean pairwise
+architecture distance, with each set's mean distance below the front of predicted
+accuracy); and the wall time of an evolutionary search that scores 10,000 candidates
+(goal: under 5 s). JSON after every (budget, strategy) row, so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import budgets_parser, header, provenance, parse, run, save, three_budgets
+from bench.common import budgets_parser, header, parse, provenance, run, save, three_budgets
 from devices.profile import load_profile
-from factory.app.stages import ensure_predictor
+from factory.app.stages import candidates, diverse_workdir, ensure_predictor, recheck
 from factory.core.files import read_json, write_json
+from factory.nas.space import SubnetConfig
+from factory.search.diverse import front_gap, mean_pairwise_distance
 from factory.search.evolution import EvolutionConfig
-from factory.search.strategies import STRATEGIES, Constraints, search
+from factory.search.gradient import GradientConfig
+from factory.search.reinforce import ReinforceConfig
+from factory.search.strategies import STRATEGIES, Constraints, SearchConfig, search
+from factory.training.data import make_dataset
 from factory.training.workdir import Workdir
 from latency_tables.resolve import load_tables
 
-TITLE = "Search under a budget"
+TITLE = "Search strategies under a budget"
 
 
 def main():
     parser = budgets_parser(__doc__, "runs/bench-supernet", "bench/results/search.json")
-    parser.add_argument("--evaluations", type=int, default=500, help="objective evaluations per search")
+    parser.add_argument("--budgets-ms", type=float, nargs="+", help="default: 25/50/75%% of the table's span")
+    parser.add_argument("--evaluations", type=int, default=2000, help="objective evaluations per search")
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--gradient-seeds", type=int, default=1)
+    parser.add_argument("--gradient-steps", type=int, default=GradientConfig().steps)
+    parser.add_argument("--recheck", type=int, default=SearchConfig().recheck)
+    parser.add_argument("--diverse", type=int, default=5, help="K of the diversity comparison")
     args = parse(parser, markdown, "evaluations_per_search")
     if args is None:
         return
@@ -47,55 +65,95 @@ def main():
     table = tables[device]
     data = workdir.data().resized(space.resolutions[-1])
     predictor, evals = ensure_predictor(workdir, supernet, data, args.n_eval)
+    val = make_dataset(data.x_val, data.y_val, 256, training=False)
+    calibration = data.calibration()
 
-    budgets = three_budgets(table, space)
-    # evolution evaluates population * (generations + 1) candidates at most; match the others to it
-    population = max(10, min(50, args.evaluations // 5))
+    budgets = args.budgets_ms or three_budgets(table, space)
+    population = max(10, min(100, args.evaluations // 20))  # evolution scores population * (generations + 1)
     generations = max(1, args.evaluations // population - 1)
+    settings = {"evaluations_per_search": args.evaluations, "seeds": args.seeds, "gradient_seeds": args.gradient_seeds,
+                "gradient_steps": args.gradient_steps, "recheck": args.recheck}
     path = Path(args.out)
     previous = read_json(path) if path.exists() else {}
-    same = (previous.get("evaluations_per_search"), previous.get("seeds")) == (args.evaluations, args.seeds)
+    same = all(previous.get(k) == v for k, v in settings.items())
     done = {(round(r["budget_ms"], 6), r["strategy"]): r for r in previous.get("rows", [])} if same else {}
     rows = []
     for budget in budgets:
-        for strategy in STRATEGIES:
+        for strategy in args.strategies:
             if (round(budget, 6), strategy) in done:  # resumed: every seed of this row ran before
                 rows.append(done[(round(budget, 6), strategy)])
                 continue
-            best, seconds = [], []
-            for seed in range(args.seeds):
+            val_acc, predicted, seconds = [], [], []
+            for seed in range(args.gradient_seeds if strategy == "gradient" else args.seeds):
+                config = SearchConfig(
+                    strategy=strategy, trials=args.evaluations, seed=seed,
+                    evolution=EvolutionConfig(population=population, generations=generations, seed=seed),
+                    reinforce=dataclasses.replace(ReinforceConfig(), steps=max(1, args.evaluations // 32), seed=seed),
+                    gradient=GradientConfig(steps=args.gradient_steps, seed=seed))
                 start = time.perf_counter()
-                top = search(space, predictor.predict_encoded, tables, Constraints({device: budget}),
-                             supernet.num_classes, strategy=strategy, trials=args.evaluations,
-                             evolution=EvolutionConfig(population=population, generations=generations, seed=seed))
+                top = candidates(supernet, predictor, data, tables, Constraints({device: budget}), config, verbose=0)
                 seconds.append(time.perf_counter() - start)
-                best.append(top[0][1])
-            rows.append({"budget_ms": budget, "strategy": strategy, "best_predicted_accuracy": best,
-                         "mean": float(np.mean(best)), "std": float(np.std(best)), "seconds": seconds})
-            print(f"  {budget:.3f} ms {strategy:9s}: {100 * np.mean(best):.2f} +- {100 * np.std(best):.2f} % "
-                  f"({np.mean(seconds):.1f} s a search)", flush=True)
-            write_json(path, {"evaluations_per_search": args.evaluations, "seeds": args.seeds, "rows": rows})
+                checked = recheck(supernet, top[:args.recheck], calibration, val)
+                val_acc.append(checked[0][0])
+                predicted.append(max(p for _, p in top))
+            rows.append({"budget_ms": budget, "strategy": strategy, "val_accuracy": val_acc,
+                         "mean": float(np.mean(val_acc)), "std": float(np.std(val_acc)),
+                         "best_predicted": float(np.mean(predicted)), "seconds": seconds})
+            print(f"  {budget:.3f} ms {strategy:9s}: val {100 * np.mean(val_acc):.2f} +- {100 * np.std(val_acc):.2f} % "
+                  f"(predicted {100 * np.mean(predicted):.2f}%, {np.mean(seconds):.1f} s a search)", flush=True)
+            write_json(path, {**settings, "rows": rows})
 
+    middle = budgets[len(budgets) // 2]
+    diversity = compare_diversity(workdir, space, predictor, table, device, middle, args.diverse, args.n_eval)
     start = time.perf_counter()
-    result = search(space, predictor.predict_encoded, tables, Constraints({device: budgets[1]}),
-                    supernet.num_classes, evolution=EvolutionConfig(population=100, generations=99, seed=0))
+    search(space, predictor.predict_encoded, tables, Constraints({device: middle}), supernet.num_classes,
+           evolution=EvolutionConfig(population=100, generations=99, seed=0))
     wall = time.perf_counter() - start
-    out = {**provenance(), "device": device,
-           "space": space.name, "subnets_evaluated_for_predictor": len(evals), "predictor": predictor.report,
-           "evaluations_per_search": args.evaluations, "seeds": args.seeds, "rows": rows,
-           "evolution_10000_candidates_seconds": wall, "best_at_middle_budget": result[0][0].to_dict()}
+    out = {**provenance(), **settings, "device": device, "space": space.name, "data": workdir.data_record()["name"],
+           "subnets_evaluated_for_predictor": len(evals), "predictor": predictor.report, "rows": rows,
+           "diversity": diversity, "evolution_10000_candidates_seconds": wall}
     save(path, out, markdown)
 
 
+def compare_diversity(workdir, space, predictor, table, device: str, budget: float, k: int, n_eval: int) -> dict:
+    """``pareto --diverse K`` against the top K of one evolutionary search under ``budget``: mean pairwise architecture
+    distance, and how far below the front of predicted accuracy of the two sets together each lies on average."""
+    doc = diverse_workdir(workdir, table, k, config=SearchConfig(n_eval=n_eval))
+    top = search(space, predictor.predict_encoded, {device: table}, Constraints({device: budget}), 10, top_k=k)
+    diverse = np.stack([space.encode(SubnetConfig.from_dict(r["subnet"])) for r in doc["subnets"]])
+    evolved = np.stack([space.encode(s) for s, _ in top])
+    both = np.concatenate([diverse, evolved])
+    gap = front_gap(table.predict_encoded(both), predictor.predict_encoded(both))
+    return {"k": k, "budget_ms": budget,
+            "diverse": {"mean_pairwise_distance": mean_pairwise_distance(space, diverse),
+                        "mean_below_front_points": float(100 * gap[:k].mean()),
+                        "latency_ms": [r["predicted_latency_ms"] for r in doc["subnets"]]},
+            "evolution_top_k": {"mean_pairwise_distance": mean_pairwise_distance(space, evolved),
+                                "mean_below_front_points": float(100 * gap[k:].mean()),
+                                "latency_ms": table.predict_encoded(evolved).tolist()}}
+
+
 def markdown(doc: dict) -> str:
-    """Best predicted accuracy per strategy and budget (mean ± std over the seeds), and evolution's speed."""
-    lines = [f"{header(doc)}, {doc['device']}, space {doc['space']}; {doc['evaluations_per_search']} objective "
-             f"evaluations per search, {doc['seeds']} seeds; best feasible predicted accuracy:", "",
-             "| budget (ms) | evolution | keras-tuner random | keras-tuner bayesian |", "|---|---|---|---|"]
+    """Validation accuracy per strategy and budget (mean ± std over seeds), time, diversity, evolution's speed."""
+    strategies = [s for s in STRATEGIES if any(r["strategy"] == s for r in doc["rows"])]
+    lines = [f"{header(doc)}, {doc['device']}, space {doc['space']} on {doc.get('data', '?')}; "
+             f"{doc['evaluations_per_search']} objective evaluations per search, {doc['seeds']} seeds "
+             f"(gradient: {doc['gradient_seeds']} seed(s) of {doc['gradient_steps']} steps per resolution); the chosen "
+             f"subnet's validation accuracy with the supernet after a re-check of the top {doc['recheck']} "
+             "(best predicted accuracy; seconds a search):", "",
+             "| budget (ms) | " + " | ".join(strategies) + " |", "|---|" + "---|" * len(strategies)]
     for budget in sorted({r["budget_ms"] for r in doc["rows"]}):
         cells = {r["strategy"]: r for r in doc["rows"] if r["budget_ms"] == budget}
-        lines.append(f"| {budget:.3f} | " + " | ".join(f"{100 * cells[s]['mean']:.2f} ± {100 * cells[s]['std']:.2f}%"
-                                                       for s in STRATEGIES) + " |")
+        lines.append(f"| {budget:.3f} | " + " | ".join(
+            f"{100 * cells[s]['mean']:.2f} ± {100 * cells[s]['std']:.2f}% ({100 * cells[s]['best_predicted']:.2f}%; "
+            f"{np.mean(cells[s]['seconds']):.1f} s)" if s in cells else "" for s in strategies) + " |")
+    d = doc["diversity"]
+    lines += ["", f"diversity at {d['budget_ms']:.3f} ms, K = {d['k']}: `pareto --diverse` mean pairwise architecture "
+                  f"distance {d['diverse']['mean_pairwise_distance']:.2f} (mean {d['diverse']['mean_below_front_points']:.2f}"
+                  f" points below the predicted front, latencies {', '.join(f'{t:.2f}' for t in d['diverse']['latency_ms'])}"
+                  f" ms); evolution's top {d['k']}: {d['evolution_top_k']['mean_pairwise_distance']:.2f} "
+                  f"({d['evolution_top_k']['mean_below_front_points']:.2f} points below, latencies "
+                  f"{', '.join(f'{t:.2f}' for t in d['evolution_top_k']['latency_ms'])} ms)"]
     wall = doc["evolution_10000_candidates_seconds"]
     lines += ["", f"evolutionary search over 10,000 candidates: {wall:.2f} s (goal < 5 s: "
                   f"{'met' if wall < 5 else 'not met'})"]

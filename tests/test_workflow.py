@@ -47,7 +47,7 @@ def test_search_writes_a_result_per_budget_and_a_pareto_plot(tiny_workdir, tiny_
     assert "below the fastest subnet" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("strategy, options", [("reinforce", ["--reinforce-steps", "20", "--reward", "hard"]),
+@pytest.mark.parametrize("strategy, options", [("reinforce", ["--reinforce-steps", "20", "--int8-recheck", "2"]),
                                                ("gradient", ["--gradient-steps", "4"])])
 def test_every_strategy_ends_in_a_rechecked_subnet_within_the_budget(strategy, options, tiny_workdir, tiny_table_file):
     from factory.nas.space import TINY
@@ -61,6 +61,13 @@ def test_every_strategy_ends_in_a_rechecked_subnet_within_the_budget(strategy, o
     assert result["strategy"] == strategy and len(result["rechecked"]) == 2
     assert table.predict(SubnetConfig.from_dict(result["subnet"])) <= budget
     assert 0 < result["predicted_accuracy"] <= 1.2  # the predictor's figure, whatever ordered the candidates
+    if "--int8-recheck" in options:  # the choice is the int8 model's best validation score
+        int8 = result["int8_rechecked"]
+        assert len(int8) == 2 and result["chosen_by"] == "int8 validation accuracy"
+        assert result["subnet"] == int8[0]["subnet"] and int8[0]["int8_val_accuracy"] >= int8[1]["int8_val_accuracy"]
+        assert all(0 < r["int8_val_accuracy"] <= 1 for r in int8)
+    else:
+        assert result["int8_rechecked"] is None
 
 
 def test_pareto_diverse_picks_k_subnets_near_the_front_unlike_each_other(tiny_workdir, tiny_table_file, capsys):
@@ -80,3 +87,28 @@ def test_pareto_diverse_picks_k_subnets_near_the_front_unlike_each_other(tiny_wo
     assert all(r["below_front_points"] < 5 for r in doc["subnets"])  # near the front, by the predictor
     encoded = np.stack([TINY.encode(s) for s in subnets])
     assert doc["mean_pairwise_distance"] == pytest.approx(mean_pairwise_distance(TINY, encoded))
+
+
+def test_proxies_rank_against_the_supernets_evaluations(tiny_workdir, capsys):
+    from factory.search.evaluate import evaluate_subnets
+
+    work = Workdir(tiny_workdir)
+    evaluate_subnets(work.supernet(), work.data(), work.subnet_evals_file, n=12, verbose=0)  # as `search` leaves them
+    assert main(["proxies", "--workdir", str(tiny_workdir), "--n", "12"]) == 0
+    out = capsys.readouterr().out
+    doc = json.loads((work.path / "proxies.json").read_text())
+    assert doc["subnets"] == 12 and set(doc["kendall_tau"]) == {"snip", "synflow", "naswot", "params"}
+    assert all(-1 <= t <= 1 for t in doc["kendall_tau"].values()) and "naswot" in out
+    assert all(v > 0 for v in doc["scores"]["snip"] + doc["scores"]["synflow"])
+    assert all(np.isfinite(doc["scores"]["naswot"])) and len(set(doc["scores"]["naswot"])) > 1
+    assert doc["proxy_seconds_per_subnet"] > 0 and doc["evaluation_seconds_per_subnet"] > 0
+
+
+def test_proxies_need_evaluations_first(tmp_path, tiny_workdir, capsys):
+    import shutil
+
+    copy = tmp_path / "work"
+    shutil.copytree(tiny_workdir, copy)
+    Workdir(copy).subnet_evals_file.unlink(missing_ok=True)
+    assert main(["proxies", "--workdir", str(copy)]) == 2
+    assert "run `factory search` there first" in capsys.readouterr().err

@@ -179,7 +179,8 @@ def _search(args):
     profiles, paths = _profiles(args.device), _table_paths(args)
     if args.data:
         check_data(args.data)
-    config = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, recheck=args.recheck, size_bytes=args.size_bytes,
+    config = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, recheck=args.recheck,
+                          int8_recheck=args.int8_recheck, size_bytes=args.size_bytes,
                           memory_kb=args.memory_kb, trials=args.trials, seed=args.seed,
                           evolution=EvolutionConfig(population=args.population, generations=args.generations,
                                                     seed=args.seed),
@@ -190,6 +191,19 @@ def _search(args):
 
     search_workdir(workdir, load_tables(workdir.space(), profiles, paths), args.budget_ms, data=args.data,
                    config=config)
+
+
+def _proxies(args):
+    workdir = _trained(args)
+    from factory.app.stages import proxies_workdir
+
+    doc = proxies_workdir(workdir, args.n, data=args.data, seed=args.seed)
+    print(f"zero-cost proxies of {doc['subnets']} evaluated subnets, on the untrained supernet; Kendall tau against "
+          "the trained supernet's validation accuracy:")
+    for name, tau in doc["kendall_tau"].items():
+        print(f"  {name:8s} {tau:+.3f}")
+    print(f"proxies {doc['proxy_seconds_per_subnet']:.2f} s a subnet, an evaluation "
+          f"{doc['evaluation_seconds_per_subnet']:.2f} s; wrote {workdir.path / 'proxies.json'}")
 
 
 def _pareto(args):
@@ -439,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     _search_options(search)
     search.add_argument("--recheck", type=POSITIVE_INT, default=SEARCH.recheck,
                         help="top candidates re-checked with the supernet")
+    search.add_argument("--int8-recheck", type=_number(int, 0, False), default=SEARCH.int8_recheck, metavar="N",
+                        help="score the best N re-checked candidates as post-training int8 .tflite models on the "
+                             "validation split and choose on that (what ships is int8)")
     search.add_argument("--size-bytes", type=POSITIVE_INT, help="model-size budget (int8: one byte a parameter)")
     search.add_argument("--population", type=_number(int, 4, False), default=SEARCH.evolution.population)
     search.add_argument("--generations", type=POSITIVE_INT, default=SEARCH.evolution.generations)
@@ -455,6 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--data", help="the training data, if the work directory does not record it")
     search.add_argument("--seed", type=int, default=SEARCH.seed)
     search.set_defaults(run=_search)
+
+    proxies = command("proxies", "rank zero-cost proxies (SNIP, synflow, NASWOT) against the supernet's evaluations")
+    proxies.add_argument("--workdir", required=True)
+    proxies.add_argument("--n", type=_number(int, 10, False), default=100, help="evaluated subnets to score")
+    proxies.add_argument("--data", help="the training data, if the work directory does not record it")
+    proxies.add_argument("--seed", type=int, default=0)
+    proxies.set_defaults(run=_proxies)
 
     pareto = command("pareto", "plot accuracy against predicted latency, per device, to PNG")
     pareto.add_argument("--workdir", required=True)

@@ -6,6 +6,7 @@ there atomically; a stage whose output is already there is loaded, not redone.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,88 @@ def training_sample(data: ImageData, config: GradientConfig):
     return normalize(data.x_train[np.sort(pick)]).numpy(), np.asarray(data.y_train)[np.sort(pick)]
 
 
+def candidates(supernet, predictor: AccuracyPredictor, image_data: ImageData, tables: dict, constraints: Constraints,
+               config: SearchConfig, memory: dict | None = None, verbose: int = 1) -> list[tuple[SubnetConfig, float]]:
+    """The best candidates of ``config.strategy`` with their predicted accuracy, best first (the gradient strategy's
+    order is its learnt distribution's; the predictor's figure is recorded for it too)."""
+    space = supernet.space
+    if config.strategy != "gradient":
+        return search(space, predictor.predict_encoded, tables, constraints, supernet.num_classes,
+                      strategy=config.strategy, evolution=config.evolution, trials=config.trials,
+                      reinforce_config=config.reinforce, memory=memory)
+    feasible = constraint_test(space, tables, constraints, supernet.num_classes, memory)
+    found = gradient_search(supernet, *training_sample(image_data, config.gradient), tables, constraints.latency_ms,
+                            feasible, config.gradient, verbose=verbose).top
+    return [(s, float(predictor.predict_encoded(space.encode(s)[None])[0])) for s, _ in found]
+
+
+def recheck(supernet, top: list[tuple[SubnetConfig, float]], calibration, val) -> list[tuple[float, float, SubnetConfig]]:
+    """``(validation accuracy, predicted accuracy, subnet)`` of each candidate, evaluated with the supernet after its
+    batch-norm recalibration, best first."""
+    checked = []
+    for subnet, predicted in top:
+        supernet.recalibrate(subnet, calibration)
+        checked.append((supernet.evaluate_subnet(subnet, val), predicted, subnet))
+    return sorted(checked, key=lambda c: -c[0])
+
+
+def int8_recheck(supernet, checked: list[tuple[float, float, SubnetConfig]], image_data: ImageData,
+                 calibration) -> list[dict]:
+    """The candidates scored as the model that ships is: each extracted, converted to post-training int8 (calibrated on
+    200 training images) and run by LiteRT on the validation split at its resolution. Best int8 accuracy first (ties:
+    the float figure), so a subnet that quantization hurts more than the others is not chosen."""
+    from export.parity import tflite_accuracy
+    from export.pipeline import pinned
+    from factory.core.convert import convert
+    from factory.nas.extract import extract
+    from factory.training.portable.images import resize_images
+
+    rows = []
+    for evaluated, predicted, subnet in checked:
+        supernet.recalibrate(subnet, calibration)
+        train = resize_images(np.asarray(image_data.x_train[np.arange(min(200, len(image_data.y_train)))]),
+                              subnet.resolution)
+        val = resize_images(np.asarray(image_data.x_val[np.arange(len(image_data.y_val))]), subnet.resolution)
+        content = convert(extract(supernet, subnet), "int8", pinned(normalize(train).numpy()), "int8", signature=False)
+        rows.append({"subnet": subnet, "val_accuracy": float(evaluated), "predicted_accuracy": float(predicted),
+                     "int8_val_accuracy": tflite_accuracy(content, val, np.asarray(image_data.y_val))})
+    return sorted(rows, key=lambda r: (-r["int8_val_accuracy"], -r["val_accuracy"]))
+
+
+def proxies_workdir(workdir: Workdir, n: int, *, data: str | None = None, seed: int = 0, verbose: int = 1) -> dict:
+    """Zero-cost proxies (``factory.search.proxies``) of ``n`` subnets the work directory evaluated, on a supernet of
+    its space at initialisation (plain init: no zero-initialised residual branches), against those evaluations;
+    written to ``W/proxies.json``."""
+    from factory.search.proxies import rank_proxies, score_subnets
+    from factory.training.portable.recipe import TrainConfig
+    from factory.training.train import build_supernet
+
+    evals = workdir.subnet_evals()
+    if len(evals) < 10:
+        raise FactoryError(f"{workdir} holds {len(evals)} subnet evaluations: run `factory search` there first "
+                           "(it evaluates --n-eval subnets), the proxies are judged against them")
+    evals = evals[:n]
+    space, trained = workdir.space(), workdir.supernet()
+    image_data = workdir.data(data).resized(space.resolutions[-1])
+    untrained = build_supernet(space, trained.num_classes, TrainConfig(seed=seed, zero_init_residual=False))
+    pick = np.random.default_rng(seed).permutation(len(image_data.y_train))[:64]
+    images = normalize(image_data.x_train[np.sort(pick)]).numpy()
+    subnets = [SubnetConfig.from_dict(r["subnet"]) for r in evals]
+    scored = score_subnets(untrained, subnets, images, np.asarray(image_data.y_train)[np.sort(pick)], verbose)
+    tau = rank_proxies(scored["scores"], [r["val_accuracy"] for r in evals])
+    start, calibration = time.perf_counter(), image_data.calibration(512)  # as evaluate_subnets scores a subnet
+    val = make_dataset(image_data.x_val, image_data.y_val, 256, training=False)
+    for subnet in subnets[:5]:
+        trained.recalibrate(subnet, calibration)
+        trained.evaluate_subnet(subnet, val)
+    doc = {"subnets": len(subnets), "kendall_tau": tau, "proxy_seconds_per_subnet": scored["seconds_per_subnet"],
+           "evaluation_seconds_per_subnet": (time.perf_counter() - start) / min(5, len(subnets)),
+           "scores": scored["scores"], "val_accuracy": [r["val_accuracy"] for r in evals],
+           "space_fingerprint": space.fingerprint}
+    write_json(workdir.path / "proxies.json", doc)
+    return doc
+
+
 MAX_TRIES = 3  # subnets make exports per (device, budget) before it gives up on a budget they all measure over
 
 
@@ -120,23 +203,14 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
             raise FactoryError(f"no subnet is left under {budget:g} ms on {device}: the fastest subnets measured "
                                "over it; raise the budget or pass --allow-over-budget")
         constraints = Constraints({device: spend}, size_bytes=config.size_bytes, memory_kb=config.memory_kb)
-        device_memory = None if memory is None else {device: memory[device]}
-        if config.strategy == "gradient":
-            feasible = constraint_test(space, {device: tables[device]}, constraints, supernet.num_classes,
-                                       device_memory)
-            found = gradient_search(supernet, *training_sample(image_data, config.gradient), {device: tables[device]},
-                                    {device: spend}, feasible, config.gradient, verbose=verbose).top
-            # its order is the learnt distribution's; the predictor's figure is recorded, as for the others
-            top = [(s, float(predictor.predict_encoded(space.encode(s)[None])[0])) for s, _ in found]
-        else:
-            top = search(space, predictor.predict_encoded, {device: tables[device]}, constraints, supernet.num_classes,
-                         strategy=config.strategy, evolution=config.evolution, trials=config.trials,
-                         reinforce_config=config.reinforce, memory=device_memory)
-        checked = []
-        for subnet, predicted in top[:config.recheck]:
-            supernet.recalibrate(subnet, calibration)
-            checked.append((supernet.evaluate_subnet(subnet, val), predicted, subnet))
-        evaluated, predicted, best = max(checked, key=lambda c: c[0])
+        top = candidates(supernet, predictor, image_data, {device: tables[device]}, constraints, config,
+                         None if memory is None else {device: memory[device]}, verbose)
+        checked = recheck(supernet, top[:config.recheck], calibration, val)
+        evaluated, predicted, best = checked[0]
+        int8 = int8_recheck(supernet, checked[:config.int8_recheck], image_data, calibration) \
+            if config.int8_recheck else None
+        if int8:
+            evaluated, predicted, best = next(c for c in checked if c[2] == int8[0]["subnet"])
         result = {"device": device, "budget_ms": budget, "search_budget_ms": spend,
                   "margin_percent": 100 * tables[device].margin, "strategy": config.strategy,
                   "seed": config.evolution.seed,
@@ -148,11 +222,14 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
                   "predicted_memory": None if memory is None else memory[device].predict(best),
                   "space_fingerprint": space.fingerprint,
                   "rechecked": [{"subnet": s.to_dict(), "predicted_accuracy": float(p), "val_accuracy": float(a)}
-                                for a, p, s in checked]}
+                                for a, p, s in checked],
+                  "int8_rechecked": None if int8 is None else [{**r, "subnet": r["subnet"].to_dict()} for r in int8],
+                  "chosen_by": "int8 validation accuracy" if int8 else "validation accuracy"}
         path = workdir.search_result_file(device, budget)
         write_json(path, result)
         print(f"{device} <= {budget:g} ms (searched under {spend:.3f} ms): val accuracy {evaluated:.4f} "
-              f"(predicted {predicted:.4f}), predicted latency {result['predicted_latency_ms'][device]:.3f} ms -> {path}")
+              f"(predicted {predicted:.4f}" + (f", int8 {int8[0]['int8_val_accuracy']:.4f}" if int8 else "")
+              + f"), predicted latency {result['predicted_latency_ms'][device]:.3f} ms -> {path}")
         results.append(result)
     return results
 

@@ -46,6 +46,7 @@ class SearchConfig:
     strategy: str = "evolution"
     n_eval: int = 300  # subnets evaluated with the supernet to fit the accuracy predictor
     recheck: int = 5  # top candidates re-checked with the supernet on the validation split
+    int8_recheck: int = 0  # of those, the best scored again as post-training int8 .tflite models; the choice is theirs
     size_bytes: int | None = None
     memory_kb: float | None = None
     trials: int = 500  # keras-tuner trials (random, bayesian)
