@@ -179,8 +179,12 @@ class LatencyTable:
             return max(0.0, held_out["p95_slower_percent"] / 100)
         return 2 * held_out["mape_percent"] / 100 if "mape_percent" in held_out else 0.0
 
+    def corrected(self, raw):
+        """A raw layer sum (numpy array or tensor) with the table's correction, if it has one."""
+        return apply_correction(self.correction, raw) if self.correction else raw
+
     def _corrected(self, raw, corrected: bool):
-        return apply_correction(self.correction, raw) if corrected and self.correction else raw
+        return self.corrected(raw) if corrected else raw
 
     def predict(self, subnet: SubnetConfig, corrected: bool = True) -> float:
         """Predicted latency of one subnet in milliseconds (the sum of its layers, then the correction)."""

@@ -81,7 +81,8 @@ def test_make_writes_a_bundle_per_budget_and_skips_what_is_done(made, capsys, tm
     timings = json.loads(Workdir(workdir).timings_file.read_text())
     assert [s["stage"] for s in timings["stages"]] == ["1/4 latency tables", "2/4 supernet",
                                                        "3/4 accuracy predictor and search", "4/4 export"]
-    assert timings["total_seconds"] >= sum(s["seconds"] for s in timings["stages"]) > 0
+    # each figure rounded to 0.1 s: the stages' sum may pass the total by their rounding
+    assert timings["total_seconds"] + 0.05 * len(timings["stages"]) >= sum(s["seconds"] for s in timings["stages"]) > 0
     assert "time per stage:" in out and "total" in out
 
 

@@ -7,7 +7,6 @@ import numpy as np
 from factory.core.backend import tf
 from factory.nas.activations import hard_swish
 from factory.nas.space import SubnetConfig
-from latency_tables.table import apply_correction
 
 
 class Architecture:
@@ -44,7 +43,7 @@ class Architecture:
         out = {}
         for device, (fixed, costs, table) in self.costs.items():
             raw = fixed + tf.reduce_sum(runs * tf.reduce_sum(block_p * costs, -1))
-            out[device] = apply_correction(table.correction, raw) if table.correction else raw
+            out[device] = table.corrected(raw)
         return out
 
     def forward(self, supernet, images, block_weights, depth_weights):
