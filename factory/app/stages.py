@@ -114,15 +114,17 @@ def int8_recheck(supernet, checked: list[tuple[float, float, SubnetConfig]], ima
     from factory.nas.extract import extract
     from factory.training.portable.images import resize_images
 
+    train, val = np.asarray(image_data.x_train[:200]), np.asarray(image_data.x_val[:len(image_data.y_val)])
+    at = {}  # (representative images, validation images) per resolution, resized once
     rows = []
     for evaluated, predicted, subnet in checked:
+        r = subnet.resolution
+        if r not in at:
+            at[r] = (pinned(normalize(resize_images(train, r)).numpy()), resize_images(val, r))
         supernet.recalibrate(subnet, calibration)
-        train = resize_images(np.asarray(image_data.x_train[np.arange(min(200, len(image_data.y_train)))]),
-                              subnet.resolution)
-        val = resize_images(np.asarray(image_data.x_val[np.arange(len(image_data.y_val))]), subnet.resolution)
-        content = convert(extract(supernet, subnet), "int8", pinned(normalize(train).numpy()), "int8", signature=False)
+        content = convert(extract(supernet, subnet), "int8", at[r][0], "int8", signature=False)
         rows.append({"subnet": subnet, "val_accuracy": float(evaluated), "predicted_accuracy": float(predicted),
-                     "int8_val_accuracy": tflite_accuracy(content, val, np.asarray(image_data.y_val))})
+                     "int8_val_accuracy": tflite_accuracy(content, at[r][1], np.asarray(image_data.y_val))})
     return sorted(rows, key=lambda r: (-r["int8_val_accuracy"], -r["val_accuracy"]))
 
 
@@ -130,6 +132,7 @@ def proxies_workdir(workdir: Workdir, n: int, *, data: str | None = None, seed: 
     """Zero-cost proxies (``factory.search.proxies``) of ``n`` subnets the work directory evaluated, on a supernet of
     its space at initialisation (plain init: no zero-initialised residual branches), against those evaluations;
     written to ``W/proxies.json``."""
+    from factory.core.backend import keras
     from factory.search.proxies import rank_proxies, score_subnets
     from factory.training.portable.recipe import TrainConfig
     from factory.training.train import build_supernet
@@ -145,8 +148,6 @@ def proxies_workdir(workdir: Workdir, n: int, *, data: str | None = None, seed: 
     pick = np.random.default_rng(seed).permutation(len(image_data.y_train))[:64]
     images = normalize(image_data.x_train[np.sort(pick)]).numpy()
     subnets = [SubnetConfig.from_dict(r["subnet"]) for r in evals]
-    from factory.core.backend import keras
-
     keras.utils.set_random_seed(seed)  # the subnets' dropout in SNIP's training-mode pass
     scored = score_subnets(untrained, subnets, images, np.asarray(image_data.y_train)[np.sort(pick)], verbose)
     tau = rank_proxies(scored["scores"], [r["val_accuracy"] for r in evals])
