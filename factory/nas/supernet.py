@@ -80,9 +80,7 @@ class Supernet(keras.Model):
         """Logits of the subnet encoded by ``subnet`` for images at its resolution."""
         m = self.space.max_depth
         _, depths, kernels, expands = self.space.split(subnet)
-        x = self.stem(images, training=training, rate=rate)
-        if self.stem_block is not None:
-            x = self.stem_block(x, training=training, rate=rate)
+        x = self.bottom(images, training=training, rate=rate)
         for pos, block in enumerate(self.blocks):
             s, i = divmod(pos, m)
 
@@ -93,8 +91,16 @@ class Supernet(keras.Model):
                 x = run()
             else:  # elastic depth: a stage keeps its first d blocks
                 x = tf.cond(depths[s] > i, run, lambda x=x: tf.identity(x))
-        x = self.head(x, training=training, rate=rate)
-        x = tf.reduce_mean(x, axis=[1, 2])
+        return self.top(x, training=training, dropout=dropout, rate=rate)
+
+    def bottom(self, images, training=False, rate=None):
+        """The fixed layers before the elastic blocks: the stem (and MobileNetV3's first block)."""
+        x = self.stem(images, training=training, rate=rate)
+        return x if self.stem_block is None else self.stem_block(x, training=training, rate=rate)
+
+    def top(self, x, training=False, dropout=False, rate=None):
+        """The fixed layers after the elastic blocks: head convolution, pooling, features, classifier."""
+        x = tf.reduce_mean(self.head(x, training=training, rate=rate), axis=[1, 2])
         x = hard_swish(self.features(x))
         if dropout:
             x = self.dropout(x, training=True)

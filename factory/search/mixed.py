@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from factory.core.backend import tf
-from factory.nas.activations import hard_swish
 from factory.nas.space import SubnetConfig
 
 
@@ -50,9 +49,7 @@ class Architecture:
         """Logits of the mixed network: every option of every block, weighted; each stage's output the mix of its
         outputs after each allowed depth."""
         sp, m = self.space, self.space.max_depth
-        x = supernet.stem(images, training=True)
-        if supernet.stem_block is not None:
-            x = supernet.stem_block(x, training=True)
+        x = supernet.bottom(images, training=True)
         for s in range(len(sp.stages)):
             after = []
             for i in range(m):
@@ -62,8 +59,7 @@ class Architecture:
                 if i + 1 in sp.depths:
                     after.append(x)
             x = tf.add_n([depth_weights[s, j] * out for j, out in enumerate(after)])
-        x = tf.reduce_mean(supernet.head(x, training=True), axis=[1, 2])
-        return supernet.classifier(hard_swish(supernet.features(x)))
+        return supernet.top(x, training=True)
 
     def subnet(self, block_choice, depth_choice) -> SubnetConfig:
         sp, m = self.space, self.space.max_depth

@@ -27,8 +27,13 @@ from factory.core.backend import keras, tf
 PROXIES = ("snip", "synflow", "naswot", "params")
 
 
+def _kernels(model: keras.Model) -> list:
+    """The convolution and dense kernels: what the proxies score (not batch norm's scale and shift)."""
+    return [w for w in model.trainable_weights if "kernel" in w.name]
+
+
 def snip(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
-    weights = [w for w in model.trainable_weights if "kernel" in w.name]
+    weights = _kernels(model)
     with tf.GradientTape() as tape:
         logits = model(images, training=True)
         loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
@@ -36,7 +41,7 @@ def snip(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> float:
 
 
 def synflow(model: keras.Model, input_shape: tuple) -> float:
-    weights = [w for w in model.trainable_weights if "kernel" in w.name]
+    weights = _kernels(model)
     saved = [w.numpy() for w in weights]
     try:
         for w in weights:

@@ -91,8 +91,7 @@ class FactorisedPolicy:
         """One REINFORCE step: logits += lr * mean_n(advantage_n * grad log p(choice_n)), where the gradient of a
         softmax's log-probability is onehot(choice) - softmax(logits)."""
         for key, logits in self.logits.items():
-            probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            probs /= probs.sum(axis=-1, keepdims=True)
+            probs = _softmax(logits)
             onehot = np.eye(logits.shape[-1])[chosen[key]]  # (n, groups, choices)
             grad = (onehot - probs[None]) * (used[key][..., None] * advantage[:, None, None])
             logits += learning_rate * grad.mean(axis=0)
@@ -101,10 +100,14 @@ class FactorisedPolicy:
         """Mean entropy (nats) of the policy's choices: how undecided it still is."""
         values = []
         for logits in self.logits.values():
-            p = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            p /= p.sum(axis=-1, keepdims=True)
+            p = _softmax(logits)
             values.append(-(p * np.log(p + 1e-12)).sum(axis=-1))
         return float(np.concatenate(values).mean())
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return p / p.sum(axis=-1, keepdims=True)
 
 
 def reinforce(space: SearchSpace, score, latency_ratios, feasible, other_constraints,
