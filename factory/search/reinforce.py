@@ -26,15 +26,14 @@ REWARDS = ("soft", "hard")
 
 @dataclass(frozen=True)
 class ReinforceConfig:
-    # on the quick start's digits supernet (3 budgets x 3 seeds), 400 x 32 at 0.5 came within 0.4 points of evolution's
-    # best predicted accuracy at 1.3 and 2.0 ms and 0.8 at 0.85 ms; 200 x 64 at 0.05 was 2-4 points behind
+    # tuned on the quick start's digits supernet against evolution (python -m bench.search compares them)
     steps: int = 400  # policy updates
     batch: int = 32  # subnets sampled per update
     learning_rate: float = 0.5  # on the logits, with advantages scaled to unit spread
     baseline_decay: float = 0.9  # moving-average baseline: b <- decay * b + (1 - decay) * mean reward
     latency_exponent: float = -0.07  # MnasNet's w
-    # "hard" by default: only subnets within the budget count in the end, and there the soft reward, which lets the
-    # policy drift over the budget, found 1-4 points less (same runs as above)
+    # "hard" by default: only subnets within the budget count in the end, and the soft reward lets the policy drift
+    # over it
     reward: str = "hard"
     seed: int = 0
 
