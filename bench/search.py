@@ -3,18 +3,27 @@
     python -m bench.search --workdir runs/bench-supernet --device host-cpu-1t
 
 For each budget (``--budgets-ms``, or 25%, 50% and 75% of the way from the fastest to the
-largest subnet's predicted latency) and each strategy, ``--seeds`` searches (the gradient
-strategy ``--gradient-seeds``, each costs minutes) at equal numbers of objective
-evaluations (``--evaluations``: evolution's population x generations, reinforce's steps x
-32, keras-tuner's trials; the gradient strategy evaluates no predictor: its cost is
-``--gradient-steps`` supernet steps per resolution). Each search ends as ``factory search``
-does: its top candidates re-checked with the supernet on the validation split, the best
-kept. The table gives that validation accuracy (mean and std over the seeds), the best
-predicted accuracy, and the wall time of a search. Then, at the middle budget, the
+largest subnet's predicted latency), each strategy runs ``--seeds`` searches two ways:
+
+- at equal numbers of objective evaluations (``--evaluations``: evolution's population x
+  generations, reinforce's steps x 32, keras-tuner's trials; the gradient strategy
+  evaluates no predictor: it runs ``--gradient-steps`` supernet steps per resolution, for
+  ``--gradient-seeds`` seeds since each costs minutes). Bayesian search is left out of
+  this mode unless named in ``--evaluation-strategies``: its Gaussian process costs seconds
+  a trial here, hours at 2,000 trials;
+- at equal wall time (``--seconds`` a search, ``factory search --time-limit``), every
+  strategy, with the objective evaluations each made in that time.
+
+Each search ends as ``factory search`` does: its top candidates re-checked with the
+supernet on the validation split, the best kept (a subnet re-checked once in a run is not
+evaluated again). The tables give that validation accuracy (mean and std over the seeds),
+the best predicted accuracy and the wall time of a search. Then, at the middle budget, the
 diversity of ``factory pareto --diverse K`` against evolution's top K (mean pairwise
 architecture distance, with each set's mean distance below the front of predicted
-accuracy); and the wall time of an evolutionary search that scores 10,000 candidates
-(goal: under 5 s). JSON after every (budget, strategy) row, so an interrupted run resumes.
+accuracy); the zero-cost proxies' Kendall tau against the supernet's evaluations
+(``factory proxies``); and the wall time of an evolutionary search that scores 10,000
+candidates (goal: under 5 s). JSON after every (mode, budget, strategy) row, so an
+interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import numpy as np
 
 from bench.common import budgets_parser, header, parse, provenance, run, save, three_budgets
 from devices.profile import load_profile
-from factory.app.stages import candidates, diverse_workdir, ensure_predictor, recheck
+from factory.app.stages import candidates, diverse_workdir, ensure_predictor, proxies_workdir, recheck
 from factory.core.files import read_json, write_json
 from factory.nas.space import SubnetConfig
 from factory.search.diverse import front_gap, mean_pairwise_distance
@@ -40,18 +49,23 @@ from factory.training.workdir import Workdir
 from latency_tables.resolve import load_tables
 
 TITLE = "Search strategies under a budget"
+MODES = {"evaluations": "equal objective evaluations", "time": "equal wall time"}
 
 
 def main():
     parser = budgets_parser(__doc__, "runs/bench-supernet", "bench/results/search.json")
     parser.add_argument("--budgets-ms", type=float, nargs="+", help="default: 25/50/75%% of the table's span")
     parser.add_argument("--evaluations", type=int, default=2000, help="objective evaluations per search")
-    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    parser.add_argument("--evaluation-strategies", nargs="+", choices=STRATEGIES,
+                        default=[s for s in STRATEGIES if s != "bayesian"])
+    parser.add_argument("--seconds", type=float, default=20.0, help="wall time of a search in the equal-time mode")
+    parser.add_argument("--time-strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--gradient-seeds", type=int, default=1)
     parser.add_argument("--gradient-steps", type=int, default=GradientConfig().steps)
     parser.add_argument("--recheck", type=int, default=SearchConfig().recheck)
     parser.add_argument("--diverse", type=int, default=5, help="K of the diversity comparison")
+    parser.add_argument("--proxies", type=int, default=100, help="evaluated subnets the proxies rank (0: none)")
     args = parse(parser, markdown, "evaluations_per_search")
     if args is None:
         return
@@ -67,52 +81,81 @@ def main():
     predictor, evals = ensure_predictor(workdir, supernet, data, args.n_eval)
     val = make_dataset(data.x_val, data.y_val, 256, training=False)
     calibration = data.calibration()
+    checked: dict[SubnetConfig, float] = {}  # validation accuracy of every subnet re-checked in this run
+
+    def validated(top):
+        todo = [(s, p) for s, p in top[:args.recheck] if s not in checked]
+        for accuracy, _, subnet in recheck(supernet, todo, calibration, val):
+            checked[subnet] = accuracy
+        return max(checked[s] for s, _ in top[:args.recheck])
 
     budgets = args.budgets_ms or three_budgets(table, space)
     population = max(10, min(100, args.evaluations // 20))  # evolution scores population * (generations + 1)
     generations = max(1, args.evaluations // population - 1)
-    settings = {"evaluations_per_search": args.evaluations, "seeds": args.seeds, "gradient_seeds": args.gradient_seeds,
-                "gradient_steps": args.gradient_steps, "recheck": args.recheck}
+    settings = {"evaluations_per_search": args.evaluations, "seconds_per_search": args.seconds, "seeds": args.seeds,
+                "gradient_seeds": args.gradient_seeds, "gradient_steps": args.gradient_steps, "recheck": args.recheck}
     path = Path(args.out)
     previous = read_json(path) if path.exists() else {}
     same = all(previous.get(k) == v for k, v in settings.items())
-    done = {(round(r["budget_ms"], 6), r["strategy"]): r for r in previous.get("rows", [])} if same else {}
+    done = {(r.get("mode", "evaluations"), round(r["budget_ms"], 6), r["strategy"]): r
+            for r in previous.get("rows", [])} if same else {}
     rows = []
-    for budget in budgets:
-        for strategy in args.strategies:
-            if (round(budget, 6), strategy) in done:  # resumed: every seed of this row ran before
-                rows.append(done[(round(budget, 6), strategy)])
-                continue
-            val_acc, predicted, seconds = [], [], []
-            for seed in range(args.gradient_seeds if strategy == "gradient" else args.seeds):
-                config = SearchConfig(
-                    strategy=strategy, trials=args.evaluations, seed=seed,
-                    evolution=EvolutionConfig(population=population, generations=generations, seed=seed),
-                    reinforce=dataclasses.replace(ReinforceConfig(), steps=max(1, args.evaluations // 32), seed=seed),
-                    gradient=GradientConfig(steps=args.gradient_steps, seed=seed))
-                start = time.perf_counter()
-                top = candidates(supernet, predictor, data, tables, Constraints({device: budget}), config, verbose=0)
-                seconds.append(time.perf_counter() - start)
-                checked = recheck(supernet, top[:args.recheck], calibration, val)
-                val_acc.append(checked[0][0])
-                predicted.append(max(p for _, p in top))
-            rows.append({"budget_ms": budget, "strategy": strategy, "val_accuracy": val_acc,
-                         "mean": float(np.mean(val_acc)), "std": float(np.std(val_acc)),
-                         "best_predicted": float(np.mean(predicted)), "seconds": seconds})
-            print(f"  {budget:.3f} ms {strategy:9s}: val {100 * np.mean(val_acc):.2f} +- {100 * np.std(val_acc):.2f} % "
-                  f"(predicted {100 * np.mean(predicted):.2f}%, {np.mean(seconds):.1f} s a search)", flush=True)
-            write_json(path, {**settings, "rows": rows})
+    for mode, strategies in (("evaluations", args.evaluation_strategies), ("time", args.time_strategies)):
+        print(f"{MODES[mode]}:", flush=True)
+        for budget in budgets:
+            for strategy in strategies:
+                if (mode, round(budget, 6), strategy) in done:  # resumed: every seed of this row ran before
+                    rows.append(done[(mode, round(budget, 6), strategy)])
+                    continue
+                val_acc, predicted, seconds, evaluations = [], [], [], []
+                for seed in range(args.gradient_seeds if strategy == "gradient" else args.seeds):
+                    counted = Counted(predictor)
+                    config = SearchConfig(
+                        strategy=strategy, trials=args.evaluations, seed=seed,
+                        time_limit_s=args.seconds if mode == "time" else None,
+                        evolution=EvolutionConfig(population=population, generations=generations, seed=seed),
+                        reinforce=dataclasses.replace(ReinforceConfig(), steps=max(1, args.evaluations // 32),
+                                                      seed=seed),
+                        gradient=GradientConfig(steps=args.gradient_steps, seed=seed))
+                    start = time.perf_counter()
+                    top = candidates(supernet, counted, data, tables, Constraints({device: budget}), config, verbose=0)
+                    seconds.append(time.perf_counter() - start)
+                    evaluations.append(None if strategy == "gradient" else counted.rows)  # its cost: supernet steps
+                    val_acc.append(validated(top))
+                    predicted.append(max(p for _, p in top))
+                rows.append({"mode": mode, "budget_ms": budget, "strategy": strategy, "val_accuracy": val_acc,
+                             "mean": float(np.mean(val_acc)), "std": float(np.std(val_acc)),
+                             "best_predicted": float(np.mean(predicted)), "seconds": seconds,
+                             "evaluations": evaluations})
+                print(f"  {budget:.3f} ms {strategy:9s}: {_cell(rows[-1])}", flush=True)
+                write_json(path, {**settings, "rows": rows})
 
     middle = budgets[len(budgets) // 2]
     diversity = compare_diversity(workdir, space, predictor, table, device, middle, args.diverse, args.n_eval)
+    proxies = None
+    if args.proxies:
+        doc = proxies_workdir(workdir, args.proxies)
+        proxies = {k: doc[k] for k in ("subnets", "kendall_tau", "proxy_seconds_per_subnet",
+                                       "evaluation_seconds_per_subnet")}
     start = time.perf_counter()
     search(space, predictor.predict_encoded, tables, Constraints({device: middle}), supernet.num_classes,
            evolution=EvolutionConfig(population=100, generations=99, seed=0))
     wall = time.perf_counter() - start
     out = {**provenance(), **settings, "device": device, "space": space.name, "data": workdir.data_record()["name"],
            "subnets_evaluated_for_predictor": len(evals), "predictor": predictor.report, "rows": rows,
-           "diversity": diversity, "evolution_10000_candidates_seconds": wall}
+           "diversity": diversity, "proxies": proxies, "evolution_10000_candidates_seconds": wall}
     save(path, out, markdown)
+
+
+class Counted:
+    """The predictor, counting the subnets it scores (a search's objective evaluations)."""
+
+    def __init__(self, predictor):
+        self.predictor, self.rows = predictor, 0
+
+    def predict_encoded(self, encoded):
+        self.rows += len(encoded)
+        return self.predictor.predict_encoded(encoded)
 
 
 def compare_diversity(workdir, space, predictor, table, device: str, budget: float, k: int, n_eval: int) -> dict:
@@ -134,19 +177,26 @@ def compare_diversity(workdir, space, predictor, table, device: str, budget: flo
 
 
 def markdown(doc: dict) -> str:
-    """Validation accuracy per strategy and budget (mean ± std over seeds), time, diversity, evolution's speed."""
-    strategies = [s for s in STRATEGIES if any(r["strategy"] == s for r in doc["rows"])]
-    lines = [f"{header(doc)}, {doc['device']}, space {doc['space']} on {doc.get('data', '?')}; "
-             f"{doc['evaluations_per_search']} objective evaluations per search, {doc['seeds']} seeds "
-             f"(gradient: {doc['gradient_seeds']} seed(s) of {doc['gradient_steps']} steps per resolution); the chosen "
-             f"subnet's validation accuracy with the supernet after a re-check of the top {doc['recheck']} "
-             "(best predicted accuracy; seconds a search):", "",
-             "| budget (ms) | " + " | ".join(strategies) + " |", "|---|" + "---|" * len(strategies)]
-    for budget in sorted({r["budget_ms"] for r in doc["rows"]}):
-        cells = {r["strategy"]: r for r in doc["rows"] if r["budget_ms"] == budget}
-        lines.append(f"| {budget:.3f} | " + " | ".join(
-            f"{100 * cells[s]['mean']:.2f} ± {100 * cells[s]['std']:.2f}% ({100 * cells[s]['best_predicted']:.2f}%; "
-            f"{np.mean(cells[s]['seconds']):.1f} s)" if s in cells else "" for s in strategies) + " |")
+    """Validation accuracy per mode, strategy and budget (mean ± std over seeds), time and evaluations, diversity, the
+    proxies' ranking, evolution's speed."""
+    lines = [f"{header(doc)}, {doc['device']}, space {doc['space']} on {doc.get('data', '?')}; {doc['seeds']} seeds "
+             f"(gradient: {doc['gradient_seeds']}); the chosen subnet's validation accuracy with the supernet after a "
+             f"re-check of the top {doc['recheck']} (best predicted accuracy; seconds and objective evaluations a "
+             "search):"]
+    for mode, title in MODES.items():
+        rows = [r for r in doc["rows"] if r.get("mode", "evaluations") == mode]
+        if not rows:
+            continue
+        limit = (f"{doc['evaluations_per_search']} objective evaluations a search (gradient: "
+                 f"{doc['gradient_steps']} steps per resolution)" if mode == "evaluations"
+                 else f"{doc.get('seconds_per_search', 0):g} s a search")
+        strategies = [s for s in STRATEGIES if any(r["strategy"] == s for r in rows)]
+        lines += ["", f"{title}, {limit}:", "", "| budget (ms) | " + " | ".join(strategies) + " |",
+                  "|---|" + "---|" * len(strategies)]
+        for budget in sorted({r["budget_ms"] for r in rows}):
+            cells = {r["strategy"]: r for r in rows if r["budget_ms"] == budget}
+            lines.append(f"| {budget:.3f} | " + " | ".join(_cell(cells[s]) if s in cells else "" for s in strategies)
+                         + " |")
     d = doc["diversity"]
     lines += ["", f"diversity at {d['budget_ms']:.3f} ms, K = {d['k']}: `pareto --diverse` mean pairwise architecture "
                   f"distance {d['diverse']['mean_pairwise_distance']:.2f} (mean {d['diverse']['mean_below_front_points']:.2f}"
@@ -154,10 +204,22 @@ def markdown(doc: dict) -> str:
                   f" ms); evolution's top {d['k']}: {d['evolution_top_k']['mean_pairwise_distance']:.2f} "
                   f"({d['evolution_top_k']['mean_below_front_points']:.2f} points below, latencies "
                   f"{', '.join(f'{t:.2f}' for t in d['evolution_top_k']['latency_ms'])} ms)"]
+    p = doc.get("proxies")
+    if p:
+        lines += ["", f"zero-cost proxies on {p['subnets']} evaluated subnets, Kendall tau against their validation "
+                      "accuracy: " + ", ".join(f"{k} {v:+.2f}" for k, v in p["kendall_tau"].items())
+                  + f"; {p['proxy_seconds_per_subnet']:.2f} s a subnet for all proxies against "
+                    f"{p['evaluation_seconds_per_subnet']:.2f} s for an evaluation"]
     wall = doc["evolution_10000_candidates_seconds"]
     lines += ["", f"evolutionary search over 10,000 candidates: {wall:.2f} s (goal < 5 s: "
                   f"{'met' if wall < 5 else 'not met'})"]
     return "\n".join(lines)
+
+
+def _cell(row: dict) -> str:
+    evaluations = [e for e in row.get("evaluations", []) if e is not None]
+    return (f"{100 * row['mean']:.2f} ± {100 * row['std']:.2f}% ({100 * row['best_predicted']:.2f}%; "
+            f"{np.mean(row['seconds']):.1f} s" + (f"; {np.mean(evaluations):,.0f}" if evaluations else "") + ")")
 
 
 if __name__ == "__main__":

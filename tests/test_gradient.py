@@ -19,12 +19,12 @@ def setup(tiny_workdir, tiny_table):
     return supernet, data, tiny_table
 
 
-def _search(setup, budget, weight):
+def _search(setup, budget, weight, seconds=None):
     supernet, data, table = setup
     config = GradientConfig(steps=12, batch=32, images=256, weight=weight, samples=50)
     feasible = feasibility(TINY, {"d": table}, Constraints({"d": 1e9}), 10)  # every subnet: compare the argmaxes
     return gradient_search(supernet, *training_sample(data, config), {"d": table}, {"d": budget}, feasible, config,
-                           verbose=0)
+                           verbose=0, seconds=seconds)
 
 
 def test_the_latency_term_moves_the_search_toward_the_budget(setup):
@@ -44,6 +44,12 @@ def test_only_the_architecture_learns(setup):
     assert result.top and all(isinstance(s, SubnetConfig) for s, _ in result.top)
     log_probabilities = [lp for _, lp in result.top[len(TINY.resolutions):]]
     assert log_probabilities == sorted(log_probabilities, reverse=True)
+
+
+def test_a_time_limit_replaces_the_steps(setup):
+    table = setup[2]
+    spent = _search(setup, table.fastest_ms() * 1.05, 1.0, seconds=0.0)  # time up at once: one step a resolution
+    assert [len(spent.history[r]) for r in TINY.resolutions] == [1] * len(TINY.resolutions) and spent.top
 
 
 def test_training_sample_comes_from_the_training_split(setup):

@@ -1,5 +1,7 @@
 """Constrained search over tiny-space subnets with synthetic latency tables for two devices."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -127,3 +129,34 @@ def test_bad_strategy_or_missing_table():
         search(TINY, accuracy, TABLES, Constraints(budgets(0.5)), 10, strategy="annealing")
     with pytest.raises(FactoryError, match="no latency table for \\['tablet'\\]"):
         search(TINY, accuracy, TABLES, Constraints({"tablet": 1.0}), 10)
+
+
+def test_rounds_count_or_time():
+    from factory.search.rounds import rounds
+
+    assert list(rounds(3)) == [0.0, 0.5, 1.0] and list(rounds(0)) == []
+    assert list(rounds(3, seconds=0.0)) == [1.0]  # time already up: one round, at the schedule's end
+    start = time.monotonic()
+    progress = list(rounds(1, seconds=0.3))
+    assert 0.3 <= time.monotonic() - start < 1.0
+    assert len(progress) > 1 and progress == sorted(progress) and progress[0] == 0.0 and progress[-1] <= 1.0
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "reinforce", "random", "bayesian"])
+def test_time_limit_replaces_the_count(strategy):
+    """With a time limit a search runs until the time is up, past its count of generations, steps or trials."""
+    rows = []
+
+    def counted(encoded):
+        rows.append(len(encoded))
+        return accuracy(encoded)
+
+    limits, seconds = budgets(0.3), 2.0
+    start = time.monotonic()
+    top = search(TINY, counted, TABLES, Constraints(limits), 10, strategy=strategy,
+                 evolution=EvolutionConfig(population=10, generations=1), reinforce_config=ReinforceConfig(steps=1),
+                 trials=2, seconds=seconds)
+    wall = time.monotonic() - start
+    assert seconds <= wall < seconds + 30  # the last round (a Gaussian-process trial: seconds) finishes
+    assert sum(rows) > {"evolution": 20, "reinforce": 32, "random": 2, "bayesian": 2}[strategy]
+    assert top and all(t.predict(s) <= limits[d] for s, _ in top for d, t in TABLES.items())

@@ -181,7 +181,7 @@ def _search(args):
         check_data(args.data)
     config = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, recheck=args.recheck,
                           int8_recheck=args.int8_recheck, size_bytes=args.size_bytes,
-                          memory_kb=args.memory_kb, trials=args.trials, seed=args.seed,
+                          memory_kb=args.memory_kb, trials=args.trials, time_limit_s=args.time_limit, seed=args.seed,
                           evolution=EvolutionConfig(population=args.population, generations=args.generations,
                                                     seed=args.seed),
                           reinforce=ReinforceConfig(steps=args.reinforce_steps, reward=args.reward, seed=args.seed),
@@ -468,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="gradient: architecture updates per resolution (the supernet's weights stay frozen)")
     search.add_argument("--penalty", choices=PENALTIES, default=SEARCH.gradient.penalty,
                         help="gradient: expected latency above the budget (budget) or FBNet's CE * alpha * log(lat)^beta")
+    search.add_argument("--time-limit", type=POSITIVE, metavar="SECONDS",
+                        help="search for this long instead of --generations, --reinforce-steps, --trials or "
+                             "--gradient-steps (the re-check comes after)")
     search.add_argument("--table", nargs="+", help="latency table per device (default: the shipped ones)")
     search.add_argument("--data", help="the training data, if the work directory does not record it")
     search.add_argument("--seed", type=int, default=SEARCH.seed)

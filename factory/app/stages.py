@@ -86,10 +86,10 @@ def candidates(supernet, predictor: AccuracyPredictor, image_data: ImageData, ta
     if config.strategy != "gradient":
         return search(space, predictor.predict_encoded, tables, constraints, supernet.num_classes,
                       strategy=config.strategy, evolution=config.evolution, trials=config.trials,
-                      reinforce_config=config.reinforce, memory=memory)
+                      reinforce_config=config.reinforce, memory=memory, seconds=config.time_limit_s)
     feasible = constraint_test(space, tables, constraints, supernet.num_classes, memory)
     found = gradient_search(supernet, *training_sample(image_data, config.gradient), tables, constraints.latency_ms,
-                            feasible, config.gradient, verbose=verbose).top
+                            feasible, config.gradient, verbose=verbose, seconds=config.time_limit_s).top
     return [(s, float(predictor.predict_encoded(space.encode(s)[None])[0])) for s, _ in found]
 
 

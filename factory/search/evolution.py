@@ -19,6 +19,7 @@ import numpy as np
 
 from factory.core.errors import FactoryError
 from factory.nas.space import SearchSpace, SubnetConfig
+from factory.search.rounds import rounds
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 
@@ -73,8 +74,9 @@ def crossover(a: SubnetConfig, b: SubnetConfig, rng: random.Random) -> SubnetCon
 
 
 def evolve(space: SearchSpace, score: Scorer, feasible: Scorer, config: EvolutionConfig = EvolutionConfig(),
-           top_k: int = 10) -> SearchResult:
-    """Maximise ``score`` over subnets for which ``feasible`` holds."""
+           top_k: int = 10, seconds: float | None = None) -> SearchResult:
+    """Maximise ``score`` over subnets for which ``feasible`` holds; with ``seconds``, for as many generations as
+    start within that time instead of ``config.generations``."""
     rng = random.Random(config.seed)
     seen: dict[SubnetConfig, float] = {}
 
@@ -102,7 +104,7 @@ def evolve(space: SearchSpace, score: Scorer, feasible: Scorer, config: Evolutio
     history = [seen[population[0]]]
     n_parents = max(2, int(config.parent_ratio * config.population))
     n_mutants = int(config.mutation_ratio * (config.population - n_parents))
-    for _ in range(config.generations):
+    for _ in rounds(config.generations, seconds):
         parents = population[:n_parents]
         mutants = fill(n_mutants, lambda: mutate(space, rng.choice(parents), config.mutation_prob, rng))
         children = fill(config.population - n_parents - n_mutants,

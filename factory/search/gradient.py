@@ -20,12 +20,14 @@ first, then subnets sampled from the final distributions, by probability.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from factory.core.errors import FactoryError
 from factory.nas.space import SubnetConfig
+from factory.search.rounds import rounds
 
 PENALTIES = ("budget", "fbnet")
 
@@ -56,9 +58,13 @@ class GradientResult:
 
 
 def gradient_search(supernet, images: np.ndarray, labels: np.ndarray, tables: dict, budgets_ms: dict, feasible,
-                    config: GradientConfig = GradientConfig(), top_k: int = 10, verbose: int = 1) -> GradientResult:
+                    config: GradientConfig = GradientConfig(), top_k: int = 10, verbose: int = 1,
+                    seconds: float | None = None) -> GradientResult:
     """FBNet's search at every resolution of ``supernet``'s space. ``images``: normalized float images at the space's
-    largest resolution; ``tables`` and ``budgets_ms`` by device; ``feasible``: every constraint holds (encoded)."""
+    largest resolution; ``tables`` and ``budgets_ms`` by device; ``feasible``: every constraint holds (encoded);
+    ``seconds``: the time of the whole search instead of ``config.steps`` a resolution, each resolution taking an
+    equal share of what is left, at least one step (the first traces the mixed network: tens of seconds); the
+    temperature then anneals over that share."""
     from factory.core.backend import keras, tf  # here: the CLI reads this module's settings before TensorFlow loads
     from factory.nas.supernet import resize
     from factory.search.mixed import Architecture
@@ -67,6 +73,7 @@ def gradient_search(supernet, images: np.ndarray, labels: np.ndarray, tables: di
     rng = np.random.default_rng(config.seed)
     argmaxes, drawn, history = [], {}, {}
     t0, t1 = config.temperature
+    end = None if seconds is None else time.monotonic() + seconds
     for r_i, resolution in enumerate(space.resolutions):
         arch = Architecture(space, resolution, tables, config.seed + r_i)
         optimizer = keras.optimizers.Adam(config.learning_rate)
@@ -88,9 +95,10 @@ def gradient_search(supernet, images: np.ndarray, labels: np.ndarray, tables: di
             return loss, latency
 
         rows = []
-        for i in range(config.steps):
+        share = None if end is None else max(end - time.monotonic(), 0.0) / (len(space.resolutions) - r_i)
+        for progress in rounds(config.steps, share):
             pick = rng.choice(len(labels), min(config.batch, len(labels)), replace=False)
-            temperature = t0 * (t1 / t0) ** (i / max(config.steps - 1, 1))
+            temperature = t0 * (t1 / t0) ** progress
             loss, latency = step(tf.constant(images[pick]), tf.constant(labels[pick], tf.int32),
                                  tf.constant(temperature, tf.float32))
             rows.append((float(loss), {d: float(t) for d, t in latency.items()}))

@@ -20,6 +20,7 @@ import numpy as np
 
 from factory.core.errors import FactoryError
 from factory.nas.space import SearchSpace, SubnetConfig
+from factory.search.rounds import rounds
 
 REWARDS = ("soft", "hard")
 
@@ -110,17 +111,18 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def reinforce(space: SearchSpace, score, latency_ratios, feasible, other_constraints,
-              config: ReinforceConfig = ReinforceConfig(), top_k: int = 10) -> ReinforceResult:
+              config: ReinforceConfig = ReinforceConfig(), top_k: int = 10,
+              seconds: float | None = None) -> ReinforceResult:
     """Train a policy on MnasNet's reward and return the best subnets it sampled that meet every budget.
 
     ``score``: predicted accuracy of encoded subnets; ``latency_ratios``: their predicted latency over the budget,
     (N, devices); ``feasible``: every constraint holds; ``other_constraints``: the size and memory constraints hold
-    (breaking them gives 0 whatever the reward)."""
+    (breaking them gives 0 whatever the reward); ``seconds``: train for that long instead of ``config.steps``."""
     rng = np.random.default_rng(config.seed)
     policy, baseline = FactorisedPolicy(space), None
     seen: dict[bytes, tuple[np.ndarray, float]] = {}  # sampled subnets within every budget
     sampled, history = set(), []
-    for _ in range(config.steps):
+    for _ in rounds(config.steps, seconds):
         encoded, chosen, used = policy.sample(config.batch, rng)
         accuracy = score(encoded)
         reward = mnasnet_reward(accuracy, latency_ratios(encoded), config.latency_exponent,
@@ -137,7 +139,7 @@ def reinforce(space: SearchSpace, score, latency_ratios, feasible, other_constra
         baseline = config.baseline_decay * baseline + (1 - config.baseline_decay) * reward.mean()
         history.append(float(reward.mean()))
     if not seen:
-        raise FactoryError(f"the reinforce controller sampled no subnet within the budget in {config.steps} steps: "
+        raise FactoryError(f"the reinforce controller sampled no subnet within the budget in {len(history)} steps: "
                            "raise the budget or --reinforce-steps")
     best = sorted(seen.values(), key=lambda item: -item[1])[:top_k]
     return ReinforceResult([(space.decode(row), acc) for row, acc in best], len(sampled), history, policy.entropy())

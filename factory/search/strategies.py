@@ -14,6 +14,8 @@ candidates of every strategy are then re-checked with the real supernet.
 from __future__ import annotations
 
 import tempfile
+import time
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -50,6 +52,7 @@ class SearchConfig:
     size_bytes: int | None = None
     memory_kb: float | None = None
     trials: int = 500  # keras-tuner trials (random, bayesian)
+    time_limit_s: float | None = None  # search this long instead of a count of generations, steps or trials
     evolution: EvolutionConfig = EvolutionConfig()
     reinforce: ReinforceConfig = ReinforceConfig()
     gradient: GradientConfig = GradientConfig()
@@ -116,8 +119,9 @@ def constraint_test(space: SearchSpace, tables: dict, constraints: Constraints, 
 
 
 def tuner_search(space: SearchSpace, score, feasible, strategy: str, trials: int, seed: int = 0,
-                 top_k: int = 10) -> list[tuple[SubnetConfig, float]]:
-    """keras-tuner's RandomSearch or BayesianOptimization oracle over the same space and objective."""
+                 top_k: int = 10, seconds: float | None = None) -> list[tuple[SubnetConfig, float]]:
+    """keras-tuner's RandomSearch or BayesianOptimization oracle over the same space and objective; with ``seconds``,
+    trials start until that time is up (Bayesian's initial random points are then a fifth of ``trials``)."""
     import keras_tuner as kt
 
     hp = kt.HyperParameters()
@@ -128,13 +132,14 @@ def tuner_search(space: SearchSpace, score, feasible, strategy: str, trials: int
             hp.Choice(f"kernel_{s}_{i}", list(space.kernel_sizes))
             hp.Choice(f"expand_{s}_{i}", list(space.expand_ratios))
     objective = kt.Objective("predicted_accuracy", "max")
-    common = dict(objective=objective, max_trials=trials, seed=seed, hyperparameters=hp,
+    common = dict(objective=objective, max_trials=trials if seconds is None else 10 ** 9, seed=seed, hyperparameters=hp,
                   allow_new_entries=False, tune_new_entries=False)
     if strategy == "random":
         oracle = kt.oracles.RandomSearchOracle(**common)
     else:  # keras-tuner's default (3 random points per hyperparameter) would leave no trial to the GP
         oracle = kt.oracles.BayesianOptimizationOracle(num_initial_points=max(5, trials // 5), **common)
     seen: dict[SubnetConfig, float] = {}
+    end = None if seconds is None else time.monotonic() + seconds
 
     class SubnetTuner(kt.engine.base_tuner.BaseTuner):
         def run_trial(self, trial, **kwargs):
@@ -148,9 +153,12 @@ def tuner_search(space: SearchSpace, score, feasible, strategy: str, trials: int
             value = float(score(encoded)[0]) if feasible(encoded)[0] else INFEASIBLE
             if value != INFEASIBLE:
                 seen[subnet] = value
+            if end is not None and time.monotonic() >= end:  # the oracle stops at its next trial
+                self.oracle.max_trials = len(self.oracle.trials)
             return {"predicted_accuracy": value}
 
-    with tempfile.TemporaryDirectory(prefix="mmf-tuner-") as directory:
+    with tempfile.TemporaryDirectory(prefix="mmf-tuner-") as directory, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="sklearn")  # the Gaussian process's fit, per trial
         tuner = SubnetTuner(oracle, directory=directory, project_name=strategy, overwrite=True)
         tuner.search(verbose=0)
     return sorted(seen.items(), key=lambda item: -item[1])[:top_k]
@@ -159,15 +167,16 @@ def tuner_search(space: SearchSpace, score, feasible, strategy: str, trials: int
 def search(space: SearchSpace, score, tables: dict, constraints: Constraints, num_classes: int, *,
            strategy: str = "evolution", evolution: EvolutionConfig = EvolutionConfig(), trials: int = 500,
            reinforce_config: ReinforceConfig = ReinforceConfig(), top_k: int = 10,
-           memory: dict | None = None) -> list[tuple[SubnetConfig, float]]:
+           memory: dict | None = None, seconds: float | None = None) -> list[tuple[SubnetConfig, float]]:
     """The ``top_k`` feasible candidates by predicted accuracy, best first. ``memory``: a
-    ``latency_tables.memory.MemoryModel`` per device, needed for a memory budget."""
+    ``latency_tables.memory.MemoryModel`` per device, needed for a memory budget; ``seconds``: a time limit in
+    place of the strategy's count of generations, steps or trials."""
     if strategy not in STRATEGIES or strategy == "gradient":
         raise FactoryError(f"unknown strategy {strategy!r}: use one of {[s for s in STRATEGIES if s != 'gradient']} "
                            "(gradient searches the supernet: `factory.app.stages.search_workdir`)")
     feasible = constraint_test(space, tables, constraints, num_classes, memory)
     if strategy == "evolution":
-        return evolve(space, score, feasible, evolution, top_k=top_k).top
+        return evolve(space, score, feasible, evolution, top_k=top_k, seconds=seconds).top
     if strategy == "reinforce":
         budgets = constraints.latency_ms
 
@@ -175,9 +184,9 @@ def search(space: SearchSpace, score, tables: dict, constraints: Constraints, nu
             return np.stack([tables[d].predict_encoded(encoded) / b for d, b in budgets.items()], axis=1)
 
         others = feasibility(space, tables, replace(constraints, latency_ms={}), num_classes, memory)
-        return reinforce(space, score, latency_ratios, feasible, others, reinforce_config, top_k).top
-    top = tuner_search(space, score, feasible, strategy, trials, evolution.seed, top_k)
+        return reinforce(space, score, latency_ratios, feasible, others, reinforce_config, top_k, seconds).top
+    top = tuner_search(space, score, feasible, strategy, trials, evolution.seed, top_k, seconds)
     if not top:
-        raise FactoryError(f"{strategy} search found no subnet within the budget in {trials} trials: "
-                           "raise --trials or the budget")
+        raise FactoryError(f"{strategy} search found no subnet within the budget in its trials: "
+                           "raise --trials (or --time-limit) or the budget")
     return top
