@@ -179,6 +179,11 @@ class LatencyTable:
             return max(0.0, held_out["p95_slower_percent"] / 100)
         return 2 * held_out["mape_percent"] / 100 if "mape_percent" in held_out else 0.0
 
+    def correction_polynomial(self) -> list[float]:
+        """The correction's coefficients, highest power first (``numpy.polyval``'s order); the identity if none."""
+        c = self.correction or {"slope": 1.0, "intercept": 0.0}
+        return [c.get("quadratic", 0.0), c["slope"], c["intercept"]]
+
     def corrected(self, raw):
         """A raw layer sum (numpy array or tensor) with the table's correction, if it has one."""
         return apply_correction(self.correction, raw) if self.correction else raw

@@ -6,6 +6,7 @@ import pytest
 from factory.app.stages import training_sample
 from factory.nas.space import TINY, SubnetConfig
 from factory.search.diverse import architecture_distance, dpp_greedy, front_gap
+from factory.search import gradient
 from factory.search.gradient import GradientConfig, gradient_search
 from factory.search.strategies import Constraints, feasibility
 from factory.training.workdir import Workdir
@@ -50,6 +51,25 @@ def test_a_time_limit_replaces_the_steps(setup):
     table = setup[2]
     spent = _search(setup, table.fastest_ms() * 1.05, 1.0, seconds=0.0)  # time up at once: one step a resolution
     assert [len(spent.history[r]) for r in TINY.resolutions] == [1] * len(TINY.resolutions) and spent.top
+
+
+def test_searches_reuse_one_traced_step_and_start_afresh(setup):
+    """Searches at several budgets in one process trace the mixed network once (TensorFlow never frees a traced
+    graph: each search used to hold gigabytes), and each starts from uniform logits and a fresh optimizer, so the
+    same seed searches the same way after any other search."""
+    supernet, _, table = setup
+    budget = table.fastest_ms() * 1.05
+    first = _search(setup, budget, 1.0)
+    traces = [gradient._traced(supernet, r, ("d",), "budget")[2].experimental_get_tracing_count()
+              for r in TINY.resolutions]
+    _search(setup, budget * 3, 50.0)
+    again = _search(setup, budget, 1.0)
+    assert traces == [gradient._traced(supernet, r, ("d",), "budget")[2].experimental_get_tracing_count()
+                      for r in TINY.resolutions]
+    for r in TINY.resolutions:
+        np.testing.assert_allclose([loss for loss, _ in again.history[r]], [loss for loss, _ in first.history[r]],
+                                   rtol=1e-5)
+    assert [s for s, _ in again.top] == [s for s, _ in first.top]
 
 
 def test_training_sample_comes_from_the_training_split(setup):

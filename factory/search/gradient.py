@@ -65,43 +65,30 @@ def gradient_search(supernet, images: np.ndarray, labels: np.ndarray, tables: di
     ``seconds``: the time of the whole search instead of ``config.steps`` a resolution, each resolution taking an
     equal share of what is left, at least one step (the first traces the mixed network: tens of seconds); the
     temperature then anneals over that share."""
-    from factory.core.backend import keras, tf  # here: the CLI reads this module's settings before TensorFlow loads
-    from factory.nas.supernet import resize
-    from factory.search.mixed import Architecture
+    from factory.core.backend import tf  # here: the CLI reads this module's settings before TensorFlow loads
 
     space = supernet.space
     rng = np.random.default_rng(config.seed)
     argmaxes, drawn, history = [], {}, {}
     t0, t1 = config.temperature
+    devices = tuple(tables)
+    terms = tf.constant([config.weight, config.alpha, config.beta], tf.float32)
+    budgets = tf.constant([budgets_ms[d] for d in devices], tf.float32)
     end = None if seconds is None else time.monotonic() + seconds
     for r_i, resolution in enumerate(space.resolutions):
-        arch = Architecture(space, resolution, tables, config.seed + r_i)
-        optimizer = keras.optimizers.Adam(config.learning_rate)
-        optimizer.build(arch.variables)  # its slots made here, not in the traced step
-
-        @tf.function(reduce_retracing=True)
-        def step(x, y, temperature, arch=arch, optimizer=optimizer, resolution=resolution):
-            with tf.GradientTape() as tape:
-                logits = arch.forward(supernet, resize(x, resolution), arch.gumbel(arch.block_logits, temperature),
-                                      arch.gumbel(arch.depth_logits, temperature))
-                ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
-                latency = arch.expected_latency()
-                if config.penalty == "fbnet":
-                    loss = ce * tf.add_n([config.alpha * tf.math.log(t) ** config.beta for t in latency.values()])
-                else:
-                    loss = ce + config.weight * tf.add_n([tf.nn.relu(t / budgets_ms[d] - 1.0)
-                                                          for d, t in latency.items()])
-            optimizer.apply_gradients(zip(tape.gradient(loss, arch.variables), arch.variables))
-            return loss, latency
-
+        arch, optimizer, step = _traced(supernet, resolution, devices, config.penalty)
+        arch.reset(tables, config.seed + r_i)
+        optimizer.learning_rate.assign(config.learning_rate)
+        for variable in optimizer.variables:  # Adam's step count and moments start again
+            variable.assign(tf.zeros_like(variable))
         rows = []
         share = None if end is None else max(end - time.monotonic(), 0.0) / (len(space.resolutions) - r_i)
         for progress in rounds(config.steps, share):
             pick = rng.choice(len(labels), min(config.batch, len(labels)), replace=False)
             temperature = t0 * (t1 / t0) ** progress
             loss, latency = step(tf.constant(images[pick]), tf.constant(labels[pick], tf.int32),
-                                 tf.constant(temperature, tf.float32))
-            rows.append((float(loss), {d: float(t) for d, t in latency.items()}))
+                                 tf.constant(temperature, tf.float32), budgets, terms)
+            rows.append((float(loss), {d: float(t) for d, t in zip(devices, latency)}))
         history[resolution] = rows
         if verbose:
             lat = ", ".join(f"{d} {rows[0][1][d]:.3f} -> {rows[-1][1][d]:.3f} ms (budget {budgets_ms[d]:g})"
@@ -125,3 +112,44 @@ def gradient_search(supernet, images: np.ndarray, labels: np.ndarray, tables: di
     if not top:
         raise FactoryError("the gradient search found no subnet within the budget: raise the budget")
     return GradientResult(top[:top_k], history)
+
+
+_TRACED: dict = {}  # the last supernet's (architecture, optimizer, step) by (resolution, devices, penalty)
+
+
+def _traced(supernet, resolution: int, devices: tuple[str, ...], penalty: str):
+    """One resolution's mixed network, its optimizer and its traced training step, made once per supernet and
+    reused by every later search (``Architecture.reset`` sets a search's tables and seed): TensorFlow never frees a
+    traced graph, and the mixed network's took minutes and gigabytes per search when each search traced its own.
+    Only the last supernet's are kept."""
+    from factory.core.backend import keras, tf
+    from factory.nas.supernet import resize
+    from factory.search.mixed import Architecture
+
+    if _TRACED.get("supernet") is not supernet:
+        _TRACED.clear()
+        _TRACED["supernet"] = supernet
+    key = (resolution, devices, penalty)
+    if key in _TRACED:
+        return _TRACED[key]
+    arch = Architecture(supernet.space, resolution, devices)
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(arch.variables)  # its slots made here, not in the traced step
+
+    @tf.function(reduce_retracing=True)
+    def step(x, y, temperature, budgets, terms):
+        """One update of the logits; ``terms``: the penalty's weight, and FBNet's alpha and beta."""
+        with tf.GradientTape() as tape:
+            logits = arch.forward(supernet, resize(x, resolution), arch.gumbel(arch.block_logits, temperature),
+                                  arch.gumbel(arch.depth_logits, temperature))
+            ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+            latency = tf.stack([arch.expected_latency()[d] for d in devices])
+            if penalty == "fbnet":
+                loss = ce * tf.reduce_sum(terms[1] * tf.math.log(latency) ** terms[2])
+            else:
+                loss = ce + terms[0] * tf.reduce_sum(tf.nn.relu(latency / budgets - 1.0))
+        optimizer.apply_gradients(zip(tape.gradient(loss, arch.variables), arch.variables))
+        return loss, latency
+
+    _TRACED[key] = (arch, optimizer, step)
+    return _TRACED[key]

@@ -9,22 +9,37 @@ from factory.nas.space import SubnetConfig
 
 
 class Architecture:
-    """The logits of one resolution's search and what is differentiable in them."""
+    """The logits of one resolution's search and what is differentiable in them.
 
-    def __init__(self, space, resolution: int, tables: dict, seed: int):
-        self.space, self.resolution = space, resolution
+    Everything a search sets (logits, the tables' costs and corrections, the Gumbel noise's seed) is a variable that
+    ``reset`` assigns, so one traced step serves every search over the same devices: TensorFlow keeps the graph of
+    every ``tf.function`` it traced (gigabytes for a mixed network) until the process ends."""
+
+    def __init__(self, space, resolution: int, devices: tuple[str, ...]):
+        self.space, self.resolution, self.devices = space, resolution, devices
         self.options = [(k, e) for k in space.kernel_sizes for e in space.expand_ratios]  # the tables' k-major order
-        positions = len(space.stages) * space.max_depth
-        self.block_logits = tf.Variable(tf.zeros((positions, len(self.options))), name="block_logits")
+        self._positions = len(space.stages) * space.max_depth
+        self.block_logits = tf.Variable(tf.zeros((self._positions, len(self.options))), name="block_logits")
         self.depth_logits = tf.Variable(tf.zeros((len(space.stages), len(space.depths))), name="depth_logits")
-        r = space.resolutions.index(resolution)
-        self.costs = {}
-        for device, table in tables.items():
-            fixed, blocks = table.cost_arrays()
-            self.costs[device] = (float(fixed[r]), tf.constant(blocks[r].reshape(positions, -1), tf.float32), table)
+        # per device: fixed cost, block costs (position, option), the table's correction as a polynomial
+        self.costs = {d: (tf.Variable(0.0), tf.Variable(tf.zeros((self._positions, len(self.options)))),
+                          tf.Variable(tf.zeros(3))) for d in devices}
         m, depths = space.max_depth, np.asarray(space.depths)
         self._runs = tf.constant((depths[None, :] > np.arange(m)[:, None]).astype(np.float32))  # (index, depth)
-        self.rng = tf.random.Generator.from_seed(seed)
+        self.rng = tf.random.Generator.from_seed(0)
+
+    def reset(self, tables: dict, seed: int):
+        """Uniform logits, ``tables``' costs at this resolution, and the noise seeded for a new search."""
+        self.block_logits.assign(tf.zeros_like(self.block_logits))
+        self.depth_logits.assign(tf.zeros_like(self.depth_logits))
+        r = self.space.resolutions.index(self.resolution)
+        for device, (fixed, blocks, correction) in self.costs.items():
+            table = tables[device]
+            table_fixed, table_blocks = table.cost_arrays()
+            fixed.assign(float(table_fixed[r]))
+            blocks.assign(table_blocks[r].reshape(self._positions, -1).astype(np.float32))
+            correction.assign(table.correction_polynomial())
+        self.rng.reset_from_seed(seed)
 
     @property
     def variables(self):
@@ -40,9 +55,9 @@ class Architecture:
         block_p, depth_p = tf.nn.softmax(self.block_logits), tf.nn.softmax(self.depth_logits)
         runs = tf.reshape(tf.matmul(depth_p, self._runs, transpose_b=True), [-1])
         out = {}
-        for device, (fixed, costs, table) in self.costs.items():
+        for device, (fixed, costs, correction) in self.costs.items():
             raw = fixed + tf.reduce_sum(runs * tf.reduce_sum(block_p * costs, -1))
-            out[device] = table.corrected(raw)
+            out[device] = tf.math.polyval(tf.unstack(correction), raw)
         return out
 
     def forward(self, supernet, images, block_weights, depth_weights):
