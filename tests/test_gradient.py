@@ -8,8 +8,10 @@ from factory.nas.space import TINY, SubnetConfig
 from factory.search.diverse import architecture_distance, dpp_greedy, front_gap
 from factory.search import gradient
 from factory.search.gradient import GradientConfig, gradient_search
+from factory.search.mixed import Architecture
 from factory.search.strategies import Constraints, feasibility
 from factory.training.workdir import Workdir
+from latency_tables.table import LatencyTable
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +72,25 @@ def test_searches_reuse_one_traced_step_and_start_afresh(setup):
         np.testing.assert_allclose([loss for loss, _ in again.history[r]], [loss for loss, _ in first.history[r]],
                                    rtol=1e-5)
     assert [s for s, _ in again.top] == [s for s, _ in first.top]
+
+
+@pytest.mark.parametrize("correction", [None, {"quadratic": 0.02, "slope": 0.9, "intercept": 0.3}])
+@pytest.mark.parametrize("pick", ["smallest", "largest", 0, 1, 2])
+def test_expected_latency_is_the_tables_prediction_at_a_certain_choice(tiny_table, correction, pick):
+    """With all probability on one subnet, the differentiable latency the search pulls on is the table's figure."""
+    table = LatencyTable({**tiny_table.doc, "correction": correction}, TINY)
+    subnet = getattr(SubnetConfig, pick)(TINY) if isinstance(pick, str) else SubnetConfig.random(TINY, pick)
+    arch = Architecture(TINY, subnet.resolution, ("d",))
+    arch.reset({"d": table}, seed=0)
+    m = TINY.max_depth
+    blocks, depths = np.zeros(arch.block_logits.shape), np.zeros(arch.depth_logits.shape)
+    for s, d in enumerate(subnet.depths):
+        depths[s, TINY.depths.index(d)] = 50.0
+        for i, choice in enumerate(zip(subnet.kernel_sizes[s], subnet.expand_ratios[s])):
+            blocks[s * m + i, arch.options.index(choice)] = 50.0
+    arch.block_logits.assign(blocks.astype(np.float32))
+    arch.depth_logits.assign(depths.astype(np.float32))
+    assert float(arch.expected_latency()["d"]) == pytest.approx(table.predict(subnet), rel=1e-4)
 
 
 def test_training_sample_comes_from_the_training_split(setup):
