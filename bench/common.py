@@ -100,5 +100,17 @@ def budgets_parser(doc: str, workdir: str, out: str) -> argparse.ArgumentParser:
     return parser
 
 
+def trained(args):
+    """``budgets_parser``'s work directory (trained), its supernet, the device's profile and its tables by name."""
+    from devices.profile import load_profile
+    from factory.training.workdir import Workdir
+    from latency_tables.resolve import load_tables
+
+    workdir = Workdir(args.workdir).check_trained()
+    supernet = workdir.supernet()
+    profile = load_profile(args.device)
+    return workdir, supernet, profile, load_tables(supernet.space, [profile], [args.table] if args.table else None)
+
+
 def pct(value, digits: int = 2) -> str:
     return "" if value is None else f"{100 * value:.{digits}f}%"

@@ -30,6 +30,7 @@ SECTIONS = [
     ("bench.budget", ["budget.json"]),
     ("bench.stability", ["stability__*.json"]),
     ("bench.search", ["search.json"]),
+    ("bench.gradient_memory", ["gradient_memory.json"]),
     ("bench.compare_baselines.report", ["export.json", "export-res64.json", "export-res64-qat4.json"]),
     ("bench.quantization", ["quantization.json"]),
     ("bench.clients", ["clients.json"]),

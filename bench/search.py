@@ -5,12 +5,14 @@
 For each budget (``--budgets-ms``, or 25%, 50% and 75% of the way from the fastest to the
 largest subnet's predicted latency), each strategy runs ``--seeds`` searches two ways:
 
-- at equal numbers of objective evaluations (``--evaluations``: evolution's population x
-  generations, reinforce's steps x 32, keras-tuner's trials; the gradient strategy
-  evaluates no predictor: it runs ``--gradient-steps`` supernet steps per resolution, for
-  ``--gradient-seeds`` seeds since each costs minutes). Bayesian search is left out of
-  this mode unless named in ``--evaluation-strategies``: its Gaussian process costs seconds
-  a trial here, hours at 2,000 trials;
+- at equal numbers of objective evaluations, for each count of ``--evaluations``
+  (evolution's population x generations, reinforce's steps x 32, keras-tuner's trials).
+  Bayesian search runs at counts up to 100 only: on every trial keras-tuner refits its
+  Gaussian process and maximises the acquisition from 50 starting points, which costs
+  more with every trial (a 300-trial search under the tightest budget here had not
+  finished in 20 minutes). The gradient
+  strategy evaluates no predictor: it runs ``--gradient-steps`` supernet steps per
+  resolution, for ``--gradient-seeds`` seeds, once, in the largest count's table;
 - at equal wall time (``--seconds`` a search, ``factory search --time-limit``), every
   strategy, with the objective evaluations each made in that time.
 
@@ -23,7 +25,8 @@ architecture distance, with each set's mean distance below the front of predicte
 accuracy); the zero-cost proxies' Kendall tau against the supernet's evaluations
 (``factory proxies``); and the wall time of an evolutionary search that scores 10,000
 candidates (goal: under 5 s). JSON after every (mode, budget, strategy) row, so an
-interrupted run resumes.
+interrupted run resumes (rows are kept while the seeds, re-check and gradient settings
+are unchanged).
 """
 
 from __future__ import annotations
@@ -34,8 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import budgets_parser, header, parse, provenance, run, save, three_budgets
-from devices.profile import load_profile
+from bench.common import budgets_parser, header, parse, provenance, run, save, three_budgets, trained
 from factory.app.stages import candidates, diverse_workdir, ensure_predictor, proxies_workdir, recheck
 from factory.core.files import read_json, write_json
 from factory.nas.space import SubnetConfig
@@ -45,19 +47,18 @@ from factory.search.gradient import GradientConfig
 from factory.search.reinforce import ReinforceConfig
 from factory.search.strategies import STRATEGIES, Constraints, SearchConfig, search
 from factory.training.data import make_dataset
-from factory.training.workdir import Workdir
-from latency_tables.resolve import load_tables
 
 TITLE = "Search strategies under a budget"
 MODES = {"evaluations": "equal objective evaluations", "time": "equal wall time"}
+BAYESIAN_MAX_EVALUATIONS = 100  # keras-tuner's GP and acquisition cost more with every trial
 
 
 def main():
     parser = budgets_parser(__doc__, "runs/bench-supernet", "bench/results/search.json")
     parser.add_argument("--budgets-ms", type=float, nargs="+", help="default: 25/50/75%% of the table's span")
-    parser.add_argument("--evaluations", type=int, default=2000, help="objective evaluations per search")
-    parser.add_argument("--evaluation-strategies", nargs="+", choices=STRATEGIES,
-                        default=[s for s in STRATEGIES if s != "bayesian"])
+    parser.add_argument("--evaluations", type=int, nargs="+", default=[100, 2000],
+                        help="objective evaluations per search, one table per count")
+    parser.add_argument("--evaluation-strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
     parser.add_argument("--seconds", type=float, default=20.0, help="wall time of a search in the equal-time mode")
     parser.add_argument("--time-strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
     parser.add_argument("--seeds", type=int, default=5)
@@ -66,16 +67,13 @@ def main():
     parser.add_argument("--recheck", type=int, default=SearchConfig().recheck)
     parser.add_argument("--diverse", type=int, default=5, help="K of the diversity comparison")
     parser.add_argument("--proxies", type=int, default=100, help="evaluated subnets the proxies rank (0: none)")
-    args = parse(parser, markdown, "evaluations_per_search")
+    args = parse(parser, markdown, "seconds_per_search")
     if args is None:
         return
 
-    workdir = Workdir(args.workdir).check_trained()
-    supernet = workdir.supernet()
+    workdir, supernet, profile, tables = trained(args)
     space = supernet.space
-    profile = load_profile(args.device)
     device = profile.name
-    tables = load_tables(space, [profile], [args.table] if args.table else None)
     table = tables[device]
     data = workdir.data().resized(space.resolutions[-1])
     predictor, evals = ensure_predictor(workdir, supernet, data, args.n_eval)
@@ -90,32 +88,33 @@ def main():
         return max(checked[s] for s, _ in top[:args.recheck])
 
     budgets = args.budgets_ms or three_budgets(table, space)
-    population = max(10, min(100, args.evaluations // 20))  # evolution scores population * (generations + 1)
-    generations = max(1, args.evaluations // population - 1)
-    settings = {"evaluations_per_search": args.evaluations, "seconds_per_search": args.seconds, "seeds": args.seeds,
-                "gradient_seeds": args.gradient_seeds, "gradient_steps": args.gradient_steps, "recheck": args.recheck}
+    settings = {"evaluations_per_search": sorted(args.evaluations), "seconds_per_search": args.seconds,
+                "seeds": args.seeds, "gradient_seeds": args.gradient_seeds, "gradient_steps": args.gradient_steps,
+                "recheck": args.recheck}
     path = Path(args.out)
     previous = read_json(path) if path.exists() else {}
-    same = all(previous.get(k) == v for k, v in settings.items())
-    done = {(r.get("mode", "evaluations"), round(r["budget_ms"], 6), r["strategy"]): r
-            for r in previous.get("rows", [])} if same else {}
+    same = all(previous.get(k) == settings[k] for k in ("seeds", "gradient_seeds", "gradient_steps", "recheck"))
+    done = {_key(r): r for r in previous.get("rows", [])} if same else {}
     rows = []
-    for mode, strategies in (("evaluations", args.evaluation_strategies), ("time", args.time_strategies)):
-        print(f"{MODES[mode]}:", flush=True)
+    for mode, limit, strategies in _plan(args):
+        print(f"{MODES[mode]}, {limit:g} {'evaluations' if mode == 'evaluations' else 's'} a search:", flush=True)
+        count = limit if mode == "evaluations" else max(args.evaluations)  # time mode: only the population's size
+        population = max(10, min(100, count // 20))  # evolution scores population * (generations + 1)
         for budget in budgets:
             for strategy in strategies:
-                if (mode, round(budget, 6), strategy) in done:  # resumed: every seed of this row ran before
-                    rows.append(done[(mode, round(budget, 6), strategy)])
+                row = {"mode": mode, "limit": limit, "budget_ms": budget, "strategy": strategy}
+                if _key(row) in done:  # resumed: every seed of this row ran before
+                    rows.append(done[_key(row)])
                     continue
                 val_acc, predicted, seconds, evaluations = [], [], [], []
                 for seed in range(args.gradient_seeds if strategy == "gradient" else args.seeds):
                     counted = Counted(predictor)
                     config = SearchConfig(
-                        strategy=strategy, trials=args.evaluations, seed=seed,
-                        time_limit_s=args.seconds if mode == "time" else None,
-                        evolution=EvolutionConfig(population=population, generations=generations, seed=seed),
-                        reinforce=dataclasses.replace(ReinforceConfig(), steps=max(1, args.evaluations // 32),
-                                                      seed=seed),
+                        strategy=strategy, trials=count, seed=seed,
+                        time_limit_s=limit if mode == "time" else None,
+                        evolution=EvolutionConfig(population=population,
+                                                  generations=max(1, count // population - 1), seed=seed),
+                        reinforce=dataclasses.replace(ReinforceConfig(), steps=max(1, count // 32), seed=seed),
                         gradient=GradientConfig(steps=args.gradient_steps, seed=seed))
                     start = time.perf_counter()
                     top = candidates(supernet, counted, data, tables, Constraints({device: budget}), config, verbose=0)
@@ -123,8 +122,8 @@ def main():
                     evaluations.append(None if strategy == "gradient" else counted.rows)  # its cost: supernet steps
                     val_acc.append(validated(top))
                     predicted.append(max(p for _, p in top))
-                rows.append({"mode": mode, "budget_ms": budget, "strategy": strategy, "val_accuracy": val_acc,
-                             "mean": float(np.mean(val_acc)), "std": float(np.std(val_acc)),
+                rows.append({**row, "val_accuracy": val_acc, "mean": float(np.mean(val_acc)),
+                             "std": float(np.std(val_acc)),
                              "best_predicted": float(np.mean(predicted)), "seconds": seconds,
                              "evaluations": evaluations})
                 print(f"  {budget:.3f} ms {strategy:9s}: {_cell(rows[-1])}", flush=True)
@@ -145,6 +144,20 @@ def main():
            "subnets_evaluated_for_predictor": len(evals), "predictor": predictor.report, "rows": rows,
            "diversity": diversity, "proxies": proxies, "evolution_10000_candidates_seconds": wall}
     save(path, out, markdown)
+
+
+def _plan(args) -> list[tuple[str, float, list[str]]]:
+    """(mode, evaluations or seconds a search, strategies) of each table: Bayesian only up to
+    ``BAYESIAN_MAX_EVALUATIONS``, gradient once among the counts (it evaluates nothing), every strategy in time."""
+    counts = sorted(args.evaluations)
+    plan = [("evaluations", count, [s for s in args.evaluation_strategies
+                                    if (s != "bayesian" or count <= BAYESIAN_MAX_EVALUATIONS)
+                                    and (s != "gradient" or count == counts[-1])]) for count in counts]
+    return plan + [("time", args.seconds, list(args.time_strategies))]
+
+
+def _key(row: dict) -> tuple:
+    return row["mode"], row["limit"], round(row["budget_ms"], 6), row["strategy"]
 
 
 class Counted:
@@ -183,14 +196,17 @@ def markdown(doc: dict) -> str:
              f"(gradient: {doc['gradient_seeds']}); the chosen subnet's validation accuracy with the supernet after a "
              f"re-check of the top {doc['recheck']} (best predicted accuracy; seconds and objective evaluations a "
              "search):"]
-    for mode, title in MODES.items():
-        rows = [r for r in doc["rows"] if r.get("mode", "evaluations") == mode]
-        if not rows:
-            continue
-        limit = (f"{doc['evaluations_per_search']} objective evaluations a search (gradient: "
-                 f"{doc['gradient_steps']} steps per resolution)" if mode == "evaluations"
-                 else f"{doc.get('seconds_per_search', 0):g} s a search")
+    for mode, limit in dict.fromkeys((r["mode"], r["limit"]) for r in doc["rows"]):
+        rows = [r for r in doc["rows"] if (r["mode"], r["limit"]) == (mode, limit)]
+        title = MODES[mode]
         strategies = [s for s in STRATEGIES if any(r["strategy"] == s for r in rows)]
+        if mode == "evaluations":
+            limit = f"{limit:,} objective evaluations a search" + (
+                f" (gradient: {doc['gradient_steps']} steps per resolution)" if "gradient" in strategies else "") + (
+                "" if "bayesian" in strategies else
+                f"; Bayesian only up to {BAYESIAN_MAX_EVALUATIONS}: its Gaussian process refits on every trial")
+        else:
+            limit = f"{limit:g} s a search"
         lines += ["", f"{title}, {limit}:", "", "| budget (ms) | " + " | ".join(strategies) + " |",
                   "|---|" + "---|" * len(strategies)]
         for budget in sorted({r["budget_ms"] for r in rows}):

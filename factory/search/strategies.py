@@ -121,7 +121,9 @@ def constraint_test(space: SearchSpace, tables: dict, constraints: Constraints, 
 def tuner_search(space: SearchSpace, score, feasible, strategy: str, trials: int, seed: int = 0,
                  top_k: int = 10, seconds: float | None = None) -> list[tuple[SubnetConfig, float]]:
     """keras-tuner's RandomSearch or BayesianOptimization oracle over the same space and objective; with ``seconds``,
-    trials start until that time is up (Bayesian's initial random points are then a fifth of ``trials``)."""
+    trials start until that time is up, and Bayesian's initial random points are keras-tuner's default (3 per
+    hyperparameter) rather than a fifth of ``trials``, so its Gaussian process starts however many trials there are
+    time for."""
     import keras_tuner as kt
 
     hp = kt.HyperParameters()
@@ -136,8 +138,9 @@ def tuner_search(space: SearchSpace, score, feasible, strategy: str, trials: int
                   allow_new_entries=False, tune_new_entries=False)
     if strategy == "random":
         oracle = kt.oracles.RandomSearchOracle(**common)
-    else:  # keras-tuner's default (3 random points per hyperparameter) would leave no trial to the GP
-        oracle = kt.oracles.BayesianOptimizationOracle(num_initial_points=max(5, trials // 5), **common)
+    else:  # with a count, keras-tuner's default initial points could leave no trial to the GP
+        initial = None if seconds is not None else max(5, trials // 5)
+        oracle = kt.oracles.BayesianOptimizationOracle(num_initial_points=initial, **common)
     seen: dict[SubnetConfig, float] = {}
     end = None if seconds is None else time.monotonic() + seconds
 
