@@ -76,6 +76,8 @@ def test_make_writes_a_bundle_per_budget_and_skips_what_is_done(made, capsys, tm
         assert table.predict(subnet) <= b and card["latency"]["budget_ms"] == b
         assert card["float_operators"] == [] and (bundle / "pareto.png").stat().st_size > 5000
         assert card["input"]["dtype"] == "uint8" and card["input"]["pixel_shift"] == 0  # the pixels, exactly
+    for result in Workdir(workdir).search_results("host-quick"):  # make chose on int8 accuracy, as it ships
+        assert result["chosen_by"] == "int8 validation accuracy" and len(result["int8_rechecked"]) >= 1
     assert table.doc.get("complete") and len(table.doc["entries"]) == len(all_layers(MICRO, 10))
     # where the time went: each stage of this run (the first three skipped, so quick), and the total
     timings = json.loads(Workdir(workdir).timings_file.read_text())

@@ -24,7 +24,7 @@ from factory.nas.space import SPACES, get_space
 from factory.search.evolution import EvolutionConfig
 from factory.search.gradient import PENALTIES, GradientConfig
 from factory.search.reinforce import REWARDS, ReinforceConfig
-from factory.search.strategies import STRATEGIES, SearchConfig
+from factory.search.strategies import MAKE_SEARCH, STRATEGIES, SearchConfig
 from factory.training.workdir import Workdir, load_subnet, transfer_source
 from latency_tables.table import CALIBRATE_N, MIN_CALIBRATION, check_calibration_n, describe_correction
 
@@ -265,7 +265,8 @@ def _make(args):
         space, train = _space_and_recipe(args)
     profiles = _profiles(args.device)
     export = _export_config(args)
-    search = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, memory_kb=args.memory_kb, seed=TRAIN.seed if args.seed is None else args.seed)
+    search = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, memory_kb=args.memory_kb,
+                          int8_recheck=args.int8_recheck, seed=TRAIN.seed if args.seed is None else args.seed)
     from factory.app.make import make
 
     make(args.data, profiles, args.budget_ms, workdir, space=space, train=train, search=search, export=export,
@@ -394,6 +395,12 @@ def _recipe_options(parser):
     parser.add_argument("--seed", type=int, help=f"default {TRAIN.seed}")
 
 
+def _int8_recheck_option(parser, default: int):
+    parser.add_argument("--int8-recheck", type=_number(int, 0, False), default=default, metavar="N",
+                        help="score the best N re-checked candidates as post-training int8 .tflite models on the "
+                             f"validation split and choose on that (what ships is int8; default {default}, 0: off)")
+
+
 def _search_options(parser):
     parser.add_argument("--strategy", choices=STRATEGIES, default=SEARCH.strategy)
     parser.add_argument("--n-eval", type=_number(int, 10, False), default=SEARCH.n_eval,
@@ -453,9 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     _search_options(search)
     search.add_argument("--recheck", type=POSITIVE_INT, default=SEARCH.recheck,
                         help="top candidates re-checked with the supernet")
-    search.add_argument("--int8-recheck", type=_number(int, 0, False), default=SEARCH.int8_recheck, metavar="N",
-                        help="score the best N re-checked candidates as post-training int8 .tflite models on the "
-                             "validation split and choose on that (what ships is int8)")
+    _int8_recheck_option(search, SEARCH.int8_recheck)
     search.add_argument("--size-bytes", type=POSITIVE_INT, help="model-size budget (int8: one byte a parameter)")
     search.add_argument("--population", type=_number(int, 4, False), default=SEARCH.evolution.population)
     search.add_argument("--generations", type=POSITIVE_INT, default=SEARCH.evolution.generations)
@@ -505,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     _resize_option(make)
     _recipe_options(make)
     _search_options(make)
+    _int8_recheck_option(make, MAKE_SEARCH.int8_recheck)
     make.add_argument("--calibrate-n", type=COUNT, default=CALIBRATE_N,
                       help=f"whole subnets measured to calibrate a table make builds (under {MIN_CALIBRATION}: none)")
     _export_options(make)

@@ -17,7 +17,7 @@ from export.config import ExportConfig
 from factory.app.stages import export_within_budget, search_workdir
 from factory.core.files import read_json, write_json
 from factory.nas.space import SearchSpace
-from factory.search.strategies import Constraints, SearchConfig, check_budgets
+from factory.search.strategies import MAKE_SEARCH, Constraints, SearchConfig, check_budgets
 from factory.training.data import load_data
 from factory.training.portable.images import DEFAULT_RESIZE, check_data
 from factory.training.portable.recipe import TrainConfig
@@ -61,7 +61,7 @@ class StageClock:
 
 
 def make(data: str, profiles: list[DeviceProfile], budgets_ms: list[float], workdir: Workdir, *,
-         space: SearchSpace, train: TrainConfig = TrainConfig(), search: SearchConfig = SearchConfig(),
+         space: SearchSpace, train: TrainConfig = TrainConfig(), search: SearchConfig = MAKE_SEARCH,
          export: ExportConfig = ExportConfig(), calibrate_n: int = CALIBRATE_N,
          resize: str = DEFAULT_RESIZE) -> list[dict]:
     """Run every stage that has not run yet; return the model card of each bundle.
