@@ -10,8 +10,8 @@ largest subnet's predicted latency), each strategy runs ``--seeds`` searches two
   Bayesian search is left out of this mode unless named in ``--evaluation-strategies``:
   on every trial keras-tuner refits its Gaussian process (20 optimiser restarts) and
   maximises the acquisition from 50 starting points, which costs more with every trial
-  and more under tight budgets (searches of 100 and 300 trials under the tightest budget
-  here ran for more than 15 minutes, against seconds for the others). The gradient
+  and more under tight budgets (runs with it at 100 and 300 trials under the tightest
+  budget here were stopped unfinished). The gradient
   strategy evaluates no predictor: it runs ``--gradient-steps`` supernet steps per
   resolution, for ``--gradient-seeds`` seeds, once, in the largest count's table;
 - at equal wall time (``--seconds`` a search, ``factory search --time-limit``), every
