@@ -26,7 +26,7 @@ SECTIONS = [
     ("bench.supernet", ["supernet.json", "supernet-res64.json", "supernet-ablation.json"]),
     ("bench.streaming", ["streaming.json"]),
     ("bench.transfer", ["transfer.json"]),
-    ("bench.latency", ["latency-linear.json", "latency.json", "validate__*.json"]),
+    ("bench.latency", ["latency-linear.json", "latency.json", "latency__*.json", "validate__*.json"]),
     ("bench.budget", ["budget.json"]),
     ("bench.stability", ["stability__*.json"]),
     ("bench.search", ["search.json"]),
