@@ -15,8 +15,10 @@ mobile CPUs) and +-5%, MAPE (goal: at most 3%), the mean error, Kendall's tau, t
 search leaves under a budget) and the layer sum's MAPE before the correction; and
 times vectorised prediction (goal: 100,000 subnets a second). ``--reuse`` judges the
 held-out subnets an earlier run measured again, with the tables' corrections as they
-are now (after ``--recalibrate``, say), measuring only the calibration. Prints a table
-and writes JSON.
+are now (after ``--recalibrate``, say), measuring only the calibration; its calibration
+and held-out subnets are then measured in different sessions, which on a shared host
+can differ by more than a table's error, so judge the goals from a run without it.
+Prints a table and writes JSON.
 """
 
 from __future__ import annotations

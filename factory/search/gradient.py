@@ -63,8 +63,8 @@ def gradient_search(supernet, images: np.ndarray, labels: np.ndarray, tables: di
     """FBNet's search at every resolution of ``supernet``'s space. ``images``: normalized float images at the space's
     largest resolution; ``tables`` and ``budgets_ms`` by device; ``feasible``: every constraint holds (encoded);
     ``seconds``: the time of the whole search instead of ``config.steps`` a resolution, each resolution taking an
-    equal share of what is left, at least one step (the first traces the mixed network: tens of seconds); the
-    temperature then anneals over that share."""
+    equal share of what is left, at least one step (in a process's first search, that step traces the mixed
+    network: tens of seconds); the temperature then anneals over that share."""
     from factory.core.backend import tf  # here: the CLI reads this module's settings before TensorFlow loads
 
     space = supernet.space

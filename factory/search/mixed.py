@@ -16,7 +16,7 @@ class Architecture:
     every ``tf.function`` it traced (gigabytes for a mixed network) until the process ends."""
 
     def __init__(self, space, resolution: int, devices: tuple[str, ...]):
-        self.space, self.resolution, self.devices = space, resolution, devices
+        self.space, self.resolution = space, resolution
         self.options = [(k, e) for k in space.kernel_sizes for e in space.expand_ratios]  # the tables' k-major order
         self._positions = len(space.stages) * space.max_depth
         self.block_logits = tf.Variable(tf.zeros((self._positions, len(self.options))), name="block_logits")
