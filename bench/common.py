@@ -81,10 +81,15 @@ def parse(parser: argparse.ArgumentParser, markdown: Callable[[dict], str], key:
     return args
 
 
-def three_budgets(table, space) -> list[float]:
-    """25%, 50% and 75% of the way from the fastest to the largest subnet's predicted latency (to the microsecond)."""
+def span_budgets(table, space, fractions) -> list[float]:
+    """Each fraction of the way from the fastest to the largest subnet's predicted latency (to the microsecond)."""
     fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
-    return [round(fastest + f * (largest - fastest), 3) for f in (0.25, 0.5, 0.75)]
+    return [round(fastest + f * (largest - fastest), 3) for f in fractions]
+
+
+def three_budgets(table, space) -> list[float]:
+    """25%, 50% and 75% of the way across the table's span."""
+    return span_budgets(table, space, (0.25, 0.5, 0.75))
 
 
 def budgets_parser(doc: str, workdir: str, out: str) -> argparse.ArgumentParser:

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import budgets_parser, header, parse, provenance, run, save, trained
+from bench.common import budgets_parser, header, parse, provenance, run, save, span_budgets, trained
 from factory.app.stages import training_sample
-from factory.nas.space import SubnetConfig
 from factory.search.gradient import GradientConfig, gradient_search
 from factory.search.strategies import Constraints, constraint_test
 
@@ -45,10 +44,9 @@ def main():
     table = tables[profile.name]
     data = workdir.data().resized(space.resolutions[-1])
     start_gb = resident_gb()
-    fastest, largest = table.fastest_ms(), table.predict(SubnetConfig.largest(space))
     rows = []
-    for i in range(args.searches):
-        budget = round(fastest + (i + 1) / (args.searches + 1) * (largest - fastest), 3)
+    budgets = span_budgets(table, space, [(i + 1) / (args.searches + 1) for i in range(args.searches)])
+    for i, budget in enumerate(budgets):
         config = GradientConfig(steps=args.steps, seed=i)
         feasible = constraint_test(space, tables, Constraints({profile.name: budget}), supernet.num_classes)
         start = time.perf_counter()
