@@ -27,7 +27,7 @@ SECTIONS = [
     ("bench.streaming", ["streaming.json"]),
     ("bench.transfer", ["transfer.json"]),
     ("bench.latency", ["latency-linear.json", "latency.json", "latency__*.json", "validate__*.json"]),
-    ("bench.budget", ["budget.json"]),
+    ("bench.budget", ["budget.json", "budget__*.json"]),
     ("bench.stability", ["stability__*.json"]),
     ("bench.search", ["search.json"]),
     ("bench.gradient_memory", ["gradient_memory.json"]),

@@ -128,8 +128,7 @@ def main():
                              "best_predicted": float(np.mean(predicted)), "seconds": seconds,
                              "evaluations": evaluations})
                 print(f"  {budget:.3f} ms {strategy:9s}: {_cell(rows[-1])}", flush=True)
-                ran = {_key(r) for r in rows}  # and the earlier run's rows still to come, kept for a resume
-                write_json(path, {**settings, "rows": rows + [r for k, r in done.items() if k not in ran]})
+                write_json(path, {**settings, "rows": _with_earlier(rows, done)})
 
     middle = budgets[len(budgets) // 2]
     diversity = compare_diversity(workdir, space, predictor, table, device, middle, args.diverse, args.n_eval)
@@ -142,6 +141,8 @@ def main():
     search(space, predictor.predict_encoded, tables, Constraints({device: middle}), supernet.num_classes,
            evolution=EvolutionConfig(population=100, generations=99, seed=0))
     wall = time.perf_counter() - start
+    rows = _with_earlier(rows, done)
+    settings["evaluations_per_search"] = sorted({r["limit"] for r in rows if r["mode"] == "evaluations"})
     out = {**provenance(), **settings, "device": device, "space": space.name, "data": workdir.data_record()["name"],
            "subnets_evaluated_for_predictor": len(evals), "predictor": predictor.report, "rows": rows,
            "diversity": diversity, "proxies": proxies, "evolution_10000_candidates_seconds": wall}
@@ -155,6 +156,13 @@ def _plan(args) -> list[tuple[str, float, list[str]]]:
     plan = [("evaluations", count, [s for s in args.evaluation_strategies if s != "gradient" or count == counts[-1]])
             for count in counts]
     return plan + [("time", args.seconds, list(args.time_strategies))]
+
+
+def _with_earlier(rows: list[dict], earlier: dict) -> list[dict]:
+    """This run's rows, then the earlier run's that this one did not run (yet, or at all: a run for one strategy
+    keeps the others')."""
+    ran = {_key(r) for r in rows}
+    return rows + [r for k, r in earlier.items() if k not in ran]
 
 
 def _key(row: dict) -> tuple:
@@ -197,7 +205,7 @@ def markdown(doc: dict) -> str:
              f"(gradient: {doc['gradient_seeds']}); the chosen subnet's validation accuracy with the supernet after a "
              f"re-check of the top {doc['recheck']} (best predicted accuracy; seconds and objective evaluations a "
              "search):"]
-    for mode, limit in dict.fromkeys((r["mode"], r["limit"]) for r in doc["rows"]):
+    for mode, limit in sorted({(r["mode"], r["limit"]) for r in doc["rows"]}, key=lambda m: (m[0] != "evaluations", m[1])):
         rows = [r for r in doc["rows"] if (r["mode"], r["limit"]) == (mode, limit)]
         title = MODES[mode]
         strategies = [s for s in STRATEGIES if any(r["strategy"] == s for r in rows)]
