@@ -120,6 +120,7 @@ def test_a_small_run_compares_trains_exports_times_and_resumes(tiny_workdir, tin
     factory = [r for r in rows.values() if r["model"] == "factory"]
     assert budget in {r["budget_ms"] for r in factory}
     assert all(r["qat_int8"] > 0.2 and r["predicted_ms"] <= r["budget_ms"] for r in factory)  # chance is 0.1
+    assert all(r["export_measured_ms"] <= r["budget_ms"] for r in factory)  # shipped as `make` ships: within it
     assert all(r["measured_ms"] > 0 for r in rows.values())
     assert [(c["baseline"], c["factory_searched_at"]) for c in doc["comparisons"]] == [
         ("MobileNetV3Small 32px alpha 0.35", "the budget"), ("MobileNetV3Small 32px alpha 0.35", "its latency")]

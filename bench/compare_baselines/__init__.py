@@ -5,8 +5,10 @@
 On a supernet trained on CIFAR-10 (``bench/supernet.py`` leaves one in its work
 directory), at three latency budgets (25%, 50% and 75% of the way from the fastest to
 the largest subnet's predicted latency, as ``bench/search.py``, or ``--budgets-ms``): the factory's subnet
-for each budget exported through ``export_subnet`` (float, post-training int8 and QAT
-int8 test accuracy, .tflite size, predicted and measured latency). Next to each,
+for each budget searched and exported as ``factory make`` does (under the table's margin,
+chosen among the top 5 on int8 accuracy, measured at export and searched again when over
+the budget), with its float, post-training int8 and QAT int8 test accuracy, .tflite size,
+predicted and measured latency. Next to each,
 keras.applications MobileNetV3Small and MobileNetV2 at the width multiplier (alpha) and
 input resolution whose int8 model measures closest under the budget on the same profile
 (at CIFAR-10's own 32x32 both networks shrink the image to 1x1 and even alpha 1.4 stays far
