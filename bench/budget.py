@@ -8,13 +8,13 @@ profile and three budgets (25%, 50% and 75% of the way from the fastest to the l
 subnet's predicted latency), runs what `factory make` runs after training: a search that
 spends the budget less the table's margin and chooses among its top 5 on int8
 accuracy, then the export that measures the model before fine-tuning and as shipped,
-and searches again under a tightened budget when it measures over (at most 3 subnets). Reports each bundle's budget, the
-predicted latency the search spent, the shipped model's predicted and measured latency,
-the subnets that measured over first, its int8 test accuracy, and the accuracy given up
-for the margin: the validation accuracy (re-checked with the supernet) of the best
-subnet under the whole budget against the one under the margin. Each device's table
-must be of this CPU (`python -m bench.latency` builds the missing ones). Prints a table
-and writes JSON.
+and searches again under a tightened budget when it measures over (at most 3 subnets).
+Reports each bundle's budget, the predicted latency the search spent, the shipped
+model's predicted and measured latency, the subnets that measured over first, its int8
+test accuracy, and the accuracy given up for the margin: the validation accuracy
+(re-checked with the supernet) of the best subnet under the whole budget against the one
+under the margin. Each device's table must be of this CPU (`python -m bench.latency`
+builds the missing ones). Prints a table and writes JSON.
 """
 
 from __future__ import annotations
