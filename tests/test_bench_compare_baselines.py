@@ -75,6 +75,8 @@ def test_show_prints_a_results_files_table_and_verdicts_to_the_hundredth_of_a_po
     assert all("trained as many epochs -0.03 points" in line and line.endswith("does not win") for line in verdicts)
     assert "goal (beat each baseline at equal or lower measured latency): not met" in out
     assert "- MobileNetV3Small 128px alpha 0.75: not beaten" in out
+    # its factory rows hold no export measurement: a results file from before export kept budgets, said so
+    assert "no search again when measured over): 1 of 2 measured over theirs here" in out
 
 
 @pytest.mark.parametrize("text", [None, '{"a": 1}'], ids=["missing", "not-a-results-file"])
@@ -124,7 +126,9 @@ def test_a_small_run_compares_trains_exports_times_and_resumes(tiny_workdir, tin
     assert all(r["measured_ms"] > 0 for r in rows.values())
     assert [(c["baseline"], c["factory_searched_at"]) for c in doc["comparisons"]] == [
         ("MobileNetV3Small 32px alpha 0.35", "the budget"), ("MobileNetV3Small 32px alpha 0.35", "its latency")]
-    assert "goal (beat each baseline at equal or lower measured latency): " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "goal (beat each baseline at equal or lower measured latency): " in printed
+    assert "exported before export kept budgets" not in printed
 
     models = tmp_path / "runs" / "bench-export" / "small"
     made = {p: p.stat().st_mtime_ns for p in models.rglob("*") if p.suffix in (".keras", ".tflite")}
