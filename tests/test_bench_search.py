@@ -2,9 +2,11 @@
 
 import json
 import random
+from argparse import Namespace
 from pathlib import Path
 
-from bench.search import _key, _with_earlier, markdown
+from bench.search import _key, _plan, _with_earlier, markdown
+from factory.search.strategies import STRATEGIES
 
 RESULTS = Path(__file__).parents[1] / "bench" / "results" / "search.json"
 
@@ -17,6 +19,15 @@ def test_a_run_of_one_strategy_keeps_every_other_row_of_the_earlier_run():
     assert rows[0] is rerun and len(rows) == len(doc["rows"])
     assert {_key(r) for r in rows} == set(earlier)
     assert sum(r["mean"] == -1.0 for r in rows) == 1
+
+
+def test_gradient_runs_at_the_most_evaluations_bayesian_at_the_fewest_and_every_strategy_in_time():
+    args = Namespace(evaluations=[2000, 100, 500], evaluation_strategies=list(STRATEGIES), seconds=10.0,
+                     time_strategies=list(STRATEGIES))
+    assert _plan(args) == [("evaluations", 100, ["evolution", "reinforce", "random", "bayesian"]),
+                           ("evaluations", 500, ["evolution", "reinforce", "random"]),
+                           ("evaluations", 2000, ["evolution", "reinforce", "gradient", "random"]),
+                           ("time", 10.0, list(STRATEGIES))]
 
 
 def test_tables_come_fewest_evaluations_first_then_time_whatever_order_the_rows_are_in():
