@@ -6,7 +6,8 @@ predicted peak memory <= a memory budget on every device):
 ``evolution`` (OFA's evolutionary search, the default), ``reinforce`` (MnasNet's
 controller and reward, ``reinforce.py``) and keras-tuner's ``random`` and
 ``bayesian`` oracles (the latter maximising its acquisition over a batch of random
-points), which score an infeasible candidate as infeasible instead of failing. ``gradient`` (FBNet, ``gradient.py``) needs the supernet itself rather than the
+points), which score an infeasible candidate as infeasible instead of failing.
+``gradient`` (FBNet, ``gradient.py``) needs the supernet itself rather than the
 predictor, so the work-directory stage runs it, with :func:`constraint_test`. The best
 candidates of every strategy are then re-checked with the real supernet.
 """
