@@ -42,7 +42,7 @@ class LayerKey:
 
 
 def stem_key(space: SearchSpace, resolution: int) -> LayerKey:
-    return LayerKey("stem", resolution, 3, space.stem_channels, space.stem_stride)
+    return LayerKey("stem", resolution, 3, space.stem_block_channels, space.stem_stride)
 
 
 def block_key(block: BlockSpec, size: int, kernel: int, expand: int) -> LayerKey:
@@ -51,7 +51,7 @@ def block_key(block: BlockSpec, size: int, kernel: int, expand: int) -> LayerKey
 
 
 def head_key(space: SearchSpace, size: int, num_classes: int) -> LayerKey:
-    return LayerKey("head", size, space.channels(space.stages[-1].width), num_classes)
+    return LayerKey("head", size, space.stages_out_channels, num_classes)
 
 
 def block_input_sizes(space: SearchSpace, resolution: int) -> list[int]:

@@ -19,4 +19,4 @@ def hard_swish(x):
 
 def get(name: str):
     """The activation function a search space names."""
-    return {"relu": tf.nn.relu, "hard_swish": hard_swish}[name]
+    return {"relu": tf.nn.relu, "relu6": tf.nn.relu6, "hard_swish": hard_swish}[name]

@@ -16,8 +16,8 @@ _BN = dict(epsilon=1e-3, momentum=0.99)
 
 
 def _activation(name: str, layer_name: str):
-    if name == "relu":
-        return keras.layers.ReLU(name=layer_name)
+    if name in ("relu", "relu6"):
+        return keras.layers.ReLU(6.0 if name == "relu6" else None, name=layer_name)
     return keras.layers.Activation(activations.hard_swish, name=layer_name)
 
 
@@ -49,15 +49,17 @@ def build_subnet_model(space: SearchSpace, subnet: SubnetConfig, num_classes: in
 
 
 def stem(x, space: SearchSpace):
-    """The stem convolution, then MobileNetV3's fixed first block when the space has one."""
-    x = _conv_bn_act(x, space.stem_channels, 3, space.stem_stride, "hard_swish", "stem")
+    """The stem convolution, then the fixed first block when the space has one (``layers.StemBlock``)."""
+    x = _conv_bn_act(x, space.stem_channels, 3, space.stem_stride, space.stem_activation, "stem")
     if not space.stem_block:
         return x
     h = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="stem_block_depthwise")(x)
     h = keras.layers.BatchNormalization(name="stem_block_depthwise_bn", **_BN)(h)
-    h = _activation("relu", "stem_block_depthwise_act")(h)
-    h = keras.layers.Conv2D(space.stem_channels, 1, use_bias=False, name="stem_block_project")(h)
+    h = _activation(space.stages[0].activation, "stem_block_depthwise_act")(h)
+    h = keras.layers.Conv2D(space.stem_block_channels, 1, use_bias=False, name="stem_block_project")(h)
     h = keras.layers.BatchNormalization(name="stem_block_project_bn", **_BN)(h)
+    if space.stem_block_channels != space.stem_channels:
+        return h
     return keras.layers.Add(name="stem_block_add")([x, h])
 
 
@@ -89,11 +91,16 @@ def mbconv(x, block: BlockSpec, kernel_size: int, expand_ratio: int, se_channels
 
 
 def head(x, space: SearchSpace, num_classes: int):
-    """1x1 expansion, pooling, hard-swish features, dropout and the classifier (logits)."""
-    x = _conv_bn_act(x, space.head_channels, 1, 1, "hard_swish", "head")
+    """The fixed last block (if any), 1x1 expansion, pooling, features (if any), dropout and the classifier
+    (logits)."""
+    last = space.last_block()
+    if last:
+        x = mbconv(x, last, space.last_block_kernel, space.last_block_expand, 0, "last_block")
+    x = _conv_bn_act(x, space.head_channels, 1, 1, space.head_activation, "head")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dense(space.feature_channels, name="features")(x)
-    x = _activation("hard_swish", "features_act")(x)
+    if space.feature_channels:
+        x = keras.layers.Dense(space.feature_channels, name="features")(x)
+        x = _activation(space.head_activation, "features_act")(x)
     x = keras.layers.Dropout(space.dropout, name="dropout")(x)
     return keras.layers.Dense(num_classes, name="classifier")(x)
 
@@ -118,8 +125,12 @@ def extract(supernet, subnet: SubnetConfig, name: str = "subnet", fold_gate: boo
             weights["project"] = [weights["project"][0] / 6.0]
         for role, values in weights.items():
             layer(f"{p}_{role}").set_weights(values)
+    if space.last_block():
+        for role, values in supernet.last_block.export(space.last_block_kernel, space.last_block_expand).items():
+            layer(f"last_block_{role}").set_weights(values)
     layer("head_conv").set_weights([supernet.head.kernel.numpy()])
     layer("head_bn").set_weights(supernet.head.bn.export())
-    layer("features").set_weights(supernet.features.get_weights())
+    if space.feature_channels:
+        layer("features").set_weights(supernet.features.get_weights())
     layer("classifier").set_weights(supernet.classifier.get_weights())
     return model

@@ -101,20 +101,28 @@ class ConvBN(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="factory")
 class StemBlock(keras.layers.Layer):
-    """MobileNetV3's fixed first block: 3x3 depthwise, batch norm, ReLU, 1x1 projection, batch norm, residual.
+    """The fixed first block: 3x3 depthwise, batch norm, activation, 1x1 projection, batch norm, and a residual when
+    the width stays (MobileNetV3: ReLU, 16 to 16; EfficientNet-Lite0: ReLU6, 32 to 16, no residual).
 
     Every subnet runs it whole: it holds no elastic choice, so it is the same block at every resolution."""
 
-    def __init__(self, channels: int, zero_init_residual: bool = True, **kwargs):
+    def __init__(self, channels: int, zero_init_residual: bool = True, out_channels: int | None = None,
+                 activation: str = "relu", **kwargs):
         super().__init__(**kwargs)
         self.channels, self.zero_init_residual = channels, zero_init_residual
+        self.out_channels, self.activation = out_channels or channels, activation
         self.depthwise_bn = ElasticBatchNorm(channels, name="depthwise_bn")
-        self.project_bn = ElasticBatchNorm(channels, zero_gamma=zero_init_residual, name="project_bn")
+        self.project_bn = ElasticBatchNorm(self.out_channels, zero_gamma=zero_init_residual and self.residual,
+                                           name="project_bn")
+
+    @property
+    def residual(self) -> bool:
+        return self.out_channels == self.channels
 
     def build(self, input_shape=None):
         c = self.channels
         self.depthwise_kernel = self.add_weight("depthwise_kernel", (3, 3, c, 1), initializer="he_normal")
-        self.project_kernel = self.add_weight("project_kernel", (1, 1, c, c), initializer="he_normal")
+        self.project_kernel = self.add_weight("project_kernel", (1, 1, c, self.out_channels), initializer="he_normal")
         for bn in (self.depthwise_bn, self.project_bn):
             bn.build(None)
         super().build(input_shape)
@@ -122,8 +130,9 @@ class StemBlock(keras.layers.Layer):
     @tf.autograph.experimental.do_not_convert
     def call(self, x, training=False, rate=None):
         h = tf.nn.depthwise_conv2d(x, self.depthwise_kernel, strides=[1, 1, 1, 1], padding="SAME")
-        h = tf.nn.relu(self.depthwise_bn(h, training=training, rate=rate))
-        return x + self.project_bn(_conv(h, self.project_kernel), training=training, rate=rate)
+        h = activations.get(self.activation)(self.depthwise_bn(h, training=training, rate=rate))
+        h = self.project_bn(_conv(h, self.project_kernel), training=training, rate=rate)
+        return x + h if self.residual else h
 
     def export(self) -> dict[str, list[np.ndarray]]:
         """Weights of the static layers, by layer role (as :meth:`ElasticMBConv.export`)."""
@@ -131,7 +140,8 @@ class StemBlock(keras.layers.Layer):
                 "project": [self.project_kernel.numpy()], "project_bn": self.project_bn.export()}
 
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "zero_init_residual": self.zero_init_residual}
+        return {**super().get_config(), "channels": self.channels, "zero_init_residual": self.zero_init_residual,
+                "out_channels": self.out_channels, "activation": self.activation}
 
 
 @keras.saving.register_keras_serializable(package="factory")

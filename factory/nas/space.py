@@ -23,7 +23,7 @@ import numpy as np
 
 from factory.core.errors import FactoryError
 
-ACTIVATIONS = ("relu", "hard_swish")
+ACTIVATIONS = ("relu", "relu6", "hard_swish")
 
 
 class InvalidSubnetError(FactoryError, ValueError):
@@ -81,9 +81,15 @@ class SearchSpace:
     depths: tuple[int, ...] = (2, 3, 4)
     stem_width: int = 16
     stem_stride: int = 2
-    stem_block: bool = False  # MobileNetV3's fixed first block after the stem: 3x3 depthwise, ReLU, 1x1, residual
+    stem_block: bool = False  # a fixed first block after the stem: 3x3 depthwise, 1x1 projection (MobileNetV3, Lite0)
+    stem_block_width: int = 0  # its output width; 0: the stem's, with a residual (MobileNetV3)
+    stem_activation: str = "hard_swish"
+    last_block_width: int = 0  # a fixed last MBConv block after the stages (EfficientNet's 320); 0: none
+    last_block_kernel: int = 3
+    last_block_expand: int = 6
     head_width: int = 384
-    feature_width: int = 512
+    head_activation: str = "hard_swish"
+    feature_width: int = 512  # a dense feature layer after pooling (MobileNetV3's 1280); 0: none
     width_multiplier: float = 1.0
     se_ratio: float = 0.25
     dropout: float = 0.2
@@ -111,6 +117,9 @@ class SearchSpace:
                 raise FactoryError(
                     f"search space {self.name!r}: stage {i} needs a positive width and stride 1 or 2"
                 )
+        for field in ("stem_activation", "head_activation"):
+            if getattr(self, field) not in ACTIVATIONS:
+                raise FactoryError(f"search space {self.name!r}: {field} must be one of {ACTIVATIONS}")
         if any(k % 2 == 0 for k in self.kernel_sizes):
             raise FactoryError(f"search space {self.name!r}: kernel sizes must be odd")
 
@@ -128,7 +137,36 @@ class SearchSpace:
 
     @property
     def feature_channels(self) -> int:
-        return self.channels(self.feature_width)
+        return self.channels(self.feature_width) if self.feature_width else 0
+
+    @property
+    def stem_block_channels(self) -> int:
+        """Channels after the stem (and its fixed block): the first stage's input."""
+        return self.channels(self.stem_block_width) if self.stem_block and self.stem_block_width else \
+            self.stem_channels
+
+    @property
+    def stages_out_channels(self) -> int:
+        return self.channels(self.stages[-1].width)
+
+    @property
+    def pooled_channels(self) -> int:
+        """Width of the vector the classifier reads: the feature layer's, else the head convolution's."""
+        return self.feature_channels or self.head_channels
+
+    def last_block(self) -> BlockSpec | None:
+        """The fixed MBConv block after the elastic stages, if the space has one."""
+        if not self.last_block_width:
+            return None
+        return BlockSpec(stage=len(self.stages), index=0, in_channels=self.stages_out_channels,
+                         out_channels=self.channels(self.last_block_width), stride=1,
+                         activation=self.stages[-1].activation, se=False)
+
+    @property
+    def top_in_channels(self) -> int:
+        """Channels entering the head convolution."""
+        last = self.last_block()
+        return last.out_channels if last else self.stages_out_channels
 
     @property
     def max_depth(self) -> int:
@@ -136,7 +174,7 @@ class SearchSpace:
 
     def blocks(self) -> list[BlockSpec]:
         """Every block position of the largest network, stage by stage."""
-        out, in_ch = [], self.stem_channels
+        out, in_ch = [], self.stem_block_channels
         for s, stage in enumerate(self.stages):
             width = self.channels(stage.width)
             for i in range(self.max_depth):
@@ -160,11 +198,13 @@ class SearchSpace:
 
     # ------------------------------------------------------------ identity
     def to_dict(self) -> dict:
-        """The definition; ``stem_block`` only when set, so spaces defined before it keep their fingerprints
-        (and the latency tables and work directories that record them stay valid)."""
+        """The definition; fields added after the first spaces only when they differ from their defaults, so
+        spaces defined before them keep their fingerprints (and the tables and work directories that record
+        them stay valid)."""
         data = dataclasses.asdict(self)
-        if not self.stem_block:
-            del data["stem_block"]
+        for field in _LATER_FIELDS:
+            if data[field] == _FIELD_DEFAULTS[field]:
+                del data[field]
         return data
 
     @classmethod
@@ -237,27 +277,36 @@ class SearchSpace:
         def bn(c):
             return 4 * c
 
-        c = self.stem_channels
-        total = 27 * c + bn(c)
-        if self.stem_block:
-            total += 9 * c + bn(c) + c * c + bn(c)
-        for block, k, e in subnet.blocks(self):
+        def mbconv(block, k, e):
             h = block.in_channels * e
-            total += block.in_channels * h + bn(h) + k * k * h + bn(h)
+            total = block.in_channels * h + bn(h) + k * k * h + bn(h)
             if block.se:
                 m = self.se_channels(h)
                 total += h * m + m + m * h + h
-            total += h * block.out_channels + bn(block.out_channels)
-        last = self.channels(self.stages[-1].width)
-        total += last * self.head_channels + bn(self.head_channels)
-        total += (self.head_channels + 1) * self.feature_channels + (self.feature_channels + 1) * num_classes
-        return total
+            return total + h * block.out_channels + bn(block.out_channels)
+
+        c, b = self.stem_channels, self.stem_block_channels
+        total = 27 * c + bn(c)
+        if self.stem_block:
+            total += 9 * c + bn(c) + c * b + bn(b)
+        total += sum(mbconv(block, k, e) for block, k, e in subnet.blocks(self))
+        if self.last_block():
+            total += mbconv(self.last_block(), self.last_block_kernel, self.last_block_expand)
+        total += self.top_in_channels * self.head_channels + bn(self.head_channels)
+        if self.feature_channels:
+            total += (self.head_channels + 1) * self.feature_channels
+        return total + (self.pooled_channels + 1) * num_classes
 
     def size(self) -> int:
         """How many distinct subnets the space holds."""
         per_block = len(self.kernel_sizes) * len(self.expand_ratios)
         per_stage = sum(per_block**d for d in self.depths)
         return len(self.resolutions) * per_stage ** len(self.stages)
+
+
+_LATER_FIELDS = ("stem_block", "stem_block_width", "stem_activation", "last_block_width", "last_block_kernel",
+                 "last_block_expand", "head_activation")
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SearchSpace)}
 
 
 @dataclass(frozen=True)
@@ -441,7 +490,31 @@ MOBILENETV3 = SearchSpace(
     feature_width=1280,
 )
 
-SPACES = {space.name: space for space in (DEFAULT, RES64, MOBILENETV3, TINY)}
+LITE0 = SearchSpace(
+    name="lite0",
+    # EfficientNet-Lite0 as the largest subnet (``factory.nas.pretrained`` loads its ImageNet weights): stem 32 and
+    # a fixed first block to 16, five elastic stages with Lite0's widths and strides, its fixed last block to 320,
+    # head 1280, no feature layer; ReLU6 and no squeeze-excite, which quantize cleanly. Lite0 itself is the subnet
+    # of depths 2/2/3/3/4, kernels 3/5/3/5/5 and expand 6 at 224 px; the 7x7 kernels and 4-block stages hold it.
+    stages=(
+        StageSpec(24, 2, "relu6", False),
+        StageSpec(40, 2, "relu6", False),
+        StageSpec(80, 2, "relu6", False),
+        StageSpec(112, 1, "relu6", False),
+        StageSpec(192, 2, "relu6", False),
+    ),
+    resolutions=(128, 160, 192, 224),
+    stem_width=32,
+    stem_activation="relu6",
+    stem_block=True,
+    stem_block_width=16,
+    last_block_width=320,
+    head_width=1280,
+    head_activation="relu6",
+    feature_width=0,
+)
+
+SPACES = {space.name: space for space in (DEFAULT, RES64, MOBILENETV3, LITE0, TINY)}
 
 
 def get_space(name_or_path: str | SearchSpace) -> SearchSpace:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from factory.nas.activations import hard_swish
+from factory.nas import activations
 from factory.core.backend import keras, tf
 from factory.nas.layers import ConvBN, ElasticMBConv, StemBlock
 from factory.nas.space import SearchSpace, SubnetConfig
@@ -38,9 +38,9 @@ class Supernet(keras.Model):
         self.zero_init_residual = zero_init_residual
         self.seed = seed
         sp = self.space
-        self.stem = ConvBN(3, sp.stem_channels, 3, sp.stem_stride, "hard_swish", name="stem")
-        self.stem_block = (StemBlock(sp.stem_channels, zero_init_residual, name="stem_block")
-                           if sp.stem_block else None)
+        self.stem = ConvBN(3, sp.stem_channels, 3, sp.stem_stride, sp.stem_activation, name="stem")
+        self.stem_block = (StemBlock(sp.stem_channels, zero_init_residual, sp.stem_block_channels,
+                                     sp.stages[0].activation, name="stem_block") if sp.stem_block else None)
         self.blocks = [
             ElasticMBConv(
                 b.in_channels, b.out_channels, b.stride, b.activation, b.se,
@@ -49,9 +49,12 @@ class Supernet(keras.Model):
                 zero_init_residual=zero_init_residual, name=f"stage{b.stage}_block{b.index}")
             for b in sp.blocks()
         ]
-        self.head = ConvBN(sp.channels(sp.stages[-1].width), sp.head_channels, 1, 1, "hard_swish",
-                           name="head")
-        self.features = keras.layers.Dense(sp.feature_channels, name="features")
+        last = sp.last_block()
+        self.last_block = (ElasticMBConv(last.in_channels, last.out_channels, last.stride, last.activation, last.se,
+                                         (sp.last_block_kernel,), (sp.last_block_expand,), (0,), name="last_block")
+                           if last else None)
+        self.head = ConvBN(sp.top_in_channels, sp.head_channels, 1, 1, sp.head_activation, name="head")
+        self.features = keras.layers.Dense(sp.feature_channels, name="features") if sp.feature_channels else None
         self.dropout = keras.layers.Dropout(sp.dropout)
         self.classifier = keras.layers.Dense(num_classes, name="classifier")
         # Update rate of every batch norm's statistics during recalibration (see ElasticBatchNorm).
@@ -68,10 +71,12 @@ class Supernet(keras.Model):
 
     def _build_weights(self):
         """Create every variable eagerly, so subnet branches inside the graph never do."""
-        for layer in [self.stem, *([self.stem_block] if self.stem_block else []), *self.blocks, self.head]:
-            layer.build(None)
-        self.features.build((None, self.space.head_channels))
-        self.classifier.build((None, self.space.feature_channels))
+        for layer in [self.stem, self.stem_block, *self.blocks, self.last_block, self.head]:
+            if layer is not None:
+                layer.build(None)
+        if self.features is not None:
+            self.features.build((None, self.space.head_channels))
+        self.classifier.build((None, self.space.pooled_channels))
         self.built = True
 
     # ------------------------------------------------------------- forward
@@ -99,9 +104,13 @@ class Supernet(keras.Model):
         return x if self.stem_block is None else self.stem_block(x, training=training, rate=rate)
 
     def top(self, x, training=False, dropout=False, rate=None):
-        """The fixed layers after the elastic blocks: head convolution, pooling, features, classifier."""
+        """The fixed layers after the elastic blocks: last block, head convolution, pooling, features, classifier."""
+        sp = self.space
+        if self.last_block is not None:
+            x = self.last_block(x, sp.last_block_kernel, sp.last_block_expand, training=training, rate=rate)
         x = tf.reduce_mean(self.head(x, training=training, rate=rate), axis=[1, 2])
-        x = hard_swish(self.features(x))
+        if self.features is not None:
+            x = activations.get(sp.head_activation)(self.features(x))
         if dropout:
             x = self.dropout(x, training=True)
         return self.classifier(x)
