@@ -240,12 +240,16 @@ slightly from the card's when shrinking much):
 
 ## How it was made
 - subnet: `{json.dumps(card['subnet'])}`
-- supernet search space {card['space']['name']} (fingerprint {card['space']['fingerprint']}), trained {card['training']['supernet_epochs']} epochs on {card['training']['data']}{_transfer(card['training'].get('supernet_init_from'))}
+- supernet search space {card['space']['name']} (fingerprint {card['space']['fingerprint']}), trained {card['training']['supernet_epochs']} epochs on {card['training']['data']}{_transfer(card['training'].get('supernet_init_from'), card['training'].get('supernet_pretrained'))}
 - quantization-aware fine-tuning: {card['training']['qat_epochs_run']} epoch(s){', distilled from the largest subnet' if card['training']['distilled'] else ''}
 """
 
 
-def _transfer(init: dict | None) -> str:
+def _transfer(init: dict | None, pretrained: dict | None = None) -> str:
+    if pretrained:
+        return (f", starting from pretrained weights: {pretrained['origin']} (`{pretrained['name']}`, licence "
+                f"{pretrained['licence']}); its ImageNet classifier replaced by one trained first on its frozen "
+                f"features{', and every subnet distilled from that frozen network' if pretrained['teacher'] else ''}")
     if not init:
         return " from random weights"
     return (f", starting from the supernet of {init['workdir']} (trained {init['epochs']} epochs on {init['data']}, "

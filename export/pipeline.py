@@ -281,7 +281,8 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
         "onnx": onnx,
         "metadata": {"author": config.author, "license": config.license, "labels_file": "labels.txt"},
         "training": {"data": source.name, "supernet_epochs": (supernet_training or {}).get("epochs"),
-                     "supernet_init_from": (supernet_training or {}).get("init_from"), **dataclasses.asdict(config),
+                     "supernet_init_from": (supernet_training or {}).get("init_from"),
+                     "supernet_pretrained": (supernet_training or {}).get("pretrained"), **dataclasses.asdict(config),
                      "formats": list(config.formats),
                      "qat_epochs_run": epochs_run, "distilled": teacher is not None},
     }

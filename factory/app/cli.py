@@ -20,6 +20,7 @@ from factory.core.errors import FactoryError, fault_line
 from factory.core.files import writable_dir
 from factory.training.portable.images import DEFAULT_RESIZE, RESIZE_POLICIES, check_data
 from factory.training.portable.recipe import TRANSFER_DEFAULTS, TrainConfig
+from factory.nas.pretrained import DEFAULT_PRETRAINED, PRETRAINED, load_pretrained
 from factory.nas.space import SPACES, get_space
 from factory.search.evolution import EvolutionConfig
 from factory.search.gradient import PENALTIES, GradientConfig
@@ -52,14 +53,31 @@ def _trained(args) -> Workdir:
     return Workdir(args.workdir).check_trained()
 
 
+def pretrained_choice(data: str, pretrained: str | None, space: str | None, init_from: str | None) -> str:
+    """The pretrained weights a run starts from: those named, else ImageNet's for a folder of images (the built-in
+    sets keep their small spaces) unless another space or a work directory to start from is named."""
+    if pretrained is not None:
+        return "" if pretrained == "none" else pretrained
+    if data in ("digits", "cifar10") or init_from:
+        return ""
+    preset = PRETRAINED[DEFAULT_PRETRAINED]
+    return preset.name if space in (None, preset.space) else ""
+
+
 def _space_and_recipe(args) -> tuple:
     """The space and training settings of train and make: with --init-from, the source's space unless --space
-    says otherwise (then they must be equal) and the transfer schedule unless --epochs or --learning-rate say."""
+    says otherwise (then they must be equal) and the transfer schedule unless --epochs or --learning-rate say;
+    with pretrained weights, their space and the pretrained schedule."""
+    pretrained = pretrained_choice(args.data, args.pretrained, args.space, args.init_from)
     source = transfer_source(args.init_from) if args.init_from else None
-    space = source.space() if source and not args.space else get_space(args.space or "default")
+    default = PRETRAINED[pretrained].space if pretrained else "default"
+    space = source.space() if source and not args.space else get_space(args.space or default)
     given = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", getattr(args, "learning_rate", None)),
                                ("batch_size", args.batch_size), ("n_random", getattr(args, "n_random", None)),
                                ("seed", args.seed)) if v is not None}
+    if pretrained:
+        load_pretrained(pretrained, space)  # weights that do not fit the space: one line now, not after an hour
+        return space, TrainConfig.from_pretrained(pretrained, teacher=not args.no_teacher, **given)
     if source is None:
         return space, TrainConfig(**given)
     transfer_source(source.path, space)
@@ -384,6 +402,14 @@ def _space_option(parser):
 
 def _recipe_options(parser):
     """Supernet training options of train and make; left unset, TrainConfig's (or the transfer schedule's)."""
+    parser.add_argument("--pretrained", choices=[*PRETRAINED, "none"],
+                        help=f"start from these ImageNet weights in their space ({DEFAULT_PRETRAINED}: the lite0 "
+                             "space, whose largest subnet is EfficientNet-Lite0 at 224 px); the default for a folder "
+                             "of images unless --space names another space or --init-from is given; none: random "
+                             "weights")
+    parser.add_argument("--no-teacher", action="store_true",
+                        help="with pretrained weights: distil the subnets from the largest (in place) instead of from "
+                             "the frozen pretrained network")
     parser.add_argument("--init-from", metavar="WORKDIR",
                         help="start from the supernet trained in WORKDIR (same space, other data): every weight but "
                              "the classifier, which is new for this data's classes; a shorter schedule at a lower "

@@ -57,6 +57,9 @@ PRETRAINED = {s.name: s for s in (
 )}
 
 
+DEFAULT_PRETRAINED = "efficientnet-lite0"
+
+
 def get_pretrained(name: str | PretrainedSource) -> PretrainedSource:
     if isinstance(name, PretrainedSource):
         return name
@@ -71,7 +74,7 @@ class PretrainedWeights:
 
     source: PretrainedSource
     space: SearchSpace
-    subnet: SubnetConfig
+    subnet: SubnetConfig  # the pretrained network (at the space's largest resolution if the space lacks its own)
     layers: dict = field(repr=False)  # extracted-layer name -> list of arrays, as ``set_weights`` takes them
 
     @property
@@ -155,8 +158,9 @@ def _to_layers(state: dict, space: SearchSpace, source: PretrainedSource):
             layers.update(weights)
         kernels.append(tuple(ks))
         expands.append(tuple(es))
+    resolution = source.resolution if source.resolution in space.resolutions else space.resolutions[-1]
     try:
-        subnet = SubnetConfig(source.resolution, tuple(depths), tuple(kernels), tuple(expands)).validate(space)
+        subnet = SubnetConfig(resolution, tuple(depths), tuple(kernels), tuple(expands)).validate(space)
     except FactoryError as exc:
         raise misfit(str(exc)) from None
     return subnet, layers

@@ -93,7 +93,8 @@ def transfer_weights(source: Supernet, target: Supernet) -> int:
 def build_supernet(space: SearchSpace, num_classes: int, config: TrainConfig) -> Supernet:
     return Supernet(space, num_classes, n_random=config.n_random,
                     label_smoothing=config.label_smoothing,
-                    zero_init_residual=config.zero_init_residual, seed=config.seed)
+                    zero_init_residual=config.zero_init_residual, seed=config.seed,
+                    frozen_statistics=bool(config.pretrained))
 
 
 def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
@@ -129,6 +130,7 @@ def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
         supernet = build_supernet(space, data.num_classes, config)
         supernet.compile(optimizer=make_optimizer(dataclasses.replace(config, epochs=epochs), steps,
                                                   supernet.trainable_variables))
+    pretrained = _start_from_pretrained(supernet, data, workdir, config) if config.pretrained else None
     init = None
     if source is not None:  # an interrupted run's backup, restored by fit, overrides these weights
         origin = source.data_record()
@@ -164,10 +166,37 @@ def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
         accuracy[label] = supernet.evaluate_subnet(subnet, val)
     workdir.save_supernet(supernet, {"epochs": epochs, "seconds_this_run": round(seconds, 1),
                                      "val_accuracy_recalibrated": accuracy, "space_fingerprint": space.fingerprint,
-                                     "init_from": init})
+                                     "init_from": init, "pretrained": pretrained})
     print(f"val accuracy after BN recalibration: largest {accuracy['largest']:.4f}, "
           f"smallest {accuracy['smallest']:.4f}")
     return supernet
+
+
+def _start_from_pretrained(supernet: Supernet, data: ImageData, workdir: Workdir, config: TrainConfig) -> dict:
+    """Load the ImageNet weights, train (or reload) the classifier on their frozen features, and make the frozen
+    network the teacher; returns what the card says of it. An interrupted run's backup, restored by ``fit``,
+    overrides these weights; the classifier is saved, so a resumed run has the same teacher."""
+    from factory.nas.pretrained import load_into_supernet, load_pretrained
+    from factory.training.teacher import fit_head, load_head, save_head, teacher_logits_fn, teacher_model
+
+    weights = load_pretrained(config.pretrained, supernet.space)
+    load_into_supernet(supernet, weights)
+    if workdir.teacher_head_file.exists():
+        head, accuracy = load_head(workdir.teacher_head_file)
+    else:
+        head, accuracy = fit_head(weights, data.resized(weights.subnet.resolution),
+                                  label_smoothing=config.label_smoothing, seed=config.seed)
+        save_head(workdir.teacher_head_file, head, accuracy)
+    supernet.classifier.set_weights(head)
+    source = weights.source
+    print(f"starting from {source.name} ({source.licence}): its frozen features with a new classifier score "
+          f"{accuracy:.4f} on the validation split{'; every subnet learns from it' if config.teacher else ''}",
+          flush=True)
+    if config.teacher:
+        supernet.set_teacher(teacher_logits_fn(teacher_model(weights, head)))
+    return {"name": source.name, "licence": source.licence, "origin": source.origin,
+            "reference_subnet": weights.subnet.to_dict(), "teacher": config.teacher,
+            "head_val_accuracy": round(accuracy, 4)}
 
 
 def _has_checkpoint(backup: Path) -> bool:

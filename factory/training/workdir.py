@@ -20,6 +20,7 @@ class Workdir:
         data.json                the data's name, source, classes, image size and split seed
         cache/                   an image folder's splits decoded once, read a batch at a time
         train_config.json        the training settings (a resumed run must match them)
+        teacher_head.npz         with pretrained weights: the classifier trained on their frozen features
         backup/                  Keras BackupAndRestore state, saved every epoch, removed when done
         train_log.csv            one row per epoch (CSVLogger)
         tensorboard/             TensorBoard logs
@@ -80,6 +81,10 @@ class Workdir:
     @property
     def supernet_dir(self) -> Path:
         return self.path / "supernet"
+
+    @property
+    def teacher_head_file(self) -> Path:
+        return self.path / "teacher_head.npz"
 
     @property
     def training_file(self) -> Path:

@@ -32,10 +32,14 @@ class TrainConfig:
     seed: int = 0
     init_from: str = ""  # a trained work directory of the same space: start from its weights, all but the classifier
     min_steps: int = 0  # small data sets run more epochs to reach this many steps
+    pretrained: str = ""  # start from these ImageNet weights (``factory.nas.pretrained.PRETRAINED``), head first
+    teacher: bool = True  # with ``pretrained``: distil every subnet from the frozen pretrained network
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.n_random < 0:
             raise FactoryError("epochs and batch size must be at least 1 and n_random at least 0")
+        if self.pretrained and self.init_from:
+            raise FactoryError("start from pretrained weights or from another work directory (--init-from), not both")
 
     @classmethod
     def transfer(cls, init_from: str, **overrides) -> "TrainConfig":
@@ -46,7 +50,17 @@ class TrainConfig:
         return cls(**{**defaults, **overrides, "init_from": init_from})
 
 
+    @classmethod
+    def from_pretrained(cls, pretrained: str, **overrides) -> "TrainConfig":
+        """Training from ImageNet weights: small batches, a low rate after a warm-up, and a schedule sized in steps,
+        so a few hundred images train enough without wrecking what the weights know."""
+        defaults = {**PRETRAINED_DEFAULTS, **({"min_steps": 0} if "epochs" in overrides else {})}
+        return cls(**{**defaults, **overrides, "pretrained": pretrained})
+
+
 TRANSFER_DEFAULTS = {"epochs": 3, "learning_rate": 0.01, "warmup_epochs": 0.2, "min_steps": 300}
+PRETRAINED_DEFAULTS = {"epochs": 2, "batch_size": 32, "learning_rate": 0.005, "warmup_epochs": 0.5, "min_steps": 200,
+                       "calibration_images": 500}
 
 
 def epochs_for(config: TrainConfig, steps_per_epoch: int) -> int:
