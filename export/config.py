@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from factory.core.convert import IO_TYPES
+from factory.core.checks import check_fields
 from factory.core.errors import FactoryError
 
 FORMATS = ("tflite", "onnx")
@@ -35,6 +36,9 @@ class ExportConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self, {"qat_epochs": (">=0",), "min_qat_steps": (">=0",), "learning_rate": (">0",),
+                            "batch_size": (">=1",), "max_drop_points": (">=0",), "min_agreement": (">=0", "<=1"),
+                            "representative_images": (">=1",), "seed": (">=0",)})
         if self.io not in IO_TYPES:
             raise FactoryError(f"--io {self.io!r} is not one of {list(IO_TYPES)}")
         unknown = sorted(set(self.formats) - set(FORMATS))

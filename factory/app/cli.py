@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -345,6 +346,8 @@ def _number(kind, minimum, strict: bool):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
         if value < minimum or (strict and value == minimum):
             raise argparse.ArgumentTypeError(f"{text} must be {'above' if strict else 'at least'} {minimum:g}")
         return value
@@ -418,7 +421,7 @@ def _recipe_options(parser):
                         help=f"supernet training epochs (default {TRAIN.epochs}, "
                              f"{TRANSFER_DEFAULTS['epochs']} with --init-from)")
     parser.add_argument("--batch-size", type=POSITIVE_INT, help=f"default {TRAIN.batch_size}")
-    parser.add_argument("--seed", type=int, help=f"default {TRAIN.seed}")
+    parser.add_argument("--seed", type=COUNT, help=f"default {TRAIN.seed}")
 
 
 def _int8_recheck_option(parser, default: int):
@@ -476,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "of each resolution, the largest under budgets across the table's span), or both")
     table.add_argument("--workdir", help="validate with subnets of this work directory's trained supernet")
     table.add_argument("--out", help="validation report folder")
-    table.add_argument("--seed", type=int, help="subnet sampling seed (default: 0 to validate, 1 to calibrate)")
+    table.add_argument("--seed", type=COUNT, help="subnet sampling seed (default: 0 to validate, 1 to calibrate)")
     table.set_defaults(run=_table)
 
     search = command("search", "find the most accurate subnet under latency budgets")
@@ -504,14 +507,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "--gradient-steps (the re-check comes after)")
     search.add_argument("--table", nargs="+", help="latency table per device (default: the shipped ones)")
     search.add_argument("--data", help="the training data, if the work directory does not record it")
-    search.add_argument("--seed", type=int, default=SEARCH.seed)
+    search.add_argument("--seed", type=COUNT, default=SEARCH.seed)
     search.set_defaults(run=_search)
 
     proxies = command("proxies", "rank zero-cost proxies (SNIP, synflow, NASWOT) against the supernet's evaluations")
     proxies.add_argument("--workdir", required=True)
     proxies.add_argument("--n", type=_number(int, 10, False), default=100, help="evaluated subnets to score")
     proxies.add_argument("--data", help="the training data, if the work directory does not record it")
-    proxies.add_argument("--seed", type=int, default=0)
+    proxies.add_argument("--seed", type=COUNT, default=0)
     proxies.set_defaults(run=_proxies)
 
     pareto = command("pareto", "plot accuracy against predicted latency, per device, to PNG")
@@ -550,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="bundle folder")
     export.add_argument("--table", help="latency table (default: the shipped one)")
     export.add_argument("--data", help="the training data, if the work directory does not record it")
-    export.add_argument("--seed", type=int, default=EXPORT.seed)
+    export.add_argument("--seed", type=COUNT, default=EXPORT.seed)
     _export_options(export)
     export.set_defaults(run=_export)
 

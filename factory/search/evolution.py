@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from factory.core.checks import check_fields
 from factory.core.errors import FactoryError
 from factory.nas.space import SearchSpace, SubnetConfig
 from factory.search.rounds import rounds
@@ -33,6 +34,11 @@ class EvolutionConfig:
     mutation_ratio: float = 0.5
     max_redraws: int = 1000
     seed: int = 0
+
+    def __post_init__(self):
+        check_fields(self, {"population": (">=2",), "generations": (">=1",), "parent_ratio": (">0", "<=1"),
+                            "mutation_prob": (">=0", "<=1"), "mutation_ratio": (">=0", "<=1"),
+                            "max_redraws": (">=1",), "seed": (">=0",)})
 
 
 @dataclass(frozen=True)

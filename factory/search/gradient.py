@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from factory.core.checks import check_fields, check_number
 from factory.core.errors import FactoryError
 from factory.nas.space import SubnetConfig
 from factory.search.rounds import rounds
@@ -47,6 +48,11 @@ class GradientConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self, {"steps": (">=1",), "batch": (">=1",), "images": (">=1",), "learning_rate": (">0",),
+                            "weight": (">=0",), "alpha": (">=0",), "beta": (">=0",), "samples": (">=0",),
+                            "seed": (">=0",)})
+        for t in self.temperature:
+            check_number(t, "GradientConfig.temperature", ">0")
         if self.penalty not in PENALTIES:
             raise FactoryError(f"gradient penalty {self.penalty!r} is not one of {list(PENALTIES)}")
 

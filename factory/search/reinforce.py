@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from factory.core.checks import check_fields
 from factory.core.errors import FactoryError
 from factory.nas.space import SearchSpace, SubnetConfig
 from factory.search.rounds import rounds
@@ -39,6 +40,8 @@ class ReinforceConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self, {"steps": (">=1",), "batch": (">=1",), "learning_rate": (">0",),
+                            "baseline_decay": (">=0", "<1"), "latency_exponent": (), "seed": (">=0",)})
         if self.reward not in REWARDS:
             raise FactoryError(f"--reward {self.reward!r} is not one of {list(REWARDS)}")
 

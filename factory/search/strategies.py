@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from factory.core.checks import check_fields, check_number
 from factory.core.errors import FactoryError
 from factory.search.evolution import EvolutionConfig, evolve
 from factory.search.gradient import GradientConfig
@@ -42,6 +43,12 @@ class Constraints:
     bytes_per_param: int = 1
     memory_kb: float | None = None
 
+    def __post_init__(self):
+        for device, budget in self.latency_ms.items():
+            check_number(budget, f"the latency budget for {device} (ms)", ">0")
+        check_fields(self, {"size_bytes": (">0",), "bytes_per_param": (">0",), "memory_kb": (">0",)},
+                     optional=("size_bytes", "memory_kb"))
+
 
 @dataclass(frozen=True)
 class SearchConfig:
@@ -61,6 +68,9 @@ class SearchConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self, {"n_eval": (">=1",), "recheck": (">=0",), "int8_recheck": (">=0",), "size_bytes": (">0",),
+                            "memory_kb": (">0",), "trials": (">=1",), "time_limit_s": (">0",), "seed": (">=0",)},
+                     optional=("size_bytes", "memory_kb", "time_limit_s"))
         if self.strategy not in STRATEGIES:
             raise FactoryError(f"search strategy {self.strategy!r} is not one of {list(STRATEGIES)}")
 

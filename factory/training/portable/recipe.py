@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from factory.core.checks import check_fields
 from factory.core.errors import FactoryError
 
 
@@ -36,8 +37,10 @@ class TrainConfig:
     teacher: bool = True  # with ``pretrained``: distil every subnet from the frozen pretrained network
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.n_random < 0:
-            raise FactoryError("epochs and batch size must be at least 1 and n_random at least 0")
+        check_fields(self, {"epochs": (">=1",), "batch_size": (">=1",), "learning_rate": (">0",),
+                            "warmup_epochs": (">=0",), "momentum": (">=0", "<1"), "weight_decay": (">=0",),
+                            "clipnorm": (">=0",), "n_random": (">=0",), "label_smoothing": (">=0", "<1"),
+                            "calibration_images": (">=1",), "seed": (">=0",), "min_steps": (">=0",)})
         if self.pretrained and self.init_from:
             raise FactoryError("start from pretrained weights or from another work directory (--init-from), not both")
 
