@@ -51,7 +51,7 @@ def _table_paths(args) -> list[str] | None:
 
 
 def _trained(args) -> Workdir:
-    return Workdir(args.workdir).check_trained()
+    return Workdir(args.workdir, wait=getattr(args, "wait", False)).check_trained()
 
 
 def pretrained_choice(data: str, pretrained: str | None, space: str | None, init_from: str | None) -> str:
@@ -88,7 +88,7 @@ def _space_and_recipe(args) -> tuple:
 def _train(args):
     check_data(args.data)
     space, config = _space_and_recipe(args)
-    workdir = Workdir(writable_dir(args.workdir, "--workdir"))
+    workdir = Workdir(writable_dir(args.workdir, "--workdir"), wait=args.wait)
 
     from factory.core.backend import tf
     from factory.training.data import load_data
@@ -277,7 +277,7 @@ def _export(args):
 
 
 def _make(args):
-    workdir = Workdir(writable_dir(args.workdir, "--workdir"))
+    workdir = Workdir(writable_dir(args.workdir, "--workdir"), wait=args.wait)
     space, train = None, TrainConfig()
     if not workdir.trained:  # a trained work directory knows its own data and space
         check_data(args.data)
@@ -358,6 +358,7 @@ def _number(kind, minimum, strict: bool):
 POSITIVE, POSITIVE_INT, COUNT = _number(float, 0, True), _number(int, 1, False), _number(int, 0, False)
 SPACE_HELP = f"search space: {', '.join(SPACES)} (presets) or a space JSON file"
 TRAIN, EXPORT, SEARCH = TrainConfig(), ExportConfig(), SearchConfig()
+WAIT_HELP = "if another command is writing the work directory, wait for it instead of stopping"
 
 
 class Parser(argparse.ArgumentParser):
@@ -461,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--distribute", choices=["none", "mirrored", "multiworker"], default="none",
                        help="tf.distribute strategy: several GPUs (mirrored) or machines (multiworker)")
     train.add_argument("--workdir", required=True)
+    train.add_argument("--wait", action="store_true", help=WAIT_HELP)
     train.set_defaults(run=_train)
 
     table = command("table", "build, show, validate or calibrate a latency table")
@@ -484,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = command("search", "find the most accurate subnet under latency budgets")
     search.add_argument("--workdir", required=True)
+    search.add_argument("--wait", action="store_true", help=WAIT_HELP)
     search.add_argument("--device", nargs="+", required=True)
     search.add_argument("--budget-ms", nargs="+", type=POSITIVE, required=True)
     _search_options(search)
@@ -512,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     proxies = command("proxies", "rank zero-cost proxies (SNIP, synflow, NASWOT) against the supernet's evaluations")
     proxies.add_argument("--workdir", required=True)
+    proxies.add_argument("--wait", action="store_true", help=WAIT_HELP)
     proxies.add_argument("--n", type=_number(int, 10, False), default=100, help="evaluated subnets to score")
     proxies.add_argument("--data", help="the training data, if the work directory does not record it")
     proxies.add_argument("--seed", type=COUNT, default=0)
@@ -519,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pareto = command("pareto", "plot accuracy against predicted latency, per device, to PNG")
     pareto.add_argument("--workdir", required=True)
+    pareto.add_argument("--wait", action="store_true", help=WAIT_HELP)
     pareto.add_argument("--device", nargs="+", required=True)
     pareto.add_argument("--table", nargs="+")
     pareto.add_argument("--diverse", type=_number(int, 2, False), metavar="K",
@@ -535,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--device", nargs="+", required=True)
     make.add_argument("--budget-ms", nargs="+", type=POSITIVE, required=True)
     make.add_argument("--workdir", required=True)
+    make.add_argument("--wait", action="store_true", help=WAIT_HELP)
     _space_option(make)
     _resize_option(make)
     _recipe_options(make)
@@ -547,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = command("export", "QAT, int8 conversion, parity and latency checks, bundle")
     export.add_argument("--workdir", required=True)
+    export.add_argument("--wait", action="store_true", help=WAIT_HELP)
     export.add_argument("--subnet", required=True, help="a `factory search` result or a SubnetConfig JSON")
     export.add_argument("--device", required=True)
     export.add_argument("--budget-ms", type=POSITIVE, help="default: the search result's budget")

@@ -22,7 +22,7 @@ from factory.training.data import load_data
 from factory.training.portable.images import DEFAULT_RESIZE, check_data
 from factory.training.portable.recipe import TrainConfig
 from factory.training.train import train_supernet
-from factory.training.workdir import Workdir
+from factory.training.workdir import Workdir, writes_workdir
 from latency_tables.resolve import ensure_table
 from latency_tables.table import CALIBRATE_N
 
@@ -60,6 +60,7 @@ class StageClock:
         return doc
 
 
+@writes_workdir
 def make(data: str, profiles: list[DeviceProfile], budgets_ms: list[float], workdir: Workdir, *,
          space: SearchSpace, train: TrainConfig = TrainConfig(), search: SearchConfig = MAKE_SEARCH,
          export: ExportConfig = ExportConfig(), calibrate_n: int = CALIBRATE_N,

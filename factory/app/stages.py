@@ -24,7 +24,7 @@ from factory.search.predictor import AccuracyPredictor, fit_predictor
 from factory.search.gradient import GradientConfig, gradient_search
 from factory.search.strategies import Constraints, SearchConfig, check_budgets, constraint_test, feasibility, search
 from factory.training.data import ImageData, make_dataset, normalize
-from factory.training.workdir import Workdir
+from factory.training.workdir import Workdir, writes_workdir
 from latency_tables.memory import MemoryModel
 from latency_tables.table import LatencyTable
 
@@ -47,6 +47,7 @@ def ensure_predictor(workdir: Workdir, supernet, data, n_eval: int, seed: int = 
     return predictor, results
 
 
+@writes_workdir
 def diverse_workdir(workdir: Workdir, table: LatencyTable, k: int, *, data: str | None = None,
                     config: SearchConfig = SearchConfig(), diverse: DiverseConfig = DiverseConfig()) -> list[dict]:
     """A diverse Pareto set of ``k`` subnets on ``table``'s device (``factory.search.diverse``), written to the work
@@ -128,6 +129,7 @@ def int8_recheck(supernet, checked: list[tuple[float, float, SubnetConfig]], ima
     return sorted(rows, key=lambda r: (-r["int8_val_accuracy"], -r["val_accuracy"]))
 
 
+@writes_workdir
 def proxies_workdir(workdir: Workdir, n: int, *, data: str | None = None, seed: int = 0, verbose: int = 1) -> dict:
     """Zero-cost proxies (``factory.search.proxies``) of ``n`` subnets the work directory evaluated, on a supernet of
     its space at initialisation (plain init: no zero-initialised residual branches), against those evaluations;
@@ -179,6 +181,7 @@ def search_budget(table: LatencyTable, budget_ms: float) -> float:
     return max(budget_ms / (1 + table.margin), table.fastest_ms())
 
 
+@writes_workdir
 def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms: list[float], *,
                    data: str | None = None, config: SearchConfig = SearchConfig(), reuse: bool = False,
                    search_budgets: dict | None = None, verbose: int = 1) -> list[dict]:
@@ -244,6 +247,7 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
     return results
 
 
+@writes_workdir
 def export_workdir(workdir: Workdir, subnet: SubnetConfig, profile: DeviceProfile, table: LatencyTable,
                    out: str | Path, *, budget_ms: float | None = None, config: ExportConfig = ExportConfig(),
                    data: str | None = None, tries: list[dict] = (), verbose: int = 2) -> dict:
@@ -256,6 +260,7 @@ def export_workdir(workdir: Workdir, subnet: SubnetConfig, profile: DeviceProfil
                          verbose=verbose)
 
 
+@writes_workdir
 def export_within_budget(workdir: Workdir, result: dict, profile: DeviceProfile, tables: dict[str, LatencyTable],
                          out: str | Path, *, config: ExportConfig = ExportConfig(), search: SearchConfig = SearchConfig(),
                          data: str | None = None, verbose: int = 2) -> dict:

@@ -106,9 +106,9 @@ def head(x, space: SearchSpace, num_classes: int):
 
 
 def extract(supernet, subnet: SubnetConfig, name: str = "subnet", fold_gate: bool = False) -> keras.Model:
-    """The subnet with the supernet's weights (recalibrate its batch norm first). A supernet with frozen statistics
-    gives a model whose batch norms are frozen too (``trainable=False``: Keras then runs them in inference mode), so
-    fine-tuning it keeps them."""
+    """The subnet with the supernet's weights (recalibrate its batch norm first). A supernet with anchored statistics
+    gives a model whose batch norms are frozen (``trainable=False``: Keras then runs them in inference mode), so
+    fine-tuning it keeps the statistics its recalibration set."""
     space = supernet.space
     model = build_subnet_model(space, subnet, supernet.num_classes, name=name, fold_gate=fold_gate)
     layer = model.get_layer
@@ -135,7 +135,7 @@ def extract(supernet, subnet: SubnetConfig, name: str = "subnet", fold_gate: boo
     if space.feature_channels:
         layer("features").set_weights(supernet.features.get_weights())
     layer("classifier").set_weights(supernet.classifier.get_weights())
-    if supernet.frozen_statistics:
+    if supernet.anchored_statistics:
         for bn in model.layers:
             if isinstance(bn, keras.layers.BatchNormalization):
                 bn.trainable = False

@@ -31,13 +31,21 @@ class ElasticBatchNorm(keras.layers.Layer):
     ``1/(i+1)`` on its i-th batch, which makes them the exact average over the calibration
     batches (OFA). Supernet training passes none: statistics accumulated over a mix of
     subnets fit none of them, and every subnet is recalibrated before it is used.
+
+    ``anchored`` layers also hold a pretrained network's statistics (``anchor_*``), which fit its features better
+    than any re-estimate on a few hundred of the user's photos. A subnet is normalised with them shifted by what its
+    own architecture changes: the difference between its batch statistics and the reference network's on the same
+    images (``reference_*``, recorded by the reference's pass with ``anchor="reference"``; ``anchor="delta"``
+    applies them). The reference itself is normalised with the anchor exactly.
     """
 
-    def __init__(self, channels: int, epsilon: float = 1e-3, zero_gamma: bool = False, **kwargs):
+    def __init__(self, channels: int, epsilon: float = 1e-3, zero_gamma: bool = False, anchored: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.channels = channels
         self.epsilon = epsilon
         self.zero_gamma = zero_gamma
+        self.anchored = anchored
 
     def build(self, input_shape=None):
         c = (self.channels,)
@@ -45,13 +53,46 @@ class ElasticBatchNorm(keras.layers.Layer):
         self.beta = self.add_weight("beta", c, initializer="zeros")
         self.moving_mean = self.add_weight("moving_mean", c, initializer="zeros", **_ON_READ)
         self.moving_variance = self.add_weight("moving_variance", c, initializer="ones", **_ON_READ)
+        if self.anchored:
+            self.anchor_mean = self.add_weight("anchor_mean", c, initializer="zeros", **_ON_READ)
+            self.anchor_variance = self.add_weight("anchor_variance", c, initializer="ones", **_ON_READ)
+            self.reference_mean = self.add_weight("reference_mean", c, initializer="zeros", **_ON_READ)
+            self.reference_variance = self.add_weight("reference_variance", c, initializer="ones", **_ON_READ)
         super().build(input_shape)
 
+    def _shifted(self, c, mean, variance):
+        """The anchor moved by a subnet's statistics relative to the reference's (additive mean, variance ratio)."""
+        ref_mean, ref_var = (tf.stop_gradient(v[:c]) for v in (self.reference_mean, self.reference_variance))
+        return (self.anchor_mean[:c] + mean - ref_mean,
+                self.anchor_variance[:c] * (variance + self.epsilon) / (ref_var + self.epsilon))
+
+    def anchor_moving_statistics(self):
+        """Turn moving statistics just re-estimated for a subnet into the anchor shifted by them."""
+        mean, variance = self._shifted(self.channels, self.moving_mean, self.moving_variance)
+        self.moving_mean.assign(mean)
+        self.moving_variance.assign(variance)
+
+    def keep_as_reference(self) -> tuple[np.ndarray, np.ndarray]:
+        """The moving statistics just re-estimated for the reference, recorded as its statistics (and returned)."""
+        self.set_reference((self.moving_mean.numpy(), self.moving_variance.numpy()))
+        return self.reference_mean.numpy(), self.reference_variance.numpy()
+
+    def set_reference(self, statistics):
+        self.reference_mean.assign(statistics[0])
+        self.reference_variance.assign(statistics[1])
+
     @tf.autograph.experimental.do_not_convert
-    def call(self, x, channels=None, training=False, rate=None):
+    def call(self, x, channels=None, training=False, rate=None, anchor=None):
         c = self.channels if channels is None else channels
         gamma, beta = self.gamma[:c], self.beta[:c]
-        if training:
+        if anchor == "reference":
+            batch_mean, batch_var = tf.nn.moments(tf.stop_gradient(x), axes=[0, 1, 2])
+            for var, batch in ((self.reference_mean, batch_mean), (self.reference_variance, batch_var)):
+                var.assign(tf.concat([batch, var[c:]], axis=0))
+            mean, variance = self.anchor_mean[:c], self.anchor_variance[:c]
+        elif anchor == "delta":
+            mean, variance = self._shifted(c, *tf.nn.moments(x, axes=[0, 1, 2]))
+        elif training:
             mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
             if rate is not None:
                 for var, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
@@ -68,7 +109,7 @@ class ElasticBatchNorm(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "epsilon": self.epsilon,
-                "zero_gamma": self.zero_gamma}
+                "zero_gamma": self.zero_gamma, "anchored": self.anchored}
 
 
 @keras.saving.register_keras_serializable(package="factory")
@@ -76,11 +117,12 @@ class ConvBN(keras.layers.Layer):
     """A fixed-width convolution, batch norm and activation (the stem and the head)."""
 
     def __init__(self, in_channels: int, filters: int, kernel_size: int = 1, stride: int = 1,
-                 activation: str = "hard_swish", **kwargs):
+                 activation: str = "hard_swish", anchored: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.in_channels, self.filters = in_channels, filters
         self.kernel_size, self.stride, self.activation = kernel_size, stride, activation
-        self.bn = ElasticBatchNorm(filters, name="bn")
+        self.anchored = anchored
+        self.bn = ElasticBatchNorm(filters, anchored=anchored, name="bn")
 
     def build(self, input_shape=None):
         k = self.kernel_size
@@ -90,13 +132,14 @@ class ConvBN(keras.layers.Layer):
         super().build(input_shape)
 
     @tf.autograph.experimental.do_not_convert
-    def call(self, x, training=False, rate=None):
-        x = self.bn(_conv(x, self.kernel, self.stride), training=training, rate=rate)
+    def call(self, x, training=False, rate=None, anchor=None):
+        x = self.bn(_conv(x, self.kernel, self.stride), training=training, rate=rate, anchor=anchor)
         return activations.get(self.activation)(x)
 
     def get_config(self):
         return {**super().get_config(), "in_channels": self.in_channels, "filters": self.filters,
-                "kernel_size": self.kernel_size, "stride": self.stride, "activation": self.activation}
+                "kernel_size": self.kernel_size, "stride": self.stride, "activation": self.activation,
+                "anchored": self.anchored}
 
 
 @keras.saving.register_keras_serializable(package="factory")
@@ -107,13 +150,13 @@ class StemBlock(keras.layers.Layer):
     Every subnet runs it whole: it holds no elastic choice, so it is the same block at every resolution."""
 
     def __init__(self, channels: int, zero_init_residual: bool = True, out_channels: int | None = None,
-                 activation: str = "relu", **kwargs):
+                 activation: str = "relu", anchored: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.channels, self.zero_init_residual = channels, zero_init_residual
-        self.out_channels, self.activation = out_channels or channels, activation
-        self.depthwise_bn = ElasticBatchNorm(channels, name="depthwise_bn")
+        self.out_channels, self.activation, self.anchored = out_channels or channels, activation, anchored
+        self.depthwise_bn = ElasticBatchNorm(channels, anchored=anchored, name="depthwise_bn")
         self.project_bn = ElasticBatchNorm(self.out_channels, zero_gamma=zero_init_residual and self.residual,
-                                           name="project_bn")
+                                           anchored=anchored, name="project_bn")
 
     @property
     def residual(self) -> bool:
@@ -128,10 +171,10 @@ class StemBlock(keras.layers.Layer):
         super().build(input_shape)
 
     @tf.autograph.experimental.do_not_convert
-    def call(self, x, training=False, rate=None):
+    def call(self, x, training=False, rate=None, anchor=None):
         h = tf.nn.depthwise_conv2d(x, self.depthwise_kernel, strides=[1, 1, 1, 1], padding="SAME")
-        h = activations.get(self.activation)(self.depthwise_bn(h, training=training, rate=rate))
-        h = self.project_bn(_conv(h, self.project_kernel), training=training, rate=rate)
+        h = activations.get(self.activation)(self.depthwise_bn(h, training=training, rate=rate, anchor=anchor))
+        h = self.project_bn(_conv(h, self.project_kernel), training=training, rate=rate, anchor=anchor)
         return x + h if self.residual else h
 
     def export(self) -> dict[str, list[np.ndarray]]:
@@ -141,7 +184,7 @@ class StemBlock(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "zero_init_residual": self.zero_init_residual,
-                "out_channels": self.out_channels, "activation": self.activation}
+                "out_channels": self.out_channels, "activation": self.activation, "anchored": self.anchored}
 
 
 @keras.saving.register_keras_serializable(package="factory")
@@ -161,7 +204,7 @@ class ElasticMBConv(keras.layers.Layer):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, activation: str,
                  se: bool, kernel_sizes, expand_ratios, se_channels, zero_init_residual: bool = True,
-                 **kwargs):
+                 anchored: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.activation, self.se = activation, se
@@ -170,10 +213,11 @@ class ElasticMBConv(keras.layers.Layer):
         self.se_channels = tuple(int(c) for c in se_channels)  # per expand ratio
         self.zero_init_residual = zero_init_residual
         self.max_hidden = in_channels * self.expand_ratios[-1]
-        self.expand_bn = ElasticBatchNorm(self.max_hidden, name="expand_bn")
-        self.depthwise_bn = ElasticBatchNorm(self.max_hidden, name="depthwise_bn")
+        self.anchored = anchored
+        self.expand_bn = ElasticBatchNorm(self.max_hidden, anchored=anchored, name="expand_bn")
+        self.depthwise_bn = ElasticBatchNorm(self.max_hidden, anchored=anchored, name="depthwise_bn")
         self.project_bn = ElasticBatchNorm(
-            out_channels, zero_gamma=zero_init_residual and self.residual, name="project_bn")
+            out_channels, zero_gamma=zero_init_residual and self.residual, anchored=anchored, name="project_bn")
 
     @property
     def residual(self) -> bool:
@@ -235,23 +279,23 @@ class ElasticMBConv(keras.layers.Layer):
 
     # ---------------------------------------------------------------- call
     @tf.autograph.experimental.do_not_convert
-    def call(self, x, kernel_size, expand_ratio, training=False, rate=None):
+    def call(self, x, kernel_size, expand_ratio, training=False, rate=None, anchor=None):
         act = activations.get(self.activation)
         e_index = tf.argmax(tf.cast(tf.equal(tf.constant(self.expand_ratios), expand_ratio), tf.int32),
                             output_type=tf.int32)
         hidden = self.in_channels * expand_ratio
         h = _conv(x, self.expand_kernel[:, :, :, :hidden])
-        h = act(self.expand_bn(h, hidden, training=training, rate=rate))
+        h = act(self.expand_bn(h, hidden, training=training, rate=rate, anchor=anchor))
         dw = self.depthwise_for(kernel_size)[:, :, :hidden, :]
         h = tf.nn.depthwise_conv2d(h, dw, strides=[1, self.stride, self.stride, 1], padding="SAME")
-        h = act(self.depthwise_bn(h, hidden, training=training, rate=rate))
+        h = act(self.depthwise_bn(h, hidden, training=training, rate=rate, anchor=anchor))
         if self.se:
             mid = tf.gather(tf.constant(self.se_channels), e_index)
             s = tf.reduce_mean(h, axis=[1, 2], keepdims=True)
             s = tf.nn.relu(_conv(s, self.se_reduce_kernel[:, :, :hidden, :mid]) + self.se_reduce_bias[:mid])
             s = _conv(s, self.se_expand_kernel[:, :, :mid, :hidden]) + self.se_expand_bias[:hidden]
             h = h * activations.hard_sigmoid(s)
-        h = self.project_bn(_conv(h, self.project_kernel[:, :, :hidden, :]), training=training, rate=rate)
+        h = self.project_bn(_conv(h, self.project_kernel[:, :, :hidden, :]), training=training, rate=rate, anchor=anchor)
         return h + x if self.residual else h
 
     # -------------------------------------------------------------- export
@@ -279,7 +323,7 @@ class ElasticMBConv(keras.layers.Layer):
         """(variable, axis) pairs indexed by the hidden channels."""
         targets = [(self.expand_kernel, 3), (self.depthwise_kernel, 2), (self.project_kernel, 2)]
         for bn in (self.expand_bn, self.depthwise_bn):
-            targets += [(v, 0) for v in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)]
+            targets += [(v, 0) for v in bn.weights]  # scale, offset and every kind of statistics it holds
         if self.se:
             targets += [(self.se_reduce_kernel, 2), (self.se_expand_kernel, 3), (self.se_expand_bias, 0)]
         return targets
@@ -299,4 +343,4 @@ class ElasticMBConv(keras.layers.Layer):
                 "out_channels": self.out_channels, "stride": self.stride,
                 "activation": self.activation, "se": self.se, "kernel_sizes": self.kernel_sizes,
                 "expand_ratios": self.expand_ratios, "se_channels": self.se_channels,
-                "zero_init_residual": self.zero_init_residual}
+                "zero_init_residual": self.zero_init_residual, "anchored": self.anchored}

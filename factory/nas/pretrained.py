@@ -193,6 +193,8 @@ def load_into_supernet(supernet, weights: PretrainedWeights, classifier: bool = 
         if identity:  # the block adds nothing to its residual until training moves these
             gamma, beta = np.zeros_like(gamma), np.zeros_like(beta)
         put((bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance), (gamma, beta, mean, variance))
+        if bn.anchored:
+            put((bn.anchor_mean, bn.anchor_variance), (mean, variance))
 
     def put_block(block, p, identity=False):
         put((block.expand_kernel,), layers[f"{p}_expand"])

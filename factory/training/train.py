@@ -14,7 +14,7 @@ from factory.core.errors import FactoryError
 from factory.training.portable.recipe import TrainConfig, epochs_for, loss, make_optimizer, recalibrate_batch_norm
 from factory.nas.space import SearchSpace, SubnetConfig
 from factory.nas.supernet import Supernet
-from factory.training.workdir import Workdir, transfer_source
+from factory.training.workdir import Workdir, transfer_source, writes_workdir
 
 
 class SortChannels(keras.callbacks.Callback):
@@ -94,9 +94,10 @@ def build_supernet(space: SearchSpace, num_classes: int, config: TrainConfig) ->
     return Supernet(space, num_classes, n_random=config.n_random,
                     label_smoothing=config.label_smoothing,
                     zero_init_residual=config.zero_init_residual, seed=config.seed,
-                    frozen_statistics=bool(config.pretrained))
+                    anchored_statistics=bool(config.pretrained))
 
 
+@writes_workdir
 def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
                    config: TrainConfig = TrainConfig(), *, strategy=None, callbacks=(),
                    verbose: int | None = None) -> Supernet:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from factory.core.errors import FactoryError
+from factory.core.lock import command_line, hold
 from factory.core.files import read_json, write_json
 from factory.nas.space import SearchSpace, SubnetConfig, load_space, space_document
 from factory.training.portable.images import DEFAULT_RESIZE
@@ -34,14 +36,20 @@ class Workdir:
         pareto__DEVICE.png       accuracy against predicted latency
         diverse__DEVICE.json/.png    a diverse Pareto set (``factory pareto --diverse K``)
         factory.log              the last command's native logging (and a bug's traceback)
+        .lock                    held by the one process writing here (its PID, host and command)
 
     Checks that need no TensorFlow (``check_trained``) stay cheap: the supernet and the data
     are imported only when loaded.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, wait: bool = False):
         self.path = Path(path).expanduser()
+        self.wait = wait  # a writer queues behind another instead of being refused
         self._supernet = None  # loaded (or trained) once per Workdir: its traced functions are reused by later stages
+
+    def writing(self):
+        """Hold the directory's lock while writing it (``factory.core.lock``): a second writer is refused, or waits."""
+        return hold(self.path, command_line(), self.wait)
 
     def __repr__(self) -> str:
         return f"Workdir({str(self.path)!r})"
@@ -210,6 +218,18 @@ class Workdir:
             write_json(tmp / "config.json", supernet.get_config())
         write_json(self.training_file, record)
         self._supernet = supernet
+
+
+def writes_workdir(function):
+    """Run ``function`` holding the lock of the ``Workdir`` among its arguments: the Python API takes the lock the
+    CLI's commands take."""
+    @functools.wraps(function)
+    def locked(*args, **kwargs):
+        workdir = kwargs.get("workdir") or next(a for a in args if isinstance(a, Workdir))
+        with workdir.writing():
+            return function(*args, **kwargs)
+
+    return locked
 
 
 def transfer_source(path: str | Path, space: SearchSpace | None = None) -> Workdir:
