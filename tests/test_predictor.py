@@ -60,3 +60,30 @@ def test_mlp_predictor_round_trips(tmp_path):
     predictor.save(tmp_path / "mlp")
     again = AccuracyPredictor.load(tmp_path / "mlp", TINY)
     np.testing.assert_allclose(again.predict_encoded(enc), predictor.predict_encoded(enc), atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_predictions_stay_accuracies_near_the_ceiling(seed):
+    """Subnets scored near 100% on a small validation split (digits: 144 images) once made a linear fit predict
+    108%; fitted in logit space, every prediction of any subnet is within 0 and 1."""
+    enc, acc = synthetic(DEFAULT, 120, seed)
+    acc = np.clip(acc + 0.32, 0, 1)  # a fifth at exactly 100%, as on an easy small split
+    predictor = fit_predictor(DEFAULT, enc, acc, epochs=30)
+    rng = np.random.default_rng(seed)
+    probe = np.stack([DEFAULT.encode(SubnetConfig.random(DEFAULT, int(s))) for s in rng.integers(0, 10**9, 500)] +
+                     [DEFAULT.encode(SubnetConfig.largest(DEFAULT)), DEFAULT.encode(SubnetConfig.smallest(DEFAULT))])
+    predicted = predictor.predict_encoded(probe)
+    assert predicted.min() >= 0 and predicted.max() <= 1
+    assert np.corrcoef(predictor.predict_encoded(enc), acc)[0, 1] > 0.8
+
+
+def test_a_predictor_saved_before_logits_still_predicts_what_it_was_fitted_to(tmp_path):
+    from sklearn.linear_model import Ridge
+
+    enc, acc = synthetic(TINY, 40, 3)
+    old = AccuracyPredictor(TINY, "ridge", Ridge().fit(one_hot_features(TINY, enc), acc), {"kept": "ridge"},
+                            target="accuracy")
+    old.save(tmp_path / "old")
+    again = AccuracyPredictor.load(tmp_path / "old", TINY)
+    assert again.target == "accuracy"
+    np.testing.assert_allclose(again.predict_encoded(enc), old.predict_encoded(enc), atol=1e-6)
