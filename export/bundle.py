@@ -260,10 +260,14 @@ def _parity(checks: dict) -> str:
     agreement = (f"at least {100 * checks['min_agreement']:g}% required; where its int8 scores tie, one of the tied "
                  "classes agreeing counts" if checks["min_agreement"] is not None else
                  "not gated: post-training int8 has no Keras model simulating it")
+    low, high = checks["drop_interval_95"]
+    a_low, a_high = checks["agreement_interval_95"]
     return (f"Parity: against the {checks['reference']} model, this model loses {checks['drop_points']:.2f} points "
-            f"(at most {checks['max_drop_points']:g} allowed; negative: it gains), and it agrees on top-1 with the "
-            f"Keras model it was converted from on {100 * checks['top1_agreement']:.2f}% of the test images "
-            f"({agreement}).")
+            f"(negative: it gains; 95% interval {low:.2f} to {high:.2f}, from the {checks['images_lost']} test images "
+            f"it gets wrong where the reference is right and the {checks['images_gained']} the other way round); at "
+            f"most {checks['max_drop_points']:g} allowed at 95% confidence: {checks['drop_verdict']}. It agrees on "
+            f"top-1 with the Keras model it was converted from on {100 * checks['top1_agreement']:.2f}% of the test "
+            f"images (95% interval {100 * a_low:.2f} to {100 * a_high:.2f}%; {agreement}).")
 
 
 def _memory_section(memory: dict | None) -> str:

@@ -92,5 +92,29 @@ def top1_agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((best_a & best_b).any(-1)))
 
 
+Z95 = 1.959964  # two-sided 95%
+
+
+def paired_drop(reference_hits: np.ndarray, shipped_hits: np.ndarray, z: float = Z95) -> dict:
+    """How many accuracy points the shipped model loses against the reference on the same images, with a 95%
+    interval from the images on which exactly one of them is right (McNemar's pairs): a difference of a few images
+    where an unsure model changes its mind is noise, the same difference on a large split is not."""
+    ref, shipped = np.asarray(reference_hits, bool), np.asarray(shipped_hits, bool)
+    n = len(ref)
+    lost, gained = int(np.sum(ref & ~shipped)), int(np.sum(~ref & shipped))
+    drop = (lost - gained) / n
+    spread = z * np.sqrt(max(lost + gained - (lost - gained) ** 2 / n, 0.0)) / n
+    return {"points": 100 * drop, "low": 100 * (drop - spread), "high": 100 * (drop + spread), "images": n,
+            "lost": lost, "gained": gained}
+
+
+def proportion_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson's 95% interval of a share of ``k`` in ``n``."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def keras_accuracy(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
     return float(np.mean(keras_labels(model, images, batch_size) == labels))

@@ -30,7 +30,7 @@ from export.bundle import classifier_metadata, count_macs, snippets, write_bundl
 from export.finetune import fine_tune
 from export.metadata import embed
 from export.onnx import onnx_check, to_onnx
-from export.parity import keras_labels, keras_predict, pixel_shift, quantization, tflite_labels, tflite_predict, \
+from export.parity import keras_labels, paired_drop, proportion_interval, keras_predict, pixel_shift, quantization, tflite_labels, tflite_predict, \
     top1_agreement
 from export.quantize import dequantized, float_operators, io_operators, operator_report, pin_input_range, \
     quantize_model, wrapped
@@ -56,8 +56,17 @@ def with_softmax(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, keras.layers.Softmax(name="probabilities")(model.output), name=model.name)
 
 
-def _accuracy(predicted, labels) -> float:
-    return float(np.mean(predicted == labels))
+class Scores(dict):
+    """Test accuracy by model name, and which test images each model gets right (what the gate compares)."""
+
+    def __init__(self):
+        super().__init__()
+        self.hits: dict[str, np.ndarray] = {}
+
+    def add(self, name: str, predicted, labels) -> float:
+        self.hits[name] = np.asarray(predicted) == np.asarray(labels)
+        self[name] = float(np.mean(self.hits[name]))
+        return self[name]
 
 
 class OverBudgetError(FactoryError):
@@ -87,7 +96,7 @@ def _int8(model, classifier, local, ptq: bytes, representative, teacher, config:
     figures, which it adds to ``accuracy``."""
     x_test, y_test = local.x_test, local.y_test
     content = ptq
-    accuracy["ptq_int8"] = _accuracy(tflite_labels(content, x_test), y_test)
+    accuracy.add("ptq_int8", tflite_labels(content, x_test), y_test)
     if config.qat_epochs < 1:
         print(f"float {100 * accuracy['float']:.2f}%, post-training int8 {100 * accuracy['ptq_int8']:.2f}% "
               "(no quantization-aware fine-tuning)", flush=True)
@@ -103,7 +112,7 @@ def _int8(model, classifier, local, ptq: bytes, representative, teacher, config:
                                teacher=teacher, seed=config.seed, verbose=verbose)
         content = convert(converted, "int8", representative, config.io)
         twin = dequantized(converted, model)
-        accuracy["float_finetuned"] = _accuracy(keras_labels(twin, x_test), y_test)
+        accuracy.add("float_finetuned", keras_labels(twin, x_test), y_test)
         names = ("qat_int8", "float_finetuned")
     floats = float_operators(content)
     if floats and not config.allow_float_ops:
@@ -131,26 +140,39 @@ def _check_input(content: bytes, io: str):
                            f"{detail['zero_point']}, not as pixels: a bug in the factory, please report it")
 
 
-def parity(accuracy: dict, reference: str, shipped: str, agreement: float, config: ExportConfig) -> dict:
-    """The gate: the shipped model within ``max_drop_points`` of ``reference`` and agreeing with the
-    Keras model it was converted from on at least ``min_agreement`` of the test images.
+def parity(accuracy: Scores, reference: str, shipped: str, agreement: float, config: ExportConfig) -> dict:
+    """The gate, judged with statistics on the test images: the shipped model is refused when its loss against
+    ``reference`` exceeds ``max_drop_points`` at 95% confidence (the low end of the paired interval is over it), or
+    when its top-1 agreement with the Keras model it was converted from is under ``min_agreement`` at 95% confidence
+    (the high end of Wilson's interval is under it). Verdicts, estimates and intervals go to the card.
 
     Post-training int8 has no Keras model that simulates it: its agreement with the float
     model is quantization's own effect, so it is reported, and only the drop is gated."""
-    drop = 100 * (accuracy[reference] - accuracy[shipped])
+    drop = paired_drop(accuracy.hits[reference], accuracy.hits[shipped])
+    n = drop["images"]
+    low, high = proportion_interval(round(agreement * n), n)
     figures = ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy.items() if isinstance(v, float))
-    if drop > config.max_drop_points:
-        raise FactoryError(f"the {shipped} model loses {drop:.2f} points against {reference} ({figures}), more than "
-                           f"{config.max_drop_points:g}: fine-tune longer (--qat-epochs) or allow more (--max-drop)")
+    loss = (f"{drop['points']:.2f} points (95% interval {drop['low']:.2f} to {drop['high']:.2f}: {drop['lost']} "
+            f"images lost, {drop['gained']} gained, of {n})")
+    if drop["low"] > config.max_drop_points:
+        raise FactoryError(f"the {shipped} model loses {loss} against {reference} ({figures}): more than "
+                           f"{config.max_drop_points:g} at 95% confidence; fine-tune longer (--qat-epochs) or allow "
+                           "more (--max-drop)")
     gated = shipped != "ptq_int8"
-    if gated and agreement < config.min_agreement:
+    if gated and high < config.min_agreement:
         raise FactoryError(f"the .tflite agrees with its Keras model on only {100 * agreement:.2f}% of the test "
-                           f"images ({figures}), under {100 * config.min_agreement:g}%: if {shipped} and the Keras "
-                           "model score alike, the disagreements are close calls of an unsure model (train longer, or "
-                           "lower --min-agreement to ship it); if not, the conversion changed the model: report it "
-                           "with the subnet")
-    return {"reference": reference, "shipped": shipped, "drop_points": drop, "max_drop_points": config.max_drop_points,
-            "top1_agreement": agreement, "min_agreement": config.min_agreement if gated else None}
+                           f"images (95% interval {100 * low:.2f} to {100 * high:.2f}%; {figures}), under "
+                           f"{100 * config.min_agreement:g}% at 95% confidence: if {shipped} and the Keras model score "
+                           "alike, the disagreements are close calls of an unsure model (train longer, or lower "
+                           "--min-agreement to ship it); if not, the conversion changed the model: report it with the "
+                           "subnet")
+    return {"reference": reference, "shipped": shipped, "drop_points": drop["points"],
+            "drop_interval_95": [drop["low"], drop["high"]], "images_lost": drop["lost"],
+            "images_gained": drop["gained"], "max_drop_points": config.max_drop_points,
+            "drop_verdict": "within the tolerance at 95% confidence" if drop["high"] <= config.max_drop_points else
+            "passed: not shown to exceed the tolerance at 95% confidence",
+            "top1_agreement": agreement, "agreement_interval_95": [low, high],
+            "min_agreement": config.min_agreement if gated else None}
 
 
 def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, profile: DeviceProfile,
@@ -190,7 +212,8 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
     local = dataclasses.replace(source.resized(subnet.resolution), x_test=source.test_images(subnet.resolution))
     x_test, y_test = local.x_test, local.y_test
     representative = pinned(normalize(local.x_train[:config.representative_images]).numpy())
-    accuracy = {"float": _accuracy(keras_labels(model, x_test), y_test)}
+    accuracy = Scores()
+    accuracy.add("float", keras_labels(model, x_test), y_test)
     predicted = latency_table.predict(subnet)
     enforce = budget_ms is not None and not config.allow_over_budget
     fine_tune_next = precision == "int8" and config.qat_epochs > 0  # then the first conversion is never shipped
@@ -213,9 +236,9 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
                     {"labels.txt": ("\n".join(source.class_names) + "\n").encode()})
     outputs, converted_outputs = tflite_predict(content, x_test), keras_predict(converted, x_test)
     predicted_labels = outputs.argmax(-1)
-    accuracy[shipped] = _accuracy(predicted_labels, y_test)
+    accuracy.add(shipped, predicted_labels, y_test)
     if shipped == "qat_int8":
-        accuracy["qat_keras"] = _accuracy(converted_outputs.argmax(-1), y_test)
+        accuracy.add("qat_keras", converted_outputs.argmax(-1), y_test)
     checks = parity(accuracy, reference, shipped, top1_agreement(outputs, converted_outputs), config)
     figures = ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy.items())
     print(f"parity on {len(y_test)} test images: {figures}; .tflite and Keras agree on "
