@@ -9,6 +9,7 @@ stopped; entries whose coefficient of variation is too wide are measured again.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from devices.hardware import check_same_hardware
@@ -21,6 +22,9 @@ from factory.core.files import read_json, write_json
 from factory.nas.space import BlockSpec, SearchSpace
 from latency_tables.blocks import LayerKey, all_layers
 from latency_tables.table import FORMAT, check_compatible, new_table
+
+
+ESTIMATE_AFTER = 5  # layers timed before the build says how long it will take
 
 
 def layer_model(space: SearchSpace, key: LayerKey) -> keras.Model:
@@ -90,13 +94,18 @@ def build_table(space: SearchSpace, profile: DeviceProfile, path: str | Path,
             timing, _ = _measure(runner, convert_for_timing(overhead_model(keys[0]), profile.precision), max_cv, retries)
             doc["overhead"] = _entry(timing)
             write_json(path, doc)
-        models = {}
-        for key in todo:
+        models, start = {}, time.perf_counter()
+        for done, key in enumerate(todo, start=1):
             models[key.id] = convert_for_timing(layer_model(space, key), profile.precision)
             timing, tries = _measure(runner, models[key.id], max_cv, retries)
             doc["entries"][key.id] = {**_entry(timing), "remeasured": tries, "passes": 1}
             write_json(path, doc)
             progress.add(1)
+            if verbose and done == ESTIMATE_AFTER and len(todo) > 2 * ESTIMATE_AFTER:
+                each = (time.perf_counter() - start) / done
+                left = each * (len(todo) - done) + each * 0.3 * len(keys) * (passes - 1)  # later passes only measure
+                print(f"\nabout {each:.1f} s a layer on this device: about {left / 60:.0f} min left for this table",
+                      flush=True)
         for done in range(1, passes):
             again = [k for k in keys if doc["entries"][k.id].get("passes", 1) <= done]
             if verbose and again:

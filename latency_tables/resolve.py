@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devices.hardware import describe, host_hardware
 from devices.profile import DeviceProfile
 from factory.core.errors import FactoryError
 from factory.core.files import read_json
 from factory.nas.space import SearchSpace
+from latency_tables.blocks import all_layers
 from latency_tables.builder import build_table
 from latency_tables.table import CALIBRATE_N, MIN_CALIBRATION, LatencyTable, default_table_path
 from latency_tables.validate import calibrate_table
@@ -38,9 +40,14 @@ def ensure_table(space: SearchSpace, profile: DeviceProfile, path: Path, calibra
             print(f"{profile.name}: shipped latency table {shipped}")
             return table
         except FactoryError as exc:
-            print(f"{profile.name}: not using the shipped table: {exc}")
+            recorded, here = read_json(shipped).get("hardware"), host_hardware()
+            reason = (f"it was measured on {describe(recorded)}, not on this {describe(here)}"
+                      if profile.runner == "host" and recorded != here else str(exc))
+            print(f"{profile.name}: not using the shipped table {shipped.name}: {reason}")
     if not (path.exists() and read_json(path).get("complete")):
-        print(f"{profile.name}: measuring every layer of space {space.name} into {path}")
+        print(f"{profile.name}: measuring this device's own table first: {len(all_layers(space, num_classes))} layers "
+              f"of space {space.name} into {path}, then {calibrate_n} whole subnets to calibrate it (once per device; "
+              "an interrupted build resumes)")
         build_table(space, profile, path, num_classes=num_classes)
     table = LatencyTable.load(path, space, profile)
     if calibrate_n >= MIN_CALIBRATION and table.correction is None:

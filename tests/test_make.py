@@ -42,6 +42,7 @@ def made(tmp_path_factory):
     done = subprocess.run([sys.executable, "-m", "factory", *make, "--budget-ms", "1000"], capture_output=True,
                           text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "measuring this device's own table first" in done.stdout and "whole subnets to calibrate it" in done.stdout
     assert not NATIVE.search(done.stdout + done.stderr), NATIVE.search(done.stdout + done.stderr).group(0)
     assert "fully_quantize" in Workdir(workdir).log_file.read_text()  # the converter's chatter is in the log
     table = LatencyTable.load(Workdir(workdir).table_file(MICRO, "host-quick"), MICRO, load_profile(profile))
@@ -68,6 +69,7 @@ def test_make_writes_a_bundle_per_budget_and_skips_what_is_done(made, capsys, tm
     out = capsys.readouterr().out
     assert "already holds a trained supernet" in out and "host-quick__1000ms is already there" in out
     assert "not using the shipped table" in out and "was measured on Other CPU" in out
+    assert "factory table build" not in out  # make says what it does, not what another command would do
     assert f"latency table {Workdir(workdir).table_file(MICRO, 'host-quick')}" in out
     for b in (1000, budget):
         bundle = Workdir(workdir).bundle_dir("host-quick", b)
