@@ -90,6 +90,16 @@ def test_a_corrupt_photo_is_one_line_naming_it(tmp_path):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_photo_is_named_before_the_folder_is_judged_too_small_to_split(tmp_path, damage):
+    write_photos(tmp_path / "photos", n=1)  # a few images a class: too few to split
+    good = next((tmp_path / "photos" / "dog").glob("*.jpg")).read_bytes()
+    broken = b"\xff\xd8 not really" if damage == "garbage" else good[:len(good) // 2]
+    (tmp_path / "photos" / "dog" / "broken.jpg").write_bytes(broken)
+    with pytest.raises(FactoryError, match=r"broken\.jpg is not a decodable image"):
+        load_data(str(tmp_path / "photos"), image_size=16)
+
+
 def test_a_tenfold_imbalance_is_a_warning(tmp_path, capsys):
     for name, n in (("many", 40), ("few", 4)):
         (tmp_path / name).mkdir()

@@ -24,7 +24,7 @@ from factory.core.errors import FactoryError
 from factory.training.portable.augment import random_crop_flip
 from factory.training.portable.cache import ImageCache, decode_to_cache
 from factory.training.portable.images import (CIFAR10_CLASSES, DEFAULT_RESIZE, DIGITS_CLASSES, IMAGE_SUFFIXES, OFFSET,
-                                              SCALE, check_folder, class_warnings, common_size, decode_files,
+                                              SCALE, check_decodable, check_folder, class_warnings, common_size, decode_files,
                                               digits_images, folder_files, resize_images, split)
 
 
@@ -184,8 +184,10 @@ def load_folder(path: str | os.PathLike, *, image_size: int | None = None, resiz
         classes, files, y_train, skipped = folder_files(train_dir)
         _, test_files, y_test, skipped_test = folder_files(test_dir, classes)
         skipped += skipped_test
+        check_decodable(files + test_files)
     else:
         classes, all_files, y, skipped = folder_files(root)
+        check_decodable(all_files)
         train_idx, test_idx, y_train, y_test = split(np.arange(len(y)), y, test_fraction, seed)
         files, test_files = [all_files[i] for i in train_idx], [all_files[i] for i in test_idx]
     counts = np.bincount(y_train, minlength=len(classes)).tolist()
