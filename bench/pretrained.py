@@ -1,0 +1,179 @@
+"""Starting from ImageNet: the factory's bundles from the pretrained lite0 supernet against MediaPipe Model Maker's
+image-classifier recipe on the same EfficientNet-Lite0 weights, measured side by side on host-cpu-1t.
+
+    python -m bench.pretrained [--data ~/.cache/mmf/cifar10] [--per-class 100] [--resolutions 224 192 160 128]
+
+The data is ``bench.transfer``'s target: dog, frog, horse, ship and truck with ``--per-class`` training images each
+(the same seeded draw) and their whole CIFAR-10 test split. Model Maker's recipe: the frozen network's pooled
+features, dropout 0.2 and a softmax classifier with label smoothing 0.1 (trained here with Adam on the cached
+features, ``factory.training.teacher.fit_head``), then post-training int8 with uint8 input and probabilities out; one
+model per resolution. The factory: a pretrained supernet trained once per ``--starts`` (``teacher``: distilled from
+the frozen network; ``inplace``: from the largest subnet), then ``make`` at three budgets: the measured latency of
+Lite0 at 224 px (Model Maker's 224 px model in this run), half of it and a quarter. Every row says what it measured
+and how long each stage took; a rerun resumes from the results file and the work directories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import header, parse, provenance, run, save
+from bench.transfer import link_folders
+from devices.profile import load_profile
+from devices.runners import get_runner
+from export.config import ExportConfig
+from export.parity import tflite_labels
+from factory.core.errors import FactoryError
+from factory.core.files import read_json
+from factory.nas.pretrained import DEFAULT_PRETRAINED, load_pretrained
+from factory.nas.space import LITE0, SubnetConfig
+from factory.search.strategies import MAKE_SEARCH
+from factory.training.data import load_data, normalize
+from factory.training.portable.recipe import TrainConfig
+from factory.training.workdir import Workdir
+
+TITLE = "Starting from ImageNet: the factory against Model Maker's recipe"
+STARTS = {"teacher": True, "inplace": False}
+
+
+def model_maker(weights, data, resolution: int, runner) -> dict:
+    """Model Maker's recipe at one resolution: frozen features, softmax head, post-training int8 (uint8 in)."""
+    from factory.core.backend import keras
+    from factory.core.convert import convert
+    from factory.training.teacher import fit_head, teacher_model
+
+    start = time.time()
+    at = dataclasses.replace(weights, subnet=dataclasses.replace(weights.subnet, resolution=resolution))
+    local = data.resized(resolution)
+    head, val = fit_head(at, local, verbose=0)
+    logits = teacher_model(at, head)
+    classifier = keras.Model(logits.input, keras.layers.Softmax()(logits.output))
+    x_test = data.test_images(resolution)
+    float_accuracy = float(np.mean(np.argmax(classifier.predict(normalize(x_test).numpy(), batch_size=64, verbose=0),
+                                             -1) == data.y_test))
+    representative = normalize(local.x_train[:200]).numpy()
+    content = convert(classifier, "int8", representative, "uint8")
+    accuracy = float(np.mean(tflite_labels(content, x_test) == data.y_test))
+    timing = runner.measure(content)
+    return {"resolution": resolution, "val_accuracy": val, "float_accuracy": float_accuracy,
+            "int8_accuracy": accuracy, "measured_ms": timing.median_ms, "size_bytes": len(content),
+            "seconds": round(time.time() - start, 1)}
+
+
+def factory_rows(folder: Path, work: Path, start: str, budgets: list[float], profile, n_eval: int,
+                 epochs: int | None) -> dict:
+    """Train the pretrained supernet (once), then ``make`` at each budget: its bundles' figures and stage times."""
+    from factory.app.make import make
+
+    workdir = Workdir(work / start)
+    config = TrainConfig.from_pretrained(DEFAULT_PRETRAINED, teacher=STARTS[start],
+                                         **({"epochs": epochs} if epochs else {}))
+    rows = []
+    for budget in budgets:
+        began = time.time()
+        try:
+            [card] = make(str(folder), [profile], [budget], workdir, space=LITE0, train=config,
+                          search=dataclasses.replace(MAKE_SEARCH, n_eval=n_eval), export=ExportConfig())
+        except FactoryError as exc:
+            rows.append({"budget_ms": budget, "refused": str(exc)})
+            continue
+        acc, lat = card["accuracy"], card["latency"]
+        rows.append({"budget_ms": budget, "test_accuracy": acc[acc["shipped"]], "shipped": acc["shipped"],
+                     "float_accuracy": acc["float"], "measured_ms": lat["measured"]["median_ms"],
+                     "predicted_ms": lat["predicted_ms"], "size_bytes": card["size_bytes"],
+                     "subnet": card["subnet"], "seconds": round(time.time() - began, 1),
+                     "stages": read_json(workdir.timings_file)["stages"]})
+    training = workdir.training()
+    return {"teacher": STARTS[start], "epochs": training["epochs"], "train_seconds": training["seconds_this_run"],
+            "val_accuracy_recalibrated": training["val_accuracy_recalibrated"], "bundles": rows}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="~/.cache/mmf/cifar10", help="CIFAR-10 as train/<class>/, test/<class>/")
+    parser.add_argument("--work", default="runs/bench-pretrained")
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 192, 160, 128])
+    parser.add_argument("--starts", nargs="*", choices=list(STARTS), default=["teacher"])
+    parser.add_argument("--epochs", type=int, help="supernet epochs (default: the pretrained schedule's)")
+    parser.add_argument("--n-eval", type=int, default=MAKE_SEARCH.n_eval)
+    parser.add_argument("--out", default="bench/results/pretrained.json")
+    args = parse(parser, markdown, "model_maker")
+    if args is None:
+        return
+    profile = load_profile("host-cpu-1t")
+    work = Path(args.work).expanduser()
+    _, folder = link_folders(Path(args.data).expanduser(), work, args.per_class, args.seed)
+    out = Path(args.out)
+    doc = read_json(out) if out.exists() else {}
+    doc.update({**provenance(), "per_class": args.per_class, "device": profile.name})
+    weights = load_pretrained(DEFAULT_PRETRAINED)
+    data = load_data(str(folder), image_size=LITE0.resolutions[-1], seed=args.seed, cache=work / "cache")
+    doc["images"] = {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)}
+    done = {row["resolution"]: row for row in doc.get("model_maker", [])}
+    with get_runner(profile) as runner:
+        for resolution in args.resolutions:
+            if resolution not in done:
+                done[resolution] = model_maker(weights, data, resolution, runner)
+                doc["model_maker"] = [done[r] for r in sorted(done, reverse=True)]
+                save(out, doc, markdown)
+    lite0_ms = done[224]["measured_ms"]
+    budgets = [round(lite0_ms * f, 3) for f in (1.0, 0.5, 0.25)]
+    doc["budgets_ms"] = budgets
+    doc.setdefault("factory", {})
+    for start in args.starts:
+        doc["factory"][start] = factory_rows(folder, work, start, budgets, profile, args.n_eval, args.epochs)
+        save(out, doc, markdown)
+    transfer = Path("bench/results/transfer.json")
+    if transfer.exists():
+        doc["transfer"] = {k: v["bundle"] for k, v in read_json(transfer)["starts"].items()}
+    save(out, doc, markdown)
+
+
+def _best_within(model_maker: list[dict], budget: float) -> dict | None:
+    fits = [r for r in model_maker if r["measured_ms"] <= budget]
+    return max(fits, key=lambda r: r["int8_accuracy"]) if fits else None
+
+
+def markdown(doc: dict) -> str:
+    images = doc.get("images", {})
+    lines = [f"{header(doc)}. Dog, frog, horse, ship and truck, {doc['per_class']} training photos per class "
+             f"({images.get('train')} train, {images.get('val')} val, {images.get('test')} test), measured on "
+             f"{doc['device']} in one run.", "",
+             "Model Maker's recipe on EfficientNet-Lite0 (frozen ImageNet features, softmax head; post-training int8, "
+             "uint8 in):", "",
+             "| resolution | float | int8 | measured ms | size | seconds |", "|---|---|---|---|---|---|"]
+    for r in doc.get("model_maker", []):
+        lines.append(f"| {r['resolution']} | {100 * r['float_accuracy']:.2f}% | {100 * r['int8_accuracy']:.2f}% | "
+                     f"{r['measured_ms']:.3f} | {r['size_bytes']:,} | {r['seconds']:.0f} |")
+    for start, f in doc.get("factory", {}).items():
+        lines += ["", f"The factory from the pretrained supernet ({start}: "
+                      f"{'distilled from the frozen network' if f['teacher'] else 'in-place distillation'}; "
+                      f"{f['epochs']} epochs, {f['train_seconds']:.0f} s), QAT int8 bundles by `make`:", "",
+                  "| budget ms | bundle | measured ms | best Model Maker model within it | difference | seconds |",
+                  "|---|---|---|---|---|---|"]
+        for b in f["bundles"]:
+            mm = _best_within(doc.get("model_maker", []), b["budget_ms"])
+            theirs = f"{100 * mm['int8_accuracy']:.2f}% ({mm['resolution']} px, {mm['measured_ms']:.3f} ms)" if mm \
+                else "none fits"
+            if "refused" in b:
+                lines.append(f"| {b['budget_ms']:.3f} | refused: {b['refused']} | | {theirs} | | |")
+                continue
+            diff = f"{100 * (b['test_accuracy'] - mm['int8_accuracy']):+.2f} pt" if mm else ""
+            lines.append(f"| {b['budget_ms']:.3f} | {100 * b['test_accuracy']:.2f}% | {b['measured_ms']:.3f} | "
+                         f"{theirs} | {diff} | {b['seconds']:.0f} |")
+    if doc.get("transfer"):
+        lines += ["", "Beside them, `bench.transfer`'s bundles (default space, 1.5 ms): " + "; ".join(
+            f"{k}: " + (f"refused ({v['refused'][:60]}...)" if "refused" in v else f"{100 * v['test_accuracy']:.2f}% at "
+                        f"{v['measured_ms']:.3f} ms") for k, v in doc["transfer"].items())]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run(main)
