@@ -27,12 +27,11 @@ class Supernet(keras.Model):
     every replica of a ``tf.distribute`` strategy picks the same ones.
 
     ``anchored_statistics`` anchors every batch norm to a pretrained network's statistics (``ElasticBatchNorm``):
-    on a few hundred photos, statistics re-estimated on the user's images cost Lite0's frozen features 11 points
-    (89.8% to 78.5% on the CIFAR-10 subset of ``bench.pretrained``), and frozen ones leave the smaller subnets at
-    chance. The largest subnet is normalised with the anchor; the others, in training and recalibration, with the
+    on a few hundred photos, statistics re-estimated on the user's images cost Lite0's frozen features points
+    (``bench.pretrained`` measures it), and ImageNet's alone mis-normalise the smaller subnets, whose widths and
+    kernels change every layer's statistics. The largest subnet is normalised with the anchor; the others, in training and recalibration, with the
     anchor shifted by how their statistics differ from the largest's at their resolution on the same images (the
-    anchor already serves every resolution: Lite0 at 128 px with it scores 85.5% there, with its 224 px
-    classifier).
+    anchor already serves every resolution, as Model Maker's recipe shows at 128 px).
     """
 
     def __init__(self, space: SearchSpace | dict, num_classes: int, *, n_random: int = 2,

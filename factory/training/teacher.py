@@ -3,7 +3,7 @@ frozen features (MediaPipe Model Maker's recipe: dropout, softmax, label smoothi
 
 It serves twice. Its classifier starts the supernet's, so the largest subnet begins as a working model of the user's
 classes instead of a random projection whose first gradients would wreck the pretrained features (a naive
-whole-network fine-tune of Lite0 on 450 images lost 23 points that way). And, frozen, it is the distillation
+whole-network fine-tune of Lite0 on 450 images lost 22 points that way, as issue 30 reported). And, frozen, it is the distillation
 teacher of every subnet (OFA), which keeps what ImageNet taught on data too small to teach it again.
 """
 
@@ -20,9 +20,9 @@ HEAD_STEPS = 600  # classifier steps on the cached features: seconds, and enough
 HEAD_BATCH = 32
 
 
-def feature_model(weights: PretrainedWeights) -> keras.Model:
-    """The frozen pretrained network up to its pooled features."""
-    reference = reference_model(weights, name="teacher_body")
+def feature_model(weights: PretrainedWeights, reference: keras.Model | None = None) -> keras.Model:
+    """The frozen pretrained network (or ``reference``, a model of it) up to its pooled features."""
+    reference = reference or reference_model(weights, name="teacher_body")
     body = keras.Model(reference.input, reference.get_layer("pool").output, name="teacher_body")
     body.trainable = False
     return body
@@ -39,10 +39,11 @@ def _features(body: keras.Model, images, flip: bool, batch_size: int = 64) -> np
 
 
 def fit_head(weights: PretrainedWeights, data: ImageData, label_smoothing: float = 0.1, dropout: float = 0.2,
-             seed: int = 0, verbose: int = 1) -> tuple[list[np.ndarray], float]:
-    """A classifier for ``data``'s classes on the frozen pretrained features; returns its weights (kernel, bias) and
-    its validation accuracy. ``data`` must be at the pretrained network's resolution."""
-    body = feature_model(weights)
+             seed: int = 0, verbose: int = 1, body: keras.Model | None = None) -> tuple[list[np.ndarray], float]:
+    """A classifier for ``data``'s classes on the frozen pretrained features (of ``body``, a model of the network,
+    when given); returns its weights (kernel, bias) and its validation accuracy. ``data`` must be at the pretrained
+    network's resolution."""
+    body = feature_model(weights, body)
     if verbose:
         print(f"teacher: {weights.source.name} features of {len(data.y_train) + len(data.y_val)} images", flush=True)
     train = _features(body, data.x_train, data.flip)
@@ -62,9 +63,9 @@ def fit_head(weights: PretrainedWeights, data: ImageData, label_smoothing: float
     return head.get_layer("classifier").get_weights(), accuracy
 
 
-def teacher_model(weights: PretrainedWeights, head: list[np.ndarray]) -> keras.Model:
+def teacher_model(weights: PretrainedWeights, head: list[np.ndarray], body: keras.Model | None = None) -> keras.Model:
     """The frozen pretrained network with the user's classifier: logits for images at its resolution."""
-    body = feature_model(weights)
+    body = feature_model(weights, body)
     classifier = keras.layers.Dense(head[1].shape[0], name="classifier")
     model = keras.Model(body.input, classifier(body.output), name="teacher")
     classifier.set_weights(head)
