@@ -127,3 +127,20 @@ def test_weights_that_do_not_fit_the_named_space_are_refused_before_any_work(tmp
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "does not fit search space 'mobilenetv3'" in err
     assert not (tmp_path / "w" / "space.json").exists()
+
+
+def test_subnets_are_also_ranked_by_agreement_with_the_teacher_on_every_unlabelled_image(pretrained_run, tmp_path):
+    from factory.search.evaluate import as_arrays, evaluate_subnets, ranking_target
+
+    supernet, data, workdir = pretrained_run
+    teacher = workdir.teacher()
+    assert teacher is not None and teacher.input_shape[1] == SMALL.resolutions[-1]
+    results = evaluate_subnets(supernet, data, tmp_path / "evals.json", n=3, calibration_images=16, teacher=teacher,
+                               verbose=0)
+    assert ranking_target(results) == "teacher_agreement"
+    _, target = as_arrays(SMALL, results)
+    assert [float(t) for t in target] == pytest.approx([r["teacher_agreement"] for r in results])
+    images = len(data.y_train) + len(data.y_val)  # every agreement is a count over the train and val images
+    for r in results:
+        assert r["teacher_agreement"] * images == pytest.approx(round(r["teacher_agreement"] * images))
+    assert ranking_target([{"val_accuracy": 0.5}, {"val_accuracy": 0.6, "teacher_agreement": 0.9}]) == "val_accuracy"

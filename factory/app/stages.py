@@ -19,7 +19,7 @@ from factory.core.errors import FactoryError
 from factory.core.files import write_json
 from factory.nas.space import SubnetConfig
 from factory.search.diverse import DiverseConfig, diverse_front, mean_pairwise_distance
-from factory.search.evaluate import as_arrays, evaluate_subnets
+from factory.search.evaluate import as_arrays, evaluate_subnets, ranking_target
 from factory.search.predictor import AccuracyPredictor, fit_predictor
 from factory.search.gradient import GradientConfig, gradient_search
 from factory.search.strategies import Constraints, SearchConfig, check_budgets, constraint_test, feasibility, search
@@ -31,7 +31,8 @@ from latency_tables.table import LatencyTable
 
 def ensure_predictor(workdir: Workdir, supernet, data, n_eval: int, seed: int = 0, verbose: int = 1):
     """Evaluate subnets (resuming) and fit the predictor, or load it if it saw as many subnets."""
-    results = evaluate_subnets(supernet, data, workdir.subnet_evals_file, n=n_eval, seed=seed, verbose=verbose)
+    results = evaluate_subnets(supernet, data, workdir.subnet_evals_file, n=n_eval, seed=seed,
+                               teacher=workdir.teacher(), verbose=verbose)
     path = workdir.predictor_dir
     if (path / "predictor.json").exists():
         predictor = AccuracyPredictor.load(path, supernet.space)
@@ -40,9 +41,10 @@ def ensure_predictor(workdir: Workdir, supernet, data, n_eval: int, seed: int = 
             return predictor, results
     encoded, accuracy = as_arrays(supernet.space, results)
     predictor = fit_predictor(supernet.space, encoded, accuracy, seed=seed)
+    predictor.report["fitted_to"] = ranking_target(results)
     predictor.save(path)
     report = predictor.report
-    print(f"accuracy predictor: kept {report['kept']}; held-out RMSE ridge {100 * report['ridge']['rmse']:.2f} pt, "
+    print(f"accuracy predictor ({report['fitted_to'].replace('_', ' ')}): kept {report['kept']}; held-out RMSE ridge {100 * report['ridge']['rmse']:.2f} pt, "
           f"MLP {100 * report['mlp']['rmse']:.2f} pt; Kendall tau {report[report['kept']]['kendall_tau']:.3f}")
     return predictor, results
 
@@ -228,6 +230,7 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
                   "margin_percent": 100 * tables[device].margin, "strategy": config.strategy,
                   "seed": config.evolution.seed,
                   "subnet": best.to_dict(), "predicted_accuracy": float(predicted),
+                  "predictor_fitted_to": predictor.report.get("fitted_to", "val_accuracy"),
                   "val_accuracy": float(evaluated),
                   "predicted_latency_ms": {d: t.predict(best) for d, t in tables.items()},
                   "params": space.param_count(best, supernet.num_classes),
@@ -241,7 +244,8 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
         path = workdir.search_result_file(device, budget)
         write_json(path, result)
         print(f"{device} <= {budget:g} ms (searched under {spend:.3f} ms): val accuracy {evaluated:.4f} "
-              f"(predicted {predicted:.4f}" + (f", int8 {int8[0]['int8_val_accuracy']:.4f}" if int8 else "")
+              f"(predicted {'teacher agreement ' if result['predictor_fitted_to'] == 'teacher_agreement' else ''}"
+              f"{predicted:.4f}" + (f", int8 {int8[0]['int8_val_accuracy']:.4f}" if int8 else "")
               + f"), predicted latency {result['predicted_latency_ms'][device]:.3f} ms -> {path}")
         results.append(result)
     return results

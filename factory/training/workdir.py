@@ -188,6 +188,17 @@ class Workdir:
                                f"{recorded['classes']}: pass the training data")
         return loaded
 
+    def teacher(self):
+        """The frozen pretrained teacher of a supernet trained from pretrained weights (its classifier as trained
+        first), or None."""
+        pretrained = (self.training() if self.training_file.exists() else {}).get("pretrained")
+        if not pretrained or not self.teacher_head_file.exists():
+            return None
+        from factory.nas.pretrained import load_pretrained
+        from factory.training.teacher import load_head, teacher_model
+
+        return teacher_model(load_pretrained(pretrained["name"], self.space()), load_head(self.teacher_head_file)[0])
+
     def supernet(self):
         """The trained supernet, loaded on the first call. Every user recalibrates a subnet's batch norm before
         using it, so one object serves every stage of a run, and its graphs are traced once (seconds each)."""
