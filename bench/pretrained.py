@@ -87,6 +87,33 @@ def statistics(weights, data) -> dict:
     return out
 
 
+def ranking(workdir: Workdir, k: int, test_images: int, seed: int) -> dict:
+    """Kendall's tau against test accuracy, over ``k`` of the subnets the search evaluated, of the scores the search
+    could rank them by: validation accuracy, agreement with the teacher, and the predictor fitted to them."""
+    from scipy.stats import kendalltau
+
+    from factory.search.predictor import AccuracyPredictor
+    from factory.training.data import make_dataset
+
+    supernet, data = workdir.supernet(), workdir.data()
+    results = workdir.subnet_evals()
+    pick = np.random.default_rng(seed).permutation(len(results))[:k]
+    test_pick = np.sort(np.random.default_rng(seed).permutation(len(data.y_test))[:test_images])
+    test = make_dataset(data.x_test[test_pick], data.y_test[test_pick], 100, training=False)
+    predictor = AccuracyPredictor.load(workdir.predictor_dir, supernet.space)
+    rows = []
+    for i in pick:
+        subnet = SubnetConfig.from_dict(results[i]["subnet"])
+        supernet.recalibrate(subnet, data.calibration())
+        rows.append({**results[i], "test_accuracy": supernet.evaluate_subnet(subnet, test),
+                     "predicted": float(predictor.predict_encoded(supernet.space.encode(subnet)[None])[0])})
+    test_acc = [r["test_accuracy"] for r in rows]
+    taus = {name: float(kendalltau([r[name] for r in rows], test_acc).statistic)
+            for name in ("val_accuracy", "teacher_agreement", "predicted") if all(name in r for r in rows)}
+    return {"subnets": len(rows), "test_images": len(test_pick), "kendall_tau": taus,
+            "predictor_fitted_to": predictor.report.get("fitted_to"), "rows": rows}
+
+
 def factory_rows(folder: Path, work: Path, start: str, budgets: list[float], profile, n_eval: int,
                  epochs: int | None) -> dict:
     """Train the pretrained supernet (once), then ``make`` at each budget: its bundles' figures and stage times."""
@@ -125,6 +152,8 @@ def main():
     parser.add_argument("--starts", nargs="*", choices=list(STARTS), default=["teacher"])
     parser.add_argument("--epochs", type=int, help="supernet epochs (default: the pretrained schedule's)")
     parser.add_argument("--n-eval", type=int, default=MAKE_SEARCH.n_eval)
+    parser.add_argument("--ranking-subnets", type=int, default=20,
+                        help="evaluated subnets scored on 1,000 test images to judge the search's ranking (0: none)")
     parser.add_argument("--out", default="bench/results/pretrained.json")
     args = parse(parser, markdown, "model_maker")
     if args is None:
@@ -155,6 +184,9 @@ def main():
     for start in args.starts:
         doc["factory"][start] = factory_rows(folder, work, start, budgets, profile, args.n_eval, args.epochs)
         save(out, doc, markdown)
+        if args.ranking_subnets:
+            doc["factory"][start]["ranking"] = ranking(Workdir(work / start), args.ranking_subnets, 1000, args.seed)
+            save(out, doc, markdown)
     transfer = Path("bench/results/transfer.json")
     if transfer.exists():
         doc["transfer"] = {k: v["bundle"] for k, v in read_json(transfer)["starts"].items()}
@@ -198,6 +230,12 @@ def markdown(doc: dict) -> str:
             diff = f"{100 * (b['test_accuracy'] - mm['int8_accuracy']):+.2f} pt" if mm else ""
             lines.append(f"| {b['budget_ms']:.3f} | {100 * b['test_accuracy']:.2f}% | {b['measured_ms']:.3f} | "
                          f"{theirs} | {diff} | {b['seconds']:.0f} |")
+        if f.get("ranking"):
+            r = f["ranking"]
+            lines += ["", f"Ranking, over {r['subnets']} of the evaluated subnets scored on {r['test_images']} test "
+                          "images: Kendall's tau with test accuracy of " + ", ".join(
+                              f"{name.replace('_', ' ')} {tau:.3f}" for name, tau in r["kendall_tau"].items())
+                      + f" (the predictor fitted {str(r['predictor_fitted_to']).replace('_', ' ')})."]
     if doc.get("transfer"):
         lines += ["", "Beside them, `bench.transfer`'s bundles (default space, 1.5 ms): " + "; ".join(
             f"{k}: " + (f"refused ({v['refused'][:60]}...)" if "refused" in v else f"{100 * v['test_accuracy']:.2f}% at "
