@@ -54,9 +54,15 @@ def test_training_starts_from_imagenet_with_statistics_kept_and_records_it(pretr
     weights = load_pretrained("efficientnet-lite0", SMALL)
     recorded = workdir.training()["pretrained"]
     assert recorded["name"] == "efficientnet-lite0" and recorded["licence"] == "Apache-2.0" and recorded["teacher"]
-    # batch norm statistics are ImageNet's, untouched by training and recalibration alike
-    np.testing.assert_array_equal(supernet.stem.bn.moving_mean.numpy(), weights.layers["stem_bn"][2])
-    assert supernet.recalibrate(SubnetConfig.largest(SMALL), data.calibration(16, 8)) == 0
+    # batch norm is anchored to ImageNet's statistics: the anchors are untouched by training, the largest subnet is
+    # normalised with them after recalibration, and a smaller one with them shifted by its own difference
+    np.testing.assert_array_equal(supernet.stem.bn.anchor_mean.numpy(), weights.layers["stem_bn"][2])
+    block = supernet.get_layer("stage1_block0").project_bn
+    np.testing.assert_array_equal(block.anchor_variance.numpy(), weights.layers["stage1_block0_project_bn"][3])
+    assert supernet.recalibrate(SubnetConfig.largest(SMALL), data.calibration(16, 8)) == 2
+    np.testing.assert_allclose(block.moving_variance.numpy(), block.anchor_variance.numpy(), rtol=1e-4)
+    supernet.recalibrate(SubnetConfig.smallest(SMALL), data.calibration(16, 8))
+    assert not np.allclose(block.moving_variance.numpy(), block.anchor_variance.numpy(), rtol=1e-2)
     # the teacher's classifier, trained on the frozen features, separates the two photos' crops
     head, accuracy = load_head(workdir.teacher_head_file)
     assert head[0].shape == (1280, 2) and accuracy >= 0.75
@@ -70,6 +76,7 @@ def test_subnets_holding_lite0_tell_the_photos_apart_from_the_start(pretrained_r
     supernet, data, _ = pretrained_run
     subnet = SubnetConfig.largest(SMALL) if pick == "largest" else load_pretrained("efficientnet-lite0", SMALL).subnet
     test = make_dataset(data.x_test, data.y_test, 16, training=False)
+    supernet.recalibrate(subnet, data.calibration(16, 8))
     assert supernet.evaluate_subnet(subnet, test) >= 0.75
 
 

@@ -76,7 +76,7 @@ class Supernet(keras.Model):
         self._largest = tf.constant(sp.encode(SubnetConfig.largest(sp)))
         self._smallest = tf.constant(sp.encode(SubnetConfig.smallest(sp)))
         self._teacher = None
-        self._references = {}  # resolution -> the largest subnet's statistics there, per anchored batch norm
+        self._references = _References()  # resolution -> the largest subnet's statistics there, per batch norm
         self._build_weights()
         self._logits_fn = tf.function(self._logits, reduce_retracing=True)
         self._calibrate_fn = tf.function(self._calibration_batch, reduce_retracing=True)
@@ -265,7 +265,7 @@ class Supernet(keras.Model):
         return [layer for layer in self._flatten_layers() if isinstance(layer, ElasticBatchNorm)]
 
     def fit(self, *args, **kwargs):
-        self._references = {}  # training moves the largest's statistics
+        self._references = _References()  # training moves the largest's statistics
         return super().fit(*args, **kwargs)
 
     def _recalibrate(self, subnet: SubnetConfig, batches) -> int:
@@ -315,6 +315,11 @@ class Supernet(keras.Model):
                 "n_random": self.n_random, "label_smoothing": self.label_smoothing,
                 "zero_init_residual": self.zero_init_residual, "anchored_statistics": self.anchored_statistics,
                 "seed": self.seed, "name": self.name}
+
+
+class _References(dict):
+    """The largest subnet's statistics per resolution, as numpy arrays: a cache, not weights (a type Keras does not
+    track, so saving the supernet leaves it out)."""
 
 
 @tf.autograph.experimental.do_not_convert
