@@ -60,26 +60,16 @@ class ElasticBatchNorm(keras.layers.Layer):
             self.reference_variance = self.add_weight("reference_variance", c, initializer="ones", **_ON_READ)
         super().build(input_shape)
 
+    def _update_moving(self, c, mean, variance, rate):
+        for var, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+            old = var[:c]
+            var.assign(tf.concat([old + (batch - old) * rate, var[c:]], axis=0))
+
     def _shifted(self, c, mean, variance):
         """The anchor moved by a subnet's statistics relative to the reference's (additive mean, variance ratio)."""
         ref_mean, ref_var = (tf.stop_gradient(v[:c]) for v in (self.reference_mean, self.reference_variance))
         return (self.anchor_mean[:c] + mean - ref_mean,
                 self.anchor_variance[:c] * (variance + self.epsilon) / (ref_var + self.epsilon))
-
-    def anchor_moving_statistics(self):
-        """Turn moving statistics just re-estimated for a subnet into the anchor shifted by them."""
-        mean, variance = self._shifted(self.channels, self.moving_mean, self.moving_variance)
-        self.moving_mean.assign(mean)
-        self.moving_variance.assign(variance)
-
-    def keep_as_reference(self) -> tuple[np.ndarray, np.ndarray]:
-        """The moving statistics just re-estimated for the reference, recorded as its statistics (and returned)."""
-        self.set_reference((self.moving_mean.numpy(), self.moving_variance.numpy()))
-        return self.reference_mean.numpy(), self.reference_variance.numpy()
-
-    def set_reference(self, statistics):
-        self.reference_mean.assign(statistics[0])
-        self.reference_variance.assign(statistics[1])
 
     @tf.autograph.experimental.do_not_convert
     def call(self, x, channels=None, training=False, rate=None, anchor=None):
@@ -92,12 +82,12 @@ class ElasticBatchNorm(keras.layers.Layer):
             mean, variance = self.anchor_mean[:c], self.anchor_variance[:c]
         elif anchor == "delta":
             mean, variance = self._shifted(c, *tf.nn.moments(x, axes=[0, 1, 2]))
+            if rate is not None:  # recalibration: the moving statistics average the shifted anchors it used
+                self._update_moving(c, tf.stop_gradient(mean), tf.stop_gradient(variance), rate)
         elif training:
             mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
             if rate is not None:
-                for var, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
-                    old = var[:c]
-                    var.assign(tf.concat([old + (batch - old) * rate, var[c:]], axis=0))
+                self._update_moving(c, mean, variance, rate)
         else:
             mean, variance = self.moving_mean[:c], self.moving_variance[:c]
         return tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)

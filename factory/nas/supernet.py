@@ -13,7 +13,7 @@ import numpy as np
 
 from factory.nas import activations
 from factory.core.backend import keras, tf
-from factory.nas.layers import ConvBN, ElasticBatchNorm, ElasticMBConv, StemBlock
+from factory.nas.layers import ConvBN, ElasticMBConv, StemBlock
 from factory.nas.space import SearchSpace, SubnetConfig
 
 
@@ -76,7 +76,6 @@ class Supernet(keras.Model):
         self._largest = tf.constant(sp.encode(SubnetConfig.largest(sp)))
         self._smallest = tf.constant(sp.encode(SubnetConfig.smallest(sp)))
         self._teacher = None
-        self._references = _References()  # resolution -> the largest subnet's statistics there, per batch norm
         self._build_weights()
         self._logits_fn = tf.function(self._logits, reduce_retracing=True)
         self._calibrate_fn = tf.function(self._calibration_batch, reduce_retracing=True)
@@ -232,43 +231,20 @@ class Supernet(keras.Model):
 
     def _calibration_batch(self, images, subnet, rate):
         self.bn_rate.assign(rate)
-        self.forward(resize(images, subnet[0]), subnet, training=True, rate=self.bn_rate)
+        images = resize(images, subnet[0])
+        if self.anchored_statistics:  # as in training: the largest at this resolution first, on the same images
+            self.forward(images, tf.concat([subnet[:1], self._largest[1:]], 0), training=True, anchor="reference")
+        self.forward(images, subnet, training=True, rate=self.bn_rate,
+                     anchor="delta" if self.anchored_statistics else None)
 
     def recalibrate(self, subnet: SubnetConfig, batches) -> int:
         """Reset the subnet's batch-norm statistics to their average over ``batches``.
 
         Supernet training mixes every subnet into the moving statistics; OFA re-estimates
         them for the one subnet about to be evaluated or extracted. Returns the number of
-        batches used. With ``anchored_statistics`` the statistics become the anchor shifted by the subnet's
-        difference from the largest subnet on the same batches (the largest's are measured on the first call after
-        training at that resolution, on the batches given then).
+        batches used. With ``anchored_statistics`` they become the average of the shifted anchors the subnet is
+        normalised with in training: each batch runs the largest subnet at the subnet's resolution first.
         """
-        if self.anchored_statistics:
-            references = self._references.get(subnet.resolution)
-            if references is None:
-                self._recalibrate(self.largest_at(subnet.resolution), batches)
-                references = self._references[subnet.resolution] = [bn.keep_as_reference() for bn in self._batch_norms()]
-            for bn, reference in zip(self._batch_norms(), references):
-                bn.set_reference(reference)
-        n = self._recalibrate(subnet, batches)
-        if self.anchored_statistics:
-            for bn in self._batch_norms():
-                bn.anchor_moving_statistics()
-        return n
-
-    def largest_at(self, resolution: int) -> SubnetConfig:
-        """The largest subnet at a resolution: the reference an anchored subnet's statistics are compared with."""
-        largest = SubnetConfig.largest(self.space)
-        return SubnetConfig(resolution, largest.depths, largest.kernel_sizes, largest.expand_ratios)
-
-    def _batch_norms(self):
-        return [layer for layer in self._flatten_layers() if isinstance(layer, ElasticBatchNorm)]
-
-    def fit(self, *args, **kwargs):
-        self._references = _References()  # training moves the largest's statistics
-        return super().fit(*args, **kwargs)
-
-    def _recalibrate(self, subnet: SubnetConfig, batches) -> int:
         encoded = tf.constant(self.space.encode(subnet))
         n = 0
         for n, images in enumerate(batches, start=1):
@@ -315,11 +291,6 @@ class Supernet(keras.Model):
                 "n_random": self.n_random, "label_smoothing": self.label_smoothing,
                 "zero_init_residual": self.zero_init_residual, "anchored_statistics": self.anchored_statistics,
                 "seed": self.seed, "name": self.name}
-
-
-class _References(dict):
-    """The largest subnet's statistics per resolution, as numpy arrays: a cache, not weights (a type Keras does not
-    track, so saving the supernet leaves it out)."""
 
 
 @tf.autograph.experimental.do_not_convert
