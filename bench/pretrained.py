@@ -115,8 +115,9 @@ def ranking(workdir: Workdir, k: int, test_images: int, seed: int) -> dict:
 
 
 def factory_rows(folder: Path, work: Path, start: str, budgets: list[float], profile, n_eval: int,
-                 epochs: int | None) -> dict:
-    """Train the pretrained supernet (once), then ``make`` at each budget: its bundles' figures and stage times."""
+                 epochs: int | None, export: ExportConfig, saved) -> dict:
+    """Train the pretrained supernet (once), then ``make`` at each budget: its bundles' figures and stage times;
+    ``saved(rows)`` after each bundle, so a long run's results are kept as they come."""
     from factory.app.make import make
 
     workdir = Workdir(work / start)
@@ -127,9 +128,10 @@ def factory_rows(folder: Path, work: Path, start: str, budgets: list[float], pro
         began = time.time()
         try:
             [card] = make(str(folder), [profile], [budget], workdir, space=LITE0, train=config,
-                          search=dataclasses.replace(MAKE_SEARCH, n_eval=n_eval), export=ExportConfig())
+                          search=dataclasses.replace(MAKE_SEARCH, n_eval=n_eval), export=export)
         except FactoryError as exc:
             rows.append({"budget_ms": budget, "refused": str(exc)})
+            saved(rows)
             continue
         acc, lat = card["accuracy"], card["latency"]
         rows.append({"budget_ms": budget, "test_accuracy": acc[acc["shipped"]], "shipped": acc["shipped"],
@@ -137,6 +139,7 @@ def factory_rows(folder: Path, work: Path, start: str, budgets: list[float], pro
                      "predicted_ms": lat["predicted_ms"], "size_bytes": card["size_bytes"],
                      "subnet": card["subnet"], "seconds": round(time.time() - began, 1),
                      "stages": read_json(workdir.timings_file)["stages"]})
+        saved(rows)
     training = workdir.training()
     return {"teacher": STARTS[start], "epochs": training["epochs"], "train_seconds": training["seconds_this_run"],
             "val_accuracy_recalibrated": training["val_accuracy_recalibrated"], "bundles": rows}
@@ -152,6 +155,7 @@ def main():
     parser.add_argument("--starts", nargs="*", choices=list(STARTS), default=["teacher"])
     parser.add_argument("--epochs", type=int, help="supernet epochs (default: the pretrained schedule's)")
     parser.add_argument("--n-eval", type=int, default=MAKE_SEARCH.n_eval)
+    parser.add_argument("--min-qat-steps", type=int, default=ExportConfig().min_qat_steps)
     parser.add_argument("--ranking-subnets", type=int, default=20,
                         help="evaluated subnets scored on 1,000 test images to judge the search's ranking (0: none)")
     parser.add_argument("--out", default="bench/results/pretrained.json")
@@ -182,7 +186,12 @@ def main():
     doc["budgets_ms"] = budgets
     doc.setdefault("factory", {})
     for start in args.starts:
-        doc["factory"][start] = factory_rows(folder, work, start, budgets, profile, args.n_eval, args.epochs)
+        def saved(rows, start=start):
+            doc["factory"][start] = {**doc["factory"].get(start, {}), "partial": True, "bundles": rows}
+            save(out, doc, markdown)
+
+        doc["factory"][start] = factory_rows(folder, work, start, budgets, profile, args.n_eval, args.epochs,
+                                             ExportConfig(min_qat_steps=args.min_qat_steps), saved)
         save(out, doc, markdown)
         if args.ranking_subnets:
             doc["factory"][start]["ranking"] = ranking(Workdir(work / start), args.ranking_subnets, 1000, args.seed)
@@ -215,9 +224,10 @@ def markdown(doc: dict) -> str:
                       f"statistics {100 * stats['imagenet']:.2f}%, statistics re-estimated on the training photos "
                       f"{100 * stats['reestimated']:.2f}%."]
     for start, f in doc.get("factory", {}).items():
-        lines += ["", f"The factory from the pretrained supernet ({start}: "
-                      f"{'distilled from the frozen network' if f['teacher'] else 'in-place distillation'}; "
-                      f"{f['epochs']} epochs, {f['train_seconds']:.0f} s), QAT int8 bundles by `make`:", "",
+        trained = ("an unfinished run: the bundles so far" if f.get("partial") else
+                   f"{'distilled from the frozen network' if f['teacher'] else 'in-place distillation'}; "
+                   f"{f['epochs']} epochs, {f['train_seconds']:.0f} s")
+        lines += ["", f"The factory from the pretrained supernet ({start}: {trained}), QAT int8 bundles by `make`:", "",
                   "| budget ms | bundle | measured ms | best Model Maker model within it | difference | seconds |",
                   "|---|---|---|---|---|---|"]
         for b in f["bundles"]:
