@@ -26,6 +26,7 @@ SECTIONS = [
     ("bench.supernet", ["supernet.json", "supernet-res64.json", "supernet-ablation.json"]),
     ("bench.streaming", ["streaming.json"]),
     ("bench.transfer", ["transfer.json"]),
+    ("bench.pretrained", ["pretrained.json"]),
     ("bench.latency", ["latency-linear.json", "latency.json", "latency__*.json", "validate__*.json"]),
     ("bench.budget", ["budget.json", "budget__*.json"]),
     ("bench.stability", ["stability__*.json"]),
