@@ -281,7 +281,7 @@ def test_a_tflite_that_disagrees_with_its_keras_model_fails_with_no_bundle(tiny_
     out = tmp_path / "bundle"
     with pytest.raises(FactoryError, match=r"agrees with its Keras model on only .*95% interval 50\.00 to 60\.00%"):
         export_workdir(Workdir(tiny_workdir), SUBNETS["smallest"], host, tiny_table, out, verbose=0,
-                       config=dataclasses.replace(QUICK, max_drop_points=100.0))
+                       config=dataclasses.replace(QUICK, max_drop_points=100.0, min_agreement=0.98))
     assert list(tmp_path.iterdir()) == []
 
 

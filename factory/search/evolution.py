@@ -36,7 +36,7 @@ class EvolutionConfig:
     seed: int = 0
 
     def __post_init__(self):
-        check_fields(self, {"population": (">=2",), "generations": (">=1",), "parent_ratio": (">0", "<=1"),
+        check_fields(self, {"population": (">=2",), "generations": (">=0",), "parent_ratio": (">0", "<=1"),
                             "mutation_prob": (">=0", "<=1"), "mutation_ratio": (">=0", "<=1"),
                             "max_redraws": (">=1",), "seed": (">=0",)})
 
