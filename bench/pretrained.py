@@ -1,5 +1,7 @@
-"""Starting from ImageNet: the factory's bundles from the pretrained lite0 supernet against MediaPipe Model Maker's
-image-classifier recipe on the same EfficientNet-Lite0 weights, measured side by side on host-cpu-1t.
+"""Starting from ImageNet: the factory's bundles against Model Maker's recipe on the same weights.
+
+The factory's bundles from the pretrained lite0 supernet against MediaPipe Model Maker's image-classifier recipe on
+the same EfficientNet-Lite0 weights, measured side by side on host-cpu-1t.
 
     python -m bench.pretrained [--data ~/.cache/mmf/cifar10] [--per-class 100] [--resolutions 224 192 160 128]
 
