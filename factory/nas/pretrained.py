@@ -130,7 +130,7 @@ def _to_layers(state: dict, space: SearchSpace, source: PretrainedSource):
     if len(groups) != len(space.stages) + 2 or len(groups[0]) != 1 or len(groups[-1]) != 1:
         raise misfit(f"it has {len(groups)} stages of blocks, the space a first block, {len(space.stages)} "
                      "stages and a last block")
-    if not space.stem_block or widths[0] != space.stem_block_channels or f"_blocks.0._expand_conv.weight" in state:
+    if not space.stem_block or widths[0] != space.stem_block_channels or "_blocks.0._expand_conv.weight" in state:
         raise misfit("its first block (depthwise, projection to "
                      f"{widths[0]}) is not the space's stem block")
     last = space.last_block()
