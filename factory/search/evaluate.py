@@ -22,6 +22,7 @@ from factory.training.data import ImageData, make_dataset
 from factory.core.errors import FactoryError
 from factory.core.files import read_json, write_json
 from factory.nas.space import SubnetConfig
+from factory.nas.supernet import resize
 
 
 def subnets_to_evaluate(space, n: int, seed: int) -> list[SubnetConfig]:
@@ -73,10 +74,7 @@ def _teacher_images(teacher, data: ImageData, batch_size: int):
     images = np.concatenate([np.asarray(data.x_train[:]), np.asarray(data.x_val[:])])
     unlabelled = make_dataset(images, np.zeros(len(images), np.int32), batch_size, training=False)
     size = int(teacher.input_shape[1])
-    from factory.core.backend import tf
-
-    labels = np.concatenate([np.argmax(teacher(tf.image.resize(x, (size, size)) if x.shape[1] != size else x,
-                                               training=False), -1) for x, _ in unlabelled])
+    labels = np.concatenate([np.argmax(teacher(resize(x, size), training=False), -1) for x, _ in unlabelled])
     return make_dataset(images, labels.astype(np.int32), batch_size, training=False)
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from factory.core.backend import keras, tf
+from factory.core.backend import keras
 from factory.core.files import atomic_file
 from factory.nas.pretrained import PretrainedWeights, reference_model
+from factory.nas.supernet import resize
 from factory.training.data import ImageData, normalize
 
 HEAD_STEPS = 600  # classifier steps on the cached features: seconds, and enough to converge on a few thousand images
@@ -86,8 +87,4 @@ def load_head(path) -> tuple[list[np.ndarray], float]:
 def teacher_logits_fn(teacher: keras.Model):
     """The teacher as a function of a training batch, for ``Supernet.train_step`` (resized to its resolution)."""
     size = int(teacher.input_shape[1])
-
-    def logits(images):
-        return teacher(tf.image.resize(images, (size, size)) if images.shape[1] != size else images, training=False)
-
-    return logits
+    return lambda images: teacher(resize(images, size), training=False)
