@@ -123,12 +123,14 @@ def search_like(table: LatencyTable, n: int, seed: int = 0, extremes: bool = Tru
     space, rng = table.space, random.Random(seed)
     largest = SubnetConfig.largest(space)
     out = [dataclasses.replace(largest, resolution=r) for r in reversed(space.resolutions)][:n] if extremes else []
-    lo, hi = table.fastest_ms(), table.predict(largest)
+    # from the smallest subnet's prediction, not the table's fastest: on a noisy device a subnet with a larger choice
+    # can measure faster than the smallest, and a budget under every descent's end would never be reached
+    lo, hi = table.predict(SubnetConfig.smallest(space)), table.predict(largest)
     while len(out) < n:
         budget = lo + rng.random() * (hi - lo)
-        subnet = largest
-        while table.predict(subnet) > budget:
-            subnet = _lower_one(space, subnet, rng)
+        subnet, lower = largest, None
+        while table.predict(subnet) > budget and lower != subnet:
+            subnet, lower = _lower_one(space, subnet, rng), subnet
         out.append(subnet)
     return out
 

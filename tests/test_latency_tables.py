@@ -297,3 +297,20 @@ def test_search_like_subnets_sit_at_the_slow_end_where_searches_pick(tiny_table)
     assert np.mean(kernels) > np.mean([np.mean([k for st in s.kernel_sizes for k in st]) for s in random_]) + 0.5
     spans = tiny_table.predict_many(subnets)
     assert spans.min() >= tiny_table.fastest_ms() and len(set(subnets)) > 30
+
+
+def test_search_like_ends_when_a_larger_choice_measured_faster_than_the_smallest():
+    """A noisy device can measure a block faster at kernel 5 than at kernel 3; the budgets then reach below every
+    descent's end, and the draw must still end (it once hung `factory make` in CI)."""
+    from factory.nas.space import TINY
+    from helpers import synthetic_table
+
+    table = synthetic_table("host-cpu-1t", 1.0)
+    for key, entry in table.doc["entries"].items():
+        if "/k3/" in key:
+            entry["median_ms"] *= 5  # kernel 3 measured slower than kernel 5
+    table = LatencyTable(table.doc, TINY, "noisy")
+    assert table.fastest_ms() < table.predict(SubnetConfig.smallest(TINY))
+    subnets = search_like(table, 100, seed=0, extremes=False)
+    assert len(subnets) == 100
+    assert max(table.predict_many(subnets)) < table.predict(SubnetConfig.largest(TINY)) and len(set(subnets)) > 5
