@@ -28,19 +28,22 @@ from bench.common import header, parse, provenance, run, save
 from bench.transfer import link_folders
 from devices.profile import load_profile
 from devices.runners import get_runner
-from export.config import ExportConfig
+from export.config import PRETRAINED_MIN_QAT_STEPS, ExportConfig
 from export.parity import tflite_labels
 from factory.core.errors import FactoryError
 from factory.core.files import read_json
 from factory.nas.pretrained import DEFAULT_PRETRAINED, load_pretrained
 from factory.nas.space import LITE0, SubnetConfig
-from factory.search.strategies import MAKE_SEARCH
+from factory.search.strategies import MAKE_SEARCH, PRETRAINED_N_EVAL
 from factory.training.data import load_data, normalize
 from factory.training.portable.recipe import TrainConfig
 from factory.training.workdir import Workdir
 
 TITLE = "Starting from ImageNet: the factory against Model Maker's recipe"
-STARTS = {"teacher": True, "inplace": False}
+# how the pretrained supernet is trained: the sandwich rule distilled from the frozen network or in place (from the
+# largest subnet), and OFA's progressive shrinking distilled from the frozen network
+STARTS = {"teacher": {"teacher": True}, "inplace": {"teacher": False},
+          "progressive": {"teacher": True, "schedule": "progressive"}}
 
 
 def model_maker(weights, data, resolution: int, runner) -> dict:
@@ -123,8 +126,7 @@ def factory_rows(folder: Path, work: Path, start: str, budgets: list[float], pro
     from factory.app.make import make
 
     workdir = Workdir(work / start)
-    config = TrainConfig.from_pretrained(DEFAULT_PRETRAINED, teacher=STARTS[start],
-                                         **({"epochs": epochs} if epochs else {}))
+    config = train_config(start, epochs)
     rows = []
     for budget in budgets:
         began = time.time()
@@ -143,8 +145,32 @@ def factory_rows(folder: Path, work: Path, start: str, budgets: list[float], pro
                      "stages": read_json(workdir.timings_file)["stages"]})
         saved(rows)
     training = workdir.training()
-    return {"teacher": STARTS[start], "epochs": training["epochs"], "train_seconds": training["seconds_this_run"],
+    return {**STARTS[start], "epochs": training["epochs"], "train_seconds": training["seconds_this_run"],
             "val_accuracy_recalibrated": training["val_accuracy_recalibrated"], "bundles": rows}
+
+
+def train_config(start: str, epochs: int | None) -> TrainConfig:
+    return TrainConfig.from_pretrained(DEFAULT_PRETRAINED, **STARTS[start], **({"epochs": epochs} if epochs else {}))
+
+
+def ablation(data, work: Path, start: str, subnets: dict[str, SubnetConfig], epochs: int | None,
+             test_images: int, seed: int) -> dict:
+    """One way of training the pretrained supernet, judged by the test accuracy (float, batch norm recalibrated) of
+    the same subnets: the smallest, those the first start shipped at each budget, and the largest."""
+    from factory.training.data import make_dataset
+    from factory.training.train import train_supernet
+
+    workdir = Workdir(work / start)
+    supernet = train_supernet(data, LITE0, workdir, train_config(start, epochs), verbose=2)
+    pick = np.sort(np.random.default_rng(seed).permutation(len(data.y_test))[:test_images])
+    test = make_dataset(data.test_images(LITE0.resolutions[-1])[pick], data.y_test[pick], 100, training=False)
+    accuracy = {}
+    for name, subnet in subnets.items():
+        supernet.recalibrate(subnet, data.calibration())
+        accuracy[name] = supernet.evaluate_subnet(subnet, test)
+    training = workdir.training()
+    return {**STARTS[start], "epochs": training["epochs"], "train_seconds": training["seconds_this_run"],
+            "test_images": len(pick), "test_accuracy": accuracy}
 
 
 def main():
@@ -154,10 +180,14 @@ def main():
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 192, 160, 128])
-    parser.add_argument("--starts", nargs="*", choices=list(STARTS), default=["teacher"])
+    parser.add_argument("--starts", nargs="*", choices=list(STARTS), default=["teacher"],
+                        help="trainings that go through make at the three budgets")
+    parser.add_argument("--ablation", nargs="*", choices=list(STARTS), default=[],
+                        help="trainings compared on the same subnets: those the first --starts shipped")
+    parser.add_argument("--ablation-test-images", type=int, default=2000)
     parser.add_argument("--epochs", type=int, help="supernet epochs (default: the pretrained schedule's)")
-    parser.add_argument("--n-eval", type=int, default=MAKE_SEARCH.n_eval)
-    parser.add_argument("--min-qat-steps", type=int, default=ExportConfig().min_qat_steps)
+    parser.add_argument("--n-eval", type=int, default=PRETRAINED_N_EVAL)
+    parser.add_argument("--min-qat-steps", type=int, default=PRETRAINED_MIN_QAT_STEPS)
     parser.add_argument("--ranking-subnets", type=int, default=20,
                         help="evaluated subnets scored on 1,000 test images to judge the search's ranking (0: none)")
     parser.add_argument("--out", default="bench/results/pretrained.json")
@@ -198,10 +228,28 @@ def main():
         if args.ranking_subnets:
             doc["factory"][start]["ranking"] = ranking(Workdir(work / start), args.ranking_subnets, 1000, args.seed)
             save(out, doc, markdown)
+    shipped = doc["factory"].get(args.starts[0], {}).get("bundles", []) if args.starts else []
+    lite0 = weights.subnet
+    subnets = {"smallest": SubnetConfig.smallest(LITE0),
+               **{f"{b['budget_ms']:g} ms": SubnetConfig.from_dict(b["subnet"]) for b in shipped if "subnet" in b},
+               **{f"Lite0 {r} px": dataclasses.replace(lite0, resolution=r) for r in (128, 224)},
+               "largest": SubnetConfig.largest(LITE0)}
+    doc.setdefault("ablation", {})
+    for start in args.ablation:
+        done = doc["ablation"].get(start, {})
+        if set(done.get("test_accuracy", {})) != set(subnets):
+            doc["ablation"][start] = ablation(data, work, start, subnets, args.epochs, args.ablation_test_images,
+                                              args.seed)
+            save(out, doc, markdown)
     transfer = Path("bench/results/transfer.json")
     if transfer.exists():
         doc["transfer"] = {k: v["bundle"] for k, v in read_json(transfer)["starts"].items()}
     save(out, doc, markdown)
+
+
+def _training(row: dict) -> str:
+    schedule = "progressive shrinking" if row.get("schedule") == "progressive" else "sandwich rule"
+    return f"{schedule}, {'distilled from the frozen network' if row['teacher'] else 'in-place distillation'}"
 
 
 def _best_within(model_maker: list[dict], budget: float) -> dict | None:
@@ -227,8 +275,7 @@ def markdown(doc: dict) -> str:
                       f"{100 * stats['reestimated']:.2f}%."]
     for start, f in doc.get("factory", {}).items():
         trained = ("an unfinished run: the bundles so far" if f.get("partial") else
-                   f"{'distilled from the frozen network' if f['teacher'] else 'in-place distillation'}; "
-                   f"{f['epochs']} epochs, {f['train_seconds']:.0f} s")
+                   f"{_training(f)}; {f['epochs']} epochs, {f['train_seconds']:.0f} s")
         lines += ["", f"The factory from the pretrained supernet ({start}: {trained}), QAT int8 bundles by `make`:", "",
                   "| budget ms | bundle | measured ms | best Model Maker model within it | difference | seconds |",
                   "|---|---|---|---|---|---|"]
@@ -248,6 +295,17 @@ def markdown(doc: dict) -> str:
                           "images: Kendall's tau with test accuracy of " + ", ".join(
                               f"{name.replace('_', ' ')} {tau:.3f}" for name, tau in r["kendall_tau"].items())
                       + f" (the predictor fitted {str(r['predictor_fitted_to']).replace('_', ' ')})."]
+    if doc.get("ablation"):
+        names = list(next(iter(doc["ablation"].values()))["test_accuracy"])
+        first = next(iter(doc["ablation"].values()))
+        lines += ["", f"Ablation: the same subnets from supernets trained each way, float test accuracy on "
+                      f"{first['test_images']} test images after batch-norm recalibration (the budgets' subnets are "
+                      "those the first make row shipped):", "",
+                  "| training | " + " | ".join(names) + " | epochs | seconds |",
+                  "|---" * (len(names) + 3) + "|"]
+        for start, a in doc["ablation"].items():
+            lines.append(f"| {start}: {_training(a)} | " + " | ".join(
+                f"{100 * a['test_accuracy'][n]:.2f}%" for n in names) + f" | {a['epochs']} | {a['train_seconds']:.0f} |")
     if doc.get("transfer"):
         lines += ["", "Beside them, `bench.transfer`'s bundles (default space, 1.5 ms): " + "; ".join(
             f"{k}: " + (f"refused ({v['refused'][:60]}...)" if "refused" in v else f"{100 * v['test_accuracy']:.2f}% at "

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from factory.search.evaluate import as_arrays, evaluate_subnets, subnets_to_evaluate
+from factory.search.evaluate import as_arrays, best_evaluated, evaluate_subnets, subnets_to_evaluate
 from factory.nas.space import TINY, SubnetConfig
 from factory.nas.supernet import Supernet
 
@@ -11,6 +11,23 @@ def test_always_includes_the_extremes_and_is_seeded():
     subnets = subnets_to_evaluate(TINY, 12, seed=3)
     assert subnets[0] == SubnetConfig.smallest(TINY) and subnets[1] == SubnetConfig.largest(TINY)
     assert len(set(subnets)) == 12 and subnets == subnets_to_evaluate(TINY, 12, seed=3)
+
+
+def test_anchors_follow_the_extremes_and_keep_the_randoms_seeded():
+    anchor = SubnetConfig.random(TINY, 99)
+    subnets = subnets_to_evaluate(TINY, 12, seed=3, anchors=[anchor])
+    assert subnets[:3] == [SubnetConfig.smallest(TINY), SubnetConfig.largest(TINY), anchor]
+    assert subnets[3:] == [s for s in subnets_to_evaluate(TINY, 13, seed=3)[2:] if s != anchor][:9]
+
+
+def test_the_best_evaluated_subnets_within_the_constraints_are_kept_as_candidates():
+    subnets = subnets_to_evaluate(TINY, 8, seed=0)
+    results = [{"subnet": s.to_dict(), "val_accuracy": 0.1 * i} for i, s in enumerate(subnets)]
+    at_24 = lambda encoded: encoded[:, 0] == 24  # noqa: E731 - a constraint on the resolution alone
+    best = best_evaluated(TINY, results, at_24, 2)
+    expected = [(s, pytest.approx(0.1 * i)) for i, s in reversed(list(enumerate(subnets))) if s.resolution == 24][:2]
+    assert best == expected and len(best) == 2
+    assert best_evaluated(TINY, results, lambda e: e[:, 0] == 0, 2) == []
 
 
 def test_evaluations_are_cached_and_resumed(digits, tmp_path, monkeypatch):

@@ -45,7 +45,8 @@ def pretrained_run(tmp_path_factory):
     data = load_data(str(root / "photos"), image_size=SMALL.resolutions[-1], test_fraction=0.25)
     workdir = Workdir(root / "work")
     config = TrainConfig.from_pretrained("efficientnet-lite0", epochs=1, batch_size=8, calibration_images=16,
-                                         n_random=0)  # the largest and smallest: a smaller graph to trace
+                                         n_random=0,  # the largest and smallest: a smaller graph to trace
+                                         schedule="progressive")  # its first third: kernels elastic only
     supernet = train_supernet(data, SMALL, workdir, config, verbose=0)
     return supernet, data, workdir
 
@@ -68,6 +69,7 @@ def test_training_starts_from_imagenet_with_statistics_kept_and_records_it(pretr
     head, accuracy = load_head(workdir.teacher_head_file)
     assert head[0].shape == (1280, 2) and accuracy >= 0.75
     assert workdir.train_config()["pretrained"] == "efficientnet-lite0"
+    assert workdir.train_config()["schedule"] == "progressive" and supernet.sandwich_configs(0)[1].depths == (4,) * 5
 
 
 @pytest.mark.parametrize("pick", ["largest", "reference"])
@@ -152,3 +154,18 @@ def test_subnets_are_also_ranked_by_agreement_with_the_teacher_on_every_unlabell
     for r in results:
         assert r["teacher_agreement"] * images == pytest.approx(round(r["teacher_agreement"] * images))
     assert ranking_target([{"val_accuracy": 0.5}, {"val_accuracy": 0.6, "teacher_agreement": 0.9}]) == "val_accuracy"
+
+
+def test_a_run_from_imagenet_evaluates_fewer_subnets_and_fine_tunes_shorter_unless_told(pretrained_run, tiny_workdir):
+    from export.config import PRETRAINED_MIN_QAT_STEPS
+    from factory.app.cli import _n_eval, build_parser
+    from factory.search.strategies import PRETRAINED_N_EVAL
+
+    _, _, workdir = pretrained_run
+    assert workdir.pretrained and not Workdir(tiny_workdir).pretrained
+    make = ["make", "--data", "photos/", "--device", "host-cpu-1t", "--budget-ms", "1"]
+    args = build_parser().parse_args(make)
+    assert _n_eval(args, True) == PRETRAINED_N_EVAL < _n_eval(args, False) == 300
+    assert ExportConfig.for_run(True).min_qat_steps == PRETRAINED_MIN_QAT_STEPS < ExportConfig.for_run(False).min_qat_steps
+    given = build_parser().parse_args(make + ["--n-eval", "40", "--min-qat-steps", "7"])
+    assert _n_eval(given, True) == 40 and ExportConfig.for_run(True, min_qat_steps=given.min_qat_steps).min_qat_steps == 7

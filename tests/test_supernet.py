@@ -99,6 +99,29 @@ def test_sandwich_is_largest_smallest_then_seeded_randoms():
     assert Supernet(TINY, 10, n_random=3, seed=10).sandwich_configs(7)[2:] != step7[2:]
 
 
+def test_progressive_shrinking_opens_kernel_then_depth_then_expand(digits):
+    net = Supernet(TINY, 10, n_random=3, seed=9)
+    net.shrink_progressively(30)
+    phases = {name: [s for step in steps for s in net.sandwich_configs(step)[1:]]
+              for name, steps in (("kernel", range(10)), ("depth", range(10, 20)), ("expand", range(20, 40)))}
+    big, small = SubnetConfig.largest(TINY), SubnetConfig.smallest(TINY)
+    expands = lambda s: {e for stage in s.expand_ratios for e in stage}  # noqa: E731
+    kernels = lambda s: {k for stage in s.kernel_sizes for k in stage}  # noqa: E731
+    assert all(s.depths == big.depths and expands(s) == {6} for s in phases["kernel"])
+    assert set.union(*map(kernels, phases["kernel"])) == set(TINY.kernel_sizes)
+    assert {s.resolution for s in phases["kernel"]} == set(TINY.resolutions)
+    assert all(expands(s) == {6} for s in phases["depth"]) and len({s.depths for s in phases["depth"]}) > 1
+    assert set.union(*map(expands, phases["expand"])) == set(TINY.expand_ratios)
+    assert [net.sandwich_configs(step)[1] for step in (0, 10, 20)] == [
+        SubnetConfig(small.resolution, big.depths, tuple((3,) * d for d in big.depths), big.expand_ratios),
+        SubnetConfig(small.resolution, small.depths, small.kernel_sizes, tuple((6,) * d for d in small.depths)),
+        small]
+    ds = make_dataset(digits.x_train[:64], digits.y_train[:64], 32, training=True)  # one traced step serves all
+    net.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    net.fit(ds, epochs=1, verbose=0)
+    assert np.isfinite(net.loss_tracker.result().numpy())
+
+
 def test_recalibration_sets_the_average_batch_statistics(supernet, digits):
     subnet = SubnetConfig.random(TINY, 2)
     batches = [b for b, _ in make_dataset(digits.x_train[:96], digits.y_train[:96], 32, training=False)]

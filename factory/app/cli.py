@@ -16,17 +16,17 @@ import sys
 import traceback
 from pathlib import Path
 
-from export.config import ExportConfig
+from export.config import PRETRAINED_MIN_QAT_STEPS, ExportConfig
 from factory.core.errors import FactoryError, fault_line
 from factory.core.files import writable_dir
 from factory.training.portable.images import DEFAULT_RESIZE, RESIZE_POLICIES, check_data
-from factory.training.portable.recipe import TRANSFER_DEFAULTS, TrainConfig
+from factory.training.portable.recipe import SCHEDULES, TRANSFER_DEFAULTS, TrainConfig
 from factory.nas.pretrained import DEFAULT_PRETRAINED, PRETRAINED, load_pretrained
 from factory.nas.space import SPACES, get_space
 from factory.search.evolution import EvolutionConfig
 from factory.search.gradient import PENALTIES, GradientConfig
 from factory.search.reinforce import REWARDS, ReinforceConfig
-from factory.search.strategies import MAKE_SEARCH, STRATEGIES, SearchConfig
+from factory.search.strategies import MAKE_SEARCH, PRETRAINED_N_EVAL, STRATEGIES, SearchConfig
 from factory.training.workdir import Workdir, load_subnet, transfer_source
 from latency_tables.table import CALIBRATE_N, MIN_CALIBRATION, check_calibration_n, describe_correction
 
@@ -54,6 +54,11 @@ def _trained(args) -> Workdir:
     return Workdir(args.workdir, wait=getattr(args, "wait", False)).check_trained()
 
 
+def _n_eval(args, pretrained: bool) -> int:
+    """--n-eval, or the default of the run: fewer for a supernet started from ImageNet weights."""
+    return args.n_eval if args.n_eval is not None else PRETRAINED_N_EVAL if pretrained else SEARCH.n_eval
+
+
 def pretrained_choice(data: str, pretrained: str | None, space: str | None, init_from: str | None) -> str:
     """The pretrained weights a run starts from: those named, else ImageNet's for a folder of images (the built-in
     sets keep their small spaces) unless another space or a work directory to start from is named."""
@@ -75,7 +80,7 @@ def _space_and_recipe(args) -> tuple:
     space = source.space() if source and not args.space else get_space(args.space or default)
     given = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", getattr(args, "learning_rate", None)),
                                ("batch_size", args.batch_size), ("n_random", getattr(args, "n_random", None)),
-                               ("seed", args.seed)) if v is not None}
+                               ("seed", args.seed), ("schedule", args.schedule)) if v is not None}
     if pretrained:
         load_pretrained(pretrained, space)  # weights that do not fit the space: one line now, not after an hour
         return space, TrainConfig.from_pretrained(pretrained, teacher=not args.no_teacher, **given)
@@ -198,7 +203,7 @@ def _search(args):
     profiles, paths = _profiles(args.device), _table_paths(args)
     if args.data:
         check_data(args.data)
-    config = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, recheck=args.recheck,
+    config = SearchConfig(strategy=args.strategy, n_eval=_n_eval(args, workdir.pretrained), recheck=args.recheck,
                           int8_recheck=args.int8_recheck, size_bytes=args.size_bytes,
                           memory_kb=args.memory_kb, trials=args.trials, time_limit_s=args.time_limit, seed=args.seed,
                           evolution=EvolutionConfig(population=args.population, generations=args.generations,
@@ -237,7 +242,8 @@ def _pareto(args):
             from factory.app.stages import diverse_workdir
 
             doc = diverse_workdir(workdir, table, args.diverse, data=args.data,
-                                  config=SearchConfig(n_eval=args.n_eval, size_bytes=args.size_bytes))
+                                  config=SearchConfig(n_eval=_n_eval(args, workdir.pretrained),
+                                                      size_bytes=args.size_bytes))
             print(f"{args.diverse} diverse subnets near the front on {table.device} ({doc['candidates']} candidates, "
                   f"mean pairwise architecture distance {doc['mean_pairwise_distance']:.2f}):")
             print("   #  predicted acc  predicted ms    params  below front")
@@ -247,8 +253,8 @@ def _pareto(args):
             print(f"wrote {workdir.diverse_file(table.device)} and {workdir.diverse_file(table.device, '.png')}")
 
 
-def _export_config(args):
-    return ExportConfig(qat_epochs=args.qat_epochs, min_qat_steps=args.min_qat_steps,
+def _export_config(args, pretrained: bool):
+    return ExportConfig.for_run(pretrained, qat_epochs=args.qat_epochs, min_qat_steps=args.min_qat_steps,
                         learning_rate=args.qat_learning_rate, distill=not args.no_distill,
                         max_drop_points=args.max_drop, min_agreement=args.min_agreement,
                         allow_float_ops=args.allow_float_ops, allow_over_budget=args.allow_over_budget, io=args.io,
@@ -267,7 +273,7 @@ def _export(args):
     if args.data:
         check_data(args.data)
     writable_dir(args.out, "--out")
-    config = _export_config(args)
+    config = _export_config(args, workdir.pretrained)
     budget = args.budget_ms if args.budget_ms is not None else budget
     from factory.app.stages import export_workdir
     from latency_tables.resolve import load_tables
@@ -282,9 +288,10 @@ def _make(args):
     if not workdir.trained:  # a trained work directory knows its own data and space
         check_data(args.data)
         space, train = _space_and_recipe(args)
+    pretrained = workdir.pretrained if workdir.trained else bool(train.pretrained)
     profiles = _profiles(args.device)
-    export = _export_config(args)
-    search = SearchConfig(strategy=args.strategy, n_eval=args.n_eval, memory_kb=args.memory_kb,
+    export = _export_config(args, pretrained)
+    search = SearchConfig(strategy=args.strategy, n_eval=_n_eval(args, pretrained), memory_kb=args.memory_kb,
                           int8_recheck=args.int8_recheck, seed=TRAIN.seed if args.seed is None else args.seed)
     from factory.app.make import make
 
@@ -372,8 +379,10 @@ class Parser(argparse.ArgumentParser):
 def _export_options(parser):
     parser.add_argument("--qat-epochs", type=COUNT, default=EXPORT.qat_epochs,
                         help="quantization-aware fine-tuning epochs (0: ship post-training int8)")
-    parser.add_argument("--min-qat-steps", type=COUNT, default=EXPORT.min_qat_steps,
-                        help="run more epochs when the data gives fewer fine-tuning steps than this")
+    parser.add_argument("--min-qat-steps", type=COUNT,
+                        help="run more epochs when the data gives fewer fine-tuning steps than this (default "
+                             f"{EXPORT.min_qat_steps}, {PRETRAINED_MIN_QAT_STEPS} for a supernet started from ImageNet "
+                             "weights)")
     parser.add_argument("--qat-learning-rate", type=POSITIVE, default=EXPORT.learning_rate)
     parser.add_argument("--no-distill", action="store_true", help="fine-tune on labels only")
     parser.add_argument("--max-drop", type=_number(float, 0, False), default=EXPORT.max_drop_points,
@@ -414,6 +423,10 @@ def _recipe_options(parser):
     parser.add_argument("--no-teacher", action="store_true",
                         help="with pretrained weights: distil the subnets from the largest (in place) instead of from "
                              "the frozen pretrained network")
+    parser.add_argument("--schedule", choices=SCHEDULES,
+                        help="which subnets each step trains: sandwich (default: the largest, the smallest and random "
+                             "ones of the whole space) or progressive (OFA's progressive shrinking: kernel sizes "
+                             "elastic from the start, depths from a third of the steps, expand ratios from two thirds)")
     parser.add_argument("--init-from", metavar="WORKDIR",
                         help="start from the supernet trained in WORKDIR (same space, other data): every weight but "
                              "the classifier, which is new for this data's classes; a shorter schedule at a lower "
@@ -433,8 +446,9 @@ def _int8_recheck_option(parser, default: int):
 
 def _search_options(parser):
     parser.add_argument("--strategy", choices=STRATEGIES, default=SEARCH.strategy)
-    parser.add_argument("--n-eval", type=_number(int, 10, False), default=SEARCH.n_eval,
-                        help="subnets evaluated to fit the predictor")
+    parser.add_argument("--n-eval", type=_number(int, 10, False),
+                        help=f"subnets evaluated to fit the predictor (default {SEARCH.n_eval}, {PRETRAINED_N_EVAL} for "
+                             "a supernet started from ImageNet weights)")
     parser.add_argument("--memory-kb", type=POSITIVE,
                         help="peak-memory budget in KiB: weights plus the activation arena, predicted per subnet")
 
@@ -529,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     pareto.add_argument("--diverse", type=_number(int, 2, False), metavar="K",
                         help="also pick K subnets near the front that differ in architecture (DPP-Net), "
                              "with their predicted accuracy, latency and size")
-    pareto.add_argument("--n-eval", type=_number(int, 10, False), default=SEARCH.n_eval,
+    pareto.add_argument("--n-eval", type=_number(int, 10, False),
                         help="--diverse: subnets evaluated to fit the predictor, if it is not there yet")
     pareto.add_argument("--size-bytes", type=POSITIVE_INT, help="--diverse: model-size budget")
     pareto.add_argument("--data", help="the training data, if the work directory does not record it")

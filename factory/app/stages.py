@@ -19,7 +19,7 @@ from factory.core.errors import FactoryError
 from factory.core.files import write_json
 from factory.nas.space import SubnetConfig
 from factory.search.diverse import DiverseConfig, diverse_front, mean_pairwise_distance
-from factory.search.evaluate import as_arrays, evaluate_subnets, ranking_target
+from factory.search.evaluate import as_arrays, best_evaluated, evaluate_subnets, ranking_target
 from factory.search.predictor import AccuracyPredictor, fit_predictor
 from factory.search.gradient import GradientConfig, gradient_search
 from factory.search.strategies import Constraints, SearchConfig, check_budgets, constraint_test, feasibility, search
@@ -29,10 +29,16 @@ from latency_tables.memory import MemoryModel
 from latency_tables.table import LatencyTable
 
 
+# the best evaluated subnets within a budget join the search's candidates in the re-check: a predictor fitted on a
+# few dozen subnets extrapolates, and a subnet measured good (the pretrained network at a resolution) must not be
+# lost to it
+EVALUATED_RECHECK = 2
+
+
 def ensure_predictor(workdir: Workdir, supernet, data, n_eval: int, seed: int = 0, verbose: int = 1):
     """Evaluate subnets (resuming) and fit the predictor, or load it if it saw as many subnets."""
     results = evaluate_subnets(supernet, data, workdir.subnet_evals_file, n=n_eval, seed=seed,
-                               teacher=workdir.teacher(), verbose=verbose)
+                               teacher=workdir.teacher(), anchors=workdir.anchor_subnets(), verbose=verbose)
     path = workdir.predictor_dir
     if (path / "predictor.json").exists():
         predictor = AccuracyPredictor.load(path, supernet.space)
@@ -203,7 +209,7 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
             check_budgets({device: table}, Constraints({device: budget}))
     supernet = workdir.supernet()
     image_data = workdir.data(data).resized(space.resolutions[-1])
-    predictor, _ = ensure_predictor(workdir, supernet, image_data, config.n_eval, config.seed, verbose)
+    predictor, evaluated = ensure_predictor(workdir, supernet, image_data, config.n_eval, config.seed, verbose)
     val = make_dataset(image_data.x_val, image_data.y_val, 256, training=False)
     calibration = image_data.calibration()
     memory = {device: MemoryModel(space, table.precision, supernet.num_classes).complete(verbose)
@@ -218,9 +224,14 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
             raise FactoryError(f"no subnet is left under {budget:g} ms on {device}: the fastest subnets measured "
                                "over it; raise the budget or pass --allow-over-budget")
         constraints = Constraints({device: spend}, size_bytes=config.size_bytes, memory_kb=config.memory_kb)
+        device_memory = None if memory is None else {device: memory[device]}
         top = candidates(supernet, predictor, image_data, {device: tables[device]}, constraints, config,
-                         None if memory is None else {device: memory[device]}, verbose)
-        checked = recheck(supernet, top[:config.recheck], calibration, val)
+                         device_memory, verbose)[:config.recheck]
+        known = best_evaluated(space, evaluated, feasibility(space, {device: tables[device]}, constraints,
+                                                             supernet.num_classes, device_memory), EVALUATED_RECHECK)
+        top += [(s, float(predictor.predict_encoded(space.encode(s)[None])[0])) for s, _ in known
+                if s not in {c for c, _ in top}]
+        checked = recheck(supernet, top, calibration, val)
         evaluated, predicted, best = checked[0]
         int8 = int8_recheck(supernet, checked[:config.int8_recheck], image_data, calibration) \
             if config.int8_recheck else None

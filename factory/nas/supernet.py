@@ -75,6 +75,8 @@ class Supernet(keras.Model):
         self.smallest_acc = keras.metrics.SparseCategoricalAccuracy("smallest_acc")
         self._largest = tf.constant(sp.encode(SubnetConfig.largest(sp)))
         self._smallest = tf.constant(sp.encode(SubnetConfig.smallest(sp)))
+        self._smallest_by_phase = tf.constant(np.stack([sp.encode(s) for s in _shrinking_smallest(sp)]))
+        self._shrink_steps = 0
         self._teacher = None
         self._build_weights()
         self._logits_fn = tf.function(self._logits, reduce_retracing=True)
@@ -147,17 +149,31 @@ class Supernet(keras.Model):
                                               maxval=len(choices), dtype=tf.int32)
             return tf.gather(tf.constant(choices, tf.int32), idx)
 
+        phase = self._phase(step)
         resolution = pick(sp.resolutions, (count, 1), 1)
-        depths = pick(sp.depths, (count, n_stages), 2)
+        depths = tf.where(phase >= 1, pick(sp.depths, (count, n_stages), 2), sp.max_depth)
         active = tf.cast(tf.range(m)[None, None, :] < depths[:, :, None], tf.int32)
         active = tf.reshape(active, (count, n_stages * m))
         kernels = pick(sp.kernel_sizes, (count, n_stages * m), 3) * active
-        expands = pick(sp.expand_ratios, (count, n_stages * m), 4) * active
-        return tf.concat([resolution, depths, kernels, expands], axis=1)
+        expands = tf.where(phase >= 2, pick(sp.expand_ratios, (count, n_stages * m), 4), max(sp.expand_ratios))
+        return tf.concat([resolution, depths, kernels, expands * active], axis=1)
+
+    def shrink_progressively(self, steps: int) -> None:
+        """Train with OFA's progressive shrinking over ``steps``: kernel and resolution are elastic from the start,
+        depth from a third of the steps on, the expand ratio from two thirds on; before that, the sampled subnets
+        (the smallest included) keep the largest's depths and expand ratios. Set before ``fit`` traces the step."""
+        self._shrink_steps = steps
+
+    def _phase(self, step):
+        """0, 1 or 2: how many of depth and expand ratio are elastic at ``step`` (2 under the sandwich rule)."""
+        if not self._shrink_steps:
+            return tf.constant(2)
+        return tf.minimum(tf.cast(step, tf.int32) * 3 // self._shrink_steps, 2)
 
     def sandwich(self, step):
-        """The encoded subnets a training step trains: largest, smallest, then random."""
-        fixed = tf.stack([self._largest, self._smallest])
+        """The encoded subnets a training step trains: largest, smallest (of the elastic choices open at
+        ``step``), then random."""
+        fixed = tf.stack([self._largest, tf.gather(self._smallest_by_phase, self._phase(step))])
         if self.n_random == 0:
             return fixed
         return tf.concat([fixed, self.sample_random(step, self.n_random)], axis=0)
@@ -294,6 +310,17 @@ class Supernet(keras.Model):
 
 
 @tf.autograph.experimental.do_not_convert
+def _shrinking_smallest(space: SearchSpace) -> list[SubnetConfig]:
+    """The smallest subnet of each progressive-shrinking phase: the smallest kernels (and resolution) at the largest
+    depths and expand ratios, then at the smallest depths, then the smallest of all."""
+    small, big = SubnetConfig.smallest(space), SubnetConfig.largest(space)
+    kernels = tuple((space.kernel_sizes[0],) * d for d in big.depths)
+    return [SubnetConfig(small.resolution, big.depths, kernels, big.expand_ratios),
+            SubnetConfig(small.resolution, small.depths, small.kernel_sizes,
+                         tuple((max(space.expand_ratios),) * d for d in small.depths)),
+            small]
+
+
 def resize(images, resolution):
     """Bilinear resize of a batch inside a training graph to a square resolution (a tensor or int; a no-op when
     equal): elastic resolution and a teacher's input. Images from files go through ``resize_image``."""

@@ -25,17 +25,17 @@ from factory.nas.space import SubnetConfig
 from factory.nas.supernet import resize
 
 
-def subnets_to_evaluate(space, n: int, seed: int) -> list[SubnetConfig]:
-    """``n`` distinct subnets: the smallest, the largest, then seeded random ones."""
+def subnets_to_evaluate(space, n: int, seed: int, anchors=()) -> list[SubnetConfig]:
+    """``n`` distinct subnets: the smallest, the largest, the ``anchors``, then seeded random ones."""
     rng = random.Random(seed)
-    chosen = dict.fromkeys([SubnetConfig.smallest(space), SubnetConfig.largest(space)])
+    chosen = dict.fromkeys([SubnetConfig.smallest(space), SubnetConfig.largest(space), *anchors])
     while len(chosen) < min(n, space.size()):
         chosen.setdefault(SubnetConfig.random(space, rng))
     return list(chosen)[:n]
 
 
 def evaluate_subnets(supernet, data: ImageData, path: str | Path, n: int = 300, seed: int = 0,
-                     batch_size: int = 256, calibration_images: int = 512, teacher=None,
+                     batch_size: int = 256, calibration_images: int = 512, teacher=None, anchors=(),
                      verbose: int = 1) -> list[dict]:
     """Validation accuracy of ``n`` subnets, cached at ``path`` (JSON) and resumed from it.
 
@@ -52,7 +52,7 @@ def evaluate_subnets(supernet, data: ImageData, path: str | Path, n: int = 300, 
         if cache.get("space_fingerprint") != space.fingerprint:
             raise FactoryError(f"{path} holds evaluations of another space: delete it or use another work directory")
     done = {SubnetConfig.from_dict(r["subnet"]) for r in cache["results"]}
-    todo = [s for s in subnets_to_evaluate(space, n, seed) if s not in done]
+    todo = [s for s in subnets_to_evaluate(space, n, seed, anchors) if s not in done]
     val = make_dataset(data.x_val, data.y_val, batch_size, training=False)
     calibration = data.calibration(calibration_images, batch_size)
     agreement = None if teacher is None else _teacher_images(teacher, data, batch_size)
@@ -76,6 +76,14 @@ def _teacher_images(teacher, data: ImageData, batch_size: int):
     size = int(teacher.input_shape[1])
     labels = np.concatenate([np.argmax(teacher(resize(x, size), training=False), -1) for x, _ in unlabelled])
     return make_dataset(images, labels.astype(np.int32), batch_size, training=False)
+
+
+def best_evaluated(space, results: list[dict], feasible, k: int) -> list[tuple[SubnetConfig, float]]:
+    """The ``k`` evaluated subnets that pass ``feasible`` (a vectorised constraint test), best by the ranking target
+    first, with their score: candidates a predictor's error cannot hide from the search."""
+    encoded, score = as_arrays(space, results)
+    ok = feasible(encoded)
+    return [(space.decode(encoded[i]), float(score[i])) for i in np.argsort(-score, kind="stable") if ok[i]][:k]
 
 
 def ranking_target(results: list[dict]) -> str:

@@ -78,6 +78,9 @@ class SearchConfig:
 # `make` ships an int8 model, so by default it chooses among its top 5 on their int8 accuracy: on a CIFAR-10
 # supernet that changed the float re-check's choice at 2 of 3 budgets (docs/search.md, "int8 in the loop")
 MAKE_SEARCH = SearchConfig(int8_recheck=5)
+# A work directory started from ImageNet weights evaluates fewer subnets: a lite0 subnet's evaluation takes 17 s here
+# (its reference pass and 500 teacher-labelled images), 300 of them 85 minutes; bench.pretrained ranks with 60
+PRETRAINED_N_EVAL = 60
 
 
 def check_budgets(tables: dict, constraints: Constraints):

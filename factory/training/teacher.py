@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from factory.core.backend import keras
+from factory.core.backend import keras, tf
 from factory.core.files import atomic_file
 from factory.nas.pretrained import PretrainedWeights, reference_model
 from factory.nas.supernet import resize
@@ -84,7 +84,10 @@ def load_head(path) -> tuple[list[np.ndarray], float]:
         return [saved["kernel"], saved["bias"]], float(saved["val_accuracy"])
 
 
-def teacher_logits_fn(teacher: keras.Model):
-    """The teacher as a function of a training batch, for ``Supernet.train_step`` (resized to its resolution)."""
+def teacher_logits_fn(teacher: keras.Model, jit_compile: bool = False):
+    """The teacher as a function of a training batch, for ``Supernet.train_step`` (resized to its resolution);
+    ``jit_compile``: its forward pass compiled by XLA (a fixed network, unlike the elastic step; ``bench.xla``)."""
     size = int(teacher.input_shape[1])
-    return lambda images: teacher(resize(images, size), training=False)
+    forward = tf.function(lambda images: teacher(images, training=False), jit_compile=True) if jit_compile \
+        else (lambda images: teacher(images, training=False))
+    return lambda images: forward(resize(images, size))

@@ -68,7 +68,7 @@ def _check_workdir(workdir: Workdir, space: SearchSpace, data: ImageData, config
                 f"{data.class_names}: use another --workdir"
             )
     if workdir.train_config_file.exists() and not workdir.supernet_dir.exists():
-        recorded = workdir.train_config()
+        recorded = {**dataclasses.asdict(TrainConfig()), **workdir.train_config()}  # fields added since: defaults
         if recorded != dataclasses.asdict(config):
             diff = {k: (recorded.get(k), v) for k, v in dataclasses.asdict(config).items()
                     if recorded.get(k) != v}
@@ -131,6 +131,8 @@ def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
         supernet = build_supernet(space, data.num_classes, config)
         supernet.compile(optimizer=make_optimizer(dataclasses.replace(config, epochs=epochs), steps,
                                                   supernet.trainable_variables))
+    if config.schedule == "progressive":
+        supernet.shrink_progressively(epochs * steps)
     pretrained = _start_from_pretrained(supernet, data, workdir, config) if config.pretrained else None
     init = None
     if source is not None:  # an interrupted run's backup, restored by fit, overrides these weights

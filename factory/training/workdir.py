@@ -139,6 +139,12 @@ class Workdir:
         """``factory train`` finished here (its supernet and record are written)."""
         return self.training_file.is_file()
 
+    @property
+    def pretrained(self) -> bool:
+        """The trained supernet started from ImageNet weights (its run's defaults differ: fewer evaluations, shorter
+        QAT)."""
+        return self.trained and bool(self.training().get("pretrained"))
+
     def check_trained(self) -> "Workdir":
         if not (self.supernet_dir / "config.json").is_file():
             raise FactoryError(f"{self.path} holds no trained supernet: run `factory train --workdir {self.path}` first")
@@ -187,6 +193,19 @@ class Workdir:
             raise FactoryError(f"{spec} has classes {loaded.class_names}, {self.path} was trained on "
                                f"{recorded['classes']}: pass the training data")
         return loaded
+
+    def anchor_subnets(self) -> list:
+        """The pretrained network at every resolution of the space (none for a supernet not started from one): the
+        subnets that hold it exactly, evaluated and searched beside the random ones."""
+        import dataclasses
+
+        from factory.nas.space import SubnetConfig
+
+        pretrained = (self.training() if self.training_file.exists() else {}).get("pretrained")
+        if not pretrained:
+            return []
+        reference = SubnetConfig.from_dict(pretrained["reference_subnet"])
+        return [dataclasses.replace(reference, resolution=r) for r in reversed(self.space().resolutions)]
 
     def teacher(self):
         """The frozen pretrained teacher of a supernet trained from pretrained weights (its classifier as trained

@@ -35,12 +35,15 @@ class TrainConfig:
     min_steps: int = 0  # small data sets run more epochs to reach this many steps
     pretrained: str = ""  # start from these ImageNet weights (``factory.nas.pretrained.PRETRAINED``), head first
     teacher: bool = True  # with ``pretrained``: distil every subnet from the frozen pretrained network
+    schedule: str = "sandwich"  # or "progressive": OFA's progressive shrinking (kernel, then depth, then expand)
 
     def __post_init__(self):
         check_fields(self, {"epochs": (">=1",), "batch_size": (">=1",), "learning_rate": (">0",),
                             "warmup_epochs": (">=0",), "momentum": (">=0", "<1"), "weight_decay": (">=0",),
                             "clipnorm": (">=0",), "n_random": (">=0",), "label_smoothing": (">=0", "<1"),
                             "calibration_images": (">=1",), "seed": (">=0",), "min_steps": (">=0",)})
+        if self.schedule not in SCHEDULES:
+            raise FactoryError(f"schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}")
         if self.pretrained and self.init_from:
             raise FactoryError("start from pretrained weights or from another work directory (--init-from), not both")
 
@@ -61,6 +64,7 @@ class TrainConfig:
         return cls(**{**defaults, **overrides, "pretrained": pretrained})
 
 
+SCHEDULES = ("sandwich", "progressive")
 TRANSFER_DEFAULTS = {"epochs": 3, "learning_rate": 0.01, "warmup_epochs": 0.2, "min_steps": 300}
 PRETRAINED_DEFAULTS = {"epochs": 2, "batch_size": 32, "learning_rate": 0.005, "warmup_epochs": 0.5, "min_steps": 200,
                        "calibration_images": 500}
