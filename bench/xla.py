@@ -28,7 +28,6 @@ def time_steps(way: str, steps: int, batch_size: int) -> dict:
     """Seconds per training step after a first (tracing, compiling) one, in this process."""
     import numpy as np
 
-    from factory.core.backend import keras
     from factory.nas.pretrained import DEFAULT_PRETRAINED, load_into_supernet, load_pretrained
     from factory.nas.space import LITE0
     from factory.training.portable.recipe import TrainConfig, make_optimizer
