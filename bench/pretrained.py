@@ -28,7 +28,7 @@ from bench.common import header, parse, provenance, run, save
 from bench.transfer import link_folders
 from devices.profile import load_profile
 from devices.runners import get_runner
-from export.config import PRETRAINED_MIN_QAT_STEPS, ExportConfig
+from export.config import ExportConfig
 from export.parity import tflite_labels
 from factory.core.errors import FactoryError
 from factory.core.files import read_json
@@ -154,9 +154,10 @@ def train_config(start: str, epochs: int | None) -> TrainConfig:
 
 
 def ablation(data, work: Path, start: str, subnets: dict[str, SubnetConfig], epochs: int | None,
-             test_images: int, seed: int) -> dict:
+             test_images: int, seed: int, done: dict) -> dict:
     """One way of training the pretrained supernet, judged by the test accuracy (float, batch norm recalibrated) of
-    the same subnets: the smallest, those the first start shipped at each budget, and the largest."""
+    the same subnets: the smallest, those the first start shipped at each budget, Lite0 itself and the largest
+    (those in ``done``, a previous run's accuracies, are kept)."""
     from factory.training.data import make_dataset
     from factory.training.train import train_supernet
 
@@ -166,8 +167,9 @@ def ablation(data, work: Path, start: str, subnets: dict[str, SubnetConfig], epo
     test = make_dataset(data.test_images(LITE0.resolutions[-1])[pick], data.y_test[pick], 100, training=False)
     accuracy = {}
     for name, subnet in subnets.items():
-        supernet.recalibrate(subnet, data.calibration())
-        accuracy[name] = supernet.evaluate_subnet(subnet, test)
+        if name not in done:
+            supernet.recalibrate(subnet, data.calibration())
+        accuracy[name] = done.get(name) or supernet.evaluate_subnet(subnet, test)
     training = workdir.training()
     return {**STARTS[start], "epochs": training["epochs"], "train_seconds": training["seconds_this_run"],
             "test_images": len(pick), "test_accuracy": accuracy}
@@ -187,7 +189,8 @@ def main():
     parser.add_argument("--ablation-test-images", type=int, default=2000)
     parser.add_argument("--epochs", type=int, help="supernet epochs (default: the pretrained schedule's)")
     parser.add_argument("--n-eval", type=int, default=PRETRAINED_N_EVAL)
-    parser.add_argument("--min-qat-steps", type=int, default=PRETRAINED_MIN_QAT_STEPS)
+    parser.add_argument("--qat-epochs", type=int, help="QAT epochs of the bundles (default: the pretrained run's)")
+    parser.add_argument("--min-qat-steps", type=int, default=ExportConfig().min_qat_steps)
     parser.add_argument("--ranking-subnets", type=int, default=20,
                         help="evaluated subnets scored on 1,000 test images to judge the search's ranking (0: none)")
     parser.add_argument("--out", default="bench/results/pretrained.json")
@@ -203,6 +206,7 @@ def main():
     weights = load_pretrained(DEFAULT_PRETRAINED)
     data = load_data(str(folder), image_size=LITE0.resolutions[-1], seed=args.seed, cache=work / "cache")
     doc["images"] = {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)}
+    doc["lite0"] = weights.subnet.to_dict()
     if "statistics" not in doc:
         doc["statistics"] = statistics(weights, data)
         save(out, doc, markdown)
@@ -223,7 +227,8 @@ def main():
             save(out, doc, markdown)
 
         doc["factory"][start] = factory_rows(folder, work, start, budgets, profile, args.n_eval, args.epochs,
-                                             ExportConfig(min_qat_steps=args.min_qat_steps), saved)
+                                             ExportConfig.for_run(True, qat_epochs=args.qat_epochs,
+                                                                  min_qat_steps=args.min_qat_steps), saved)
         save(out, doc, markdown)
         if args.ranking_subnets:
             doc["factory"][start]["ranking"] = ranking(Workdir(work / start), args.ranking_subnets, 1000, args.seed)
@@ -236,15 +241,25 @@ def main():
                "largest": SubnetConfig.largest(LITE0)}
     doc.setdefault("ablation", {})
     for start in args.ablation:
-        done = doc["ablation"].get(start, {})
-        if set(done.get("test_accuracy", {})) != set(subnets):
+        done = doc["ablation"].get(start, {}).get("test_accuracy", {})
+        if set(done) != set(subnets):
             doc["ablation"][start] = ablation(data, work, start, subnets, args.epochs, args.ablation_test_images,
-                                              args.seed)
+                                              args.seed, done)
             save(out, doc, markdown)
     transfer = Path("bench/results/transfer.json")
     if transfer.exists():
         doc["transfer"] = {k: v["bundle"] for k, v in read_json(transfer)["starts"].items()}
     save(out, doc, markdown)
+
+
+def _subnet(subnet: dict, doc: dict) -> str:
+    """A shipped subnet in words: Lite0 at a resolution, or how its depths, kernels and expand ratios differ."""
+    lite0 = doc.get("lite0")
+    if lite0 and {**subnet, "resolution": 0} == {**lite0, "resolution": 0}:
+        return f"Lite0 at {subnet['resolution']} px"
+    return (f"{subnet['resolution']} px, depths {'/'.join(map(str, subnet['depths']))}, kernels "
+            f"{'/'.join(''.join(map(str, k)) for k in subnet['kernel_sizes'])}, expand "
+            f"{'/'.join(''.join(map(str, e)) for e in subnet['expand_ratios'])}")
 
 
 def _training(row: dict) -> str:
@@ -276,25 +291,31 @@ def markdown(doc: dict) -> str:
     for start, f in doc.get("factory", {}).items():
         trained = ("an unfinished run: the bundles so far" if f.get("partial") else
                    f"{_training(f)}; {f['epochs']} epochs, {f['train_seconds']:.0f} s")
-        lines += ["", f"The factory from the pretrained supernet ({start}: {trained}), QAT int8 bundles by `make`:", "",
-                  "| budget ms | bundle | measured ms | best Model Maker model within it | difference | seconds |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", f"The factory from the pretrained supernet ({start}: {trained}), int8 bundles by `make` at "
+                      "its defaults for a pretrained run (post-training int8):", "",
+                  "| budget ms | bundle | subnet | measured ms | best Model Maker model within it | difference | "
+                  "seconds |", "|---|---|---|---|---|---|---|"]
         for b in f["bundles"]:
             mm = _best_within(doc.get("model_maker", []), b["budget_ms"])
             theirs = f"{100 * mm['int8_accuracy']:.2f}% ({mm['resolution']} px, {mm['measured_ms']:.3f} ms)" if mm \
                 else "none fits"
             if "refused" in b:
-                lines.append(f"| {b['budget_ms']:.3f} | refused: {b['refused']} | | {theirs} | | |")
+                lines.append(f"| {b['budget_ms']:.3f} | refused: {b['refused']} | | | {theirs} | | |")
                 continue
             diff = f"{100 * (b['test_accuracy'] - mm['int8_accuracy']):+.2f} pt" if mm else ""
-            lines.append(f"| {b['budget_ms']:.3f} | {100 * b['test_accuracy']:.2f}% | {b['measured_ms']:.3f} | "
-                         f"{theirs} | {diff} | {b['seconds']:.0f} |")
+            lines.append(f"| {b['budget_ms']:.3f} | {100 * b['test_accuracy']:.2f}% | {_subnet(b['subnet'], doc)} | "
+                         f"{b['measured_ms']:.3f} | {theirs} | {diff} | {b['seconds']:.0f} |")
         if f.get("ranking"):
             r = f["ranking"]
             lines += ["", f"Ranking, over {r['subnets']} of the evaluated subnets scored on {r['test_images']} test "
                           "images: Kendall's tau with test accuracy of " + ", ".join(
                               f"{name.replace('_', ' ')} {tau:.3f}" for name, tau in r["kendall_tau"].items())
                       + f" (the predictor fitted {str(r['predictor_fitted_to']).replace('_', ' ')})."]
+    if doc.get("qat"):
+        q = doc["qat"]
+        lines += ["", f"Quantization-aware fine-tuning instead of post-training int8 (`{q['command']}`, {q['date']}: "
+                      f"--qat-epochs {q['qat_epochs']} --min-qat-steps {q['min_qat_steps']}, the defaults of a run "
+                      f"from scratch but for the steps), at {q['row']['budget_ms']:g} ms: {q['row']['refused']}"]
     if doc.get("ablation"):
         names = list(next(iter(doc["ablation"].values()))["test_accuracy"])
         first = next(iter(doc["ablation"].values()))

@@ -27,6 +27,7 @@ SECTIONS = [
     ("bench.streaming", ["streaming.json"]),
     ("bench.transfer", ["transfer.json"]),
     ("bench.pretrained", ["pretrained.json"]),
+    ("bench.xla", ["xla.json"]),
     ("bench.latency", ["latency-linear.json", "latency.json", "latency__*.json", "validate__*.json"]),
     ("bench.budget", ["budget.json", "budget__*.json"]),
     ("bench.stability", ["stability__*.json"]),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -63,14 +64,21 @@ def measure(way: str, steps: int, batch_size: int) -> dict:
     if done.returncode == 0 and lines:
         return json.loads(lines[-1])
     why = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
-    errors = [line for line in done.stderr.splitlines() if "Error" in line or "error" in line]
-    return {"failed": why + (f": {errors[-1][:200]}" if errors else "")}
+    lines = done.stderr.splitlines()
+    raised = [i for i, line in enumerate(lines) if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    if raised:  # the exception's line, and the next one where it only names its kind ("Graph execution error:")
+        message = lines[raised[0]].split(": ", 1)[1]
+        if message.endswith(":"):
+            message += " " + next((line for line in lines[raised[0] + 1:] if line.strip()), "")
+        why += ": " + message[:300]
+    return {"failed": why}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--ways", nargs="+", choices=list(WAYS), default=list(WAYS))
     parser.add_argument("--way", choices=list(WAYS), help=argparse.SUPPRESS)  # one measurement, in a child
     parser.add_argument("--out", default="bench/results/xla.json")
     args = parse(parser, markdown, "ways")
@@ -80,7 +88,7 @@ def main():
         print(json.dumps(time_steps(args.way, args.steps, args.batch_size)))
         return
     doc = {**provenance(), "steps": args.steps, "batch_size": args.batch_size, "ways": {}}
-    for way in WAYS:
+    for way in args.ways:
         doc["ways"][way] = measure(way, args.steps, args.batch_size)
         print(f"{WAYS[way]}: {doc['ways'][way]}", flush=True)
     save(args.out, doc, markdown)

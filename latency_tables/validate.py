@@ -130,36 +130,9 @@ def search_like(table: LatencyTable, n: int, seed: int = 0, extremes: bool = Tru
         budget = lo + rng.random() * (hi - lo)
         subnet, lower = largest, None
         while table.predict(subnet) > budget and lower != subnet:
-            subnet, lower = _lower_one(space, subnet, rng), subnet
+            subnet, lower = subnet.lowered(space, rng), subnet
         out.append(subnet)
     return out
-
-
-def _lower_one(space, subnet: SubnetConfig, rng: random.Random) -> SubnetConfig:
-    """``subnet`` with one random choice (the resolution, a stage's depth, a block's kernel or expand ratio) one
-    step lower; the smallest subnet stays as it is."""
-    options = [("resolution", None)] + [("depth", s) for s in range(len(space.stages))] + \
-        [(field, (s, b)) for s, d in enumerate(subnet.depths) for b in range(d) for field in ("kernel", "expand")]
-    for field, where in rng.sample(options, len(options)):
-        if field == "resolution" and subnet.resolution > space.resolutions[0]:
-            r = space.resolutions[space.resolutions.index(subnet.resolution) - 1]
-            return dataclasses.replace(subnet, resolution=r)
-        if field == "depth" and subnet.depths[where] > space.depths[0]:
-            depths = list(subnet.depths)
-            depths[where] = space.depths[space.depths.index(depths[where]) - 1]
-            cut = lambda blocks, s: blocks[s][:depths[s]]  # noqa: E731 - a stage keeps its first blocks
-            return SubnetConfig(subnet.resolution, tuple(depths),
-                                tuple(cut(subnet.kernel_sizes, s) for s in range(len(depths))),
-                                tuple(cut(subnet.expand_ratios, s) for s in range(len(depths))))
-        if field in ("kernel", "expand"):
-            s, b = where
-            name, choices = (("kernel_sizes", space.kernel_sizes) if field == "kernel"
-                             else ("expand_ratios", space.expand_ratios))
-            values = [list(stage) for stage in getattr(subnet, name)]
-            if values[s][b] > choices[0]:
-                values[s][b] = choices[choices.index(values[s][b]) - 1]
-                return dataclasses.replace(subnet, **{name: tuple(tuple(v) for v in values)})
-    return subnet
 
 
 def draw(table: LatencyTable, kind: str, n: int, seed: int) -> list[SubnetConfig]:

@@ -40,6 +40,26 @@ def test_impossible_constraint_is_an_error():
         evolve(TINY, kernel_sum, lambda e: np.zeros(len(e), bool), EvolutionConfig(population=4, max_redraws=3))
 
 
+def test_a_budget_that_admits_almost_no_subnet_is_searched_by_shrinking_draws_until_they_fit():
+    """Near the fastest subnet random draws almost never fit (make once refused a real budget 7% above it)."""
+    smallest = DEFAULT.encode(SubnetConfig.smallest(DEFAULT))
+
+    def cost(encoded):  # a latency-like cost: every choice above the smallest adds to it
+        return (encoded - smallest).clip(0).sum(axis=1)
+
+    def near_the_fastest(encoded):
+        return cost(encoded) <= 6
+
+    def score(encoded):
+        return kernel_sum(encoded) - encoded[:, 0] / 1000.0
+
+    draws = np.stack([DEFAULT.encode(SubnetConfig.random(DEFAULT, seed)) for seed in range(2000)])
+    assert not near_the_fastest(draws).any()  # plain redrawing would give up
+    result = evolve(DEFAULT, score, near_the_fastest, EvolutionConfig(population=12, generations=4, max_redraws=5))
+    assert near_the_fastest(DEFAULT.encode(result.best)[None])[0] and len(result.top) >= 5
+    assert result.best != SubnetConfig.smallest(DEFAULT)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_mutation_and_crossover_stay_in_the_space(seed):
     import random

@@ -156,16 +156,17 @@ def test_subnets_are_also_ranked_by_agreement_with_the_teacher_on_every_unlabell
     assert ranking_target([{"val_accuracy": 0.5}, {"val_accuracy": 0.6, "teacher_agreement": 0.9}]) == "val_accuracy"
 
 
-def test_a_run_from_imagenet_evaluates_fewer_subnets_and_fine_tunes_shorter_unless_told(pretrained_run, tiny_workdir):
-    from export.config import PRETRAINED_MIN_QAT_STEPS
+def test_a_run_from_imagenet_evaluates_fewer_subnets_and_ships_post_training_int8_unless_told(pretrained_run,
+                                                                                            tiny_workdir):
     from factory.app.cli import _n_eval, build_parser
     from factory.search.strategies import PRETRAINED_N_EVAL
 
     _, _, workdir = pretrained_run
     assert workdir.pretrained and not Workdir(tiny_workdir).pretrained
-    make = ["make", "--data", "photos/", "--device", "host-cpu-1t", "--budget-ms", "1"]
+    make = ["make", "--data", "photos/", "--device", "host-cpu-1t", "--budget-ms", "1", "--workdir", "w"]
     args = build_parser().parse_args(make)
     assert _n_eval(args, True) == PRETRAINED_N_EVAL < _n_eval(args, False) == 300
-    assert ExportConfig.for_run(True).min_qat_steps == PRETRAINED_MIN_QAT_STEPS < ExportConfig.for_run(False).min_qat_steps
-    given = build_parser().parse_args(make + ["--n-eval", "40", "--min-qat-steps", "7"])
-    assert _n_eval(given, True) == 40 and ExportConfig.for_run(True, min_qat_steps=given.min_qat_steps).min_qat_steps == 7
+    assert ExportConfig.for_run(True, qat_epochs=args.qat_epochs).qat_epochs == 0
+    assert ExportConfig.for_run(False, qat_epochs=args.qat_epochs).qat_epochs == ExportConfig().qat_epochs == 2
+    given = build_parser().parse_args(make + ["--n-eval", "40", "--qat-epochs", "3"])
+    assert _n_eval(given, True) == 40 and ExportConfig.for_run(True, qat_epochs=given.qat_epochs).qat_epochs == 3

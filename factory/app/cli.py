@@ -16,7 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from export.config import PRETRAINED_MIN_QAT_STEPS, ExportConfig
+from export.config import PRETRAINED_QAT_EPOCHS, ExportConfig
 from factory.core.errors import FactoryError, fault_line
 from factory.core.files import writable_dir
 from factory.training.portable.images import DEFAULT_RESIZE, RESIZE_POLICIES, check_data
@@ -377,12 +377,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def _export_options(parser):
-    parser.add_argument("--qat-epochs", type=COUNT, default=EXPORT.qat_epochs,
-                        help="quantization-aware fine-tuning epochs (0: ship post-training int8)")
-    parser.add_argument("--min-qat-steps", type=COUNT,
-                        help="run more epochs when the data gives fewer fine-tuning steps than this (default "
-                             f"{EXPORT.min_qat_steps}, {PRETRAINED_MIN_QAT_STEPS} for a supernet started from ImageNet "
-                             "weights)")
+    parser.add_argument("--qat-epochs", type=COUNT,
+                        help=f"quantization-aware fine-tuning epochs (0: ship post-training int8; default "
+                             f"{EXPORT.qat_epochs}, {PRETRAINED_QAT_EPOCHS} for a supernet started from ImageNet weights)")
+    parser.add_argument("--min-qat-steps", type=COUNT, default=EXPORT.min_qat_steps,
+                        help="run more epochs when the data gives fewer fine-tuning steps than this")
     parser.add_argument("--qat-learning-rate", type=POSITIVE, default=EXPORT.learning_rate)
     parser.add_argument("--no-distill", action="store_true", help="fine-tune on labels only")
     parser.add_argument("--max-drop", type=_number(float, 0, False), default=EXPORT.max_drop_points,

@@ -363,6 +363,33 @@ class SubnetConfig:
             expand_ratios=tuple(tuple(rng.choice(space.expand_ratios) for _ in range(d)) for d in depths),
         )
 
+    def lowered(self, space: SearchSpace, rng: _random.Random) -> "SubnetConfig":
+        """This subnet with one random choice (the resolution, a stage's depth, a block's kernel or expand ratio) one
+        step lower; the smallest subnet stays as it is. Repeated, a walk from any subnet to the smallest that
+        passes every cost in between, as a search that spends a budget does."""
+        options = [("resolution", None)] + [("depth", s) for s in range(len(space.stages))] + \
+            [(field, (s, b)) for s, d in enumerate(self.depths) for b in range(d) for field in ("kernel", "expand")]
+        for field, where in rng.sample(options, len(options)):
+            if field == "resolution" and self.resolution > space.resolutions[0]:
+                r = space.resolutions[space.resolutions.index(self.resolution) - 1]
+                return dataclasses.replace(self, resolution=r)
+            if field == "depth" and self.depths[where] > space.depths[0]:
+                depths = list(self.depths)
+                depths[where] = space.depths[space.depths.index(depths[where]) - 1]
+                cut = lambda blocks, s: blocks[s][:depths[s]]  # noqa: E731 - a stage keeps its first blocks
+                return SubnetConfig(self.resolution, tuple(depths),
+                                    tuple(cut(self.kernel_sizes, s) for s in range(len(depths))),
+                                    tuple(cut(self.expand_ratios, s) for s in range(len(depths))))
+            if field in ("kernel", "expand"):
+                s, b = where
+                name, choices = (("kernel_sizes", space.kernel_sizes) if field == "kernel"
+                                 else ("expand_ratios", space.expand_ratios))
+                values = [list(stage) for stage in getattr(self, name)]
+                if values[s][b] > choices[0]:
+                    values[s][b] = choices[choices.index(values[s][b]) - 1]
+                    return dataclasses.replace(self, **{name: tuple(tuple(v) for v in values)})
+        return self
+
     # ------------------------------------------------------------ validation
     def validate(self, space: SearchSpace) -> "SubnetConfig":
         """Raise :class:`InvalidSubnetError` naming the first value outside ``space``."""

@@ -79,6 +79,9 @@ def crossover(a: SubnetConfig, b: SubnetConfig, rng: random.Random) -> SubnetCon
     return SubnetConfig(rng.choice((a.resolution, b.resolution)), depths, tuple(kernels), tuple(expands))
 
 
+SHRUNK_REDRAWS = 10  # shrunk draws per candidate before giving up: a shrunk draw fails only below the smallest
+
+
 def evolve(space: SearchSpace, score: Scorer, feasible: Scorer, config: EvolutionConfig = EvolutionConfig(),
            top_k: int = 10, seconds: float | None = None) -> SearchResult:
     """Maximise ``score`` over subnets for which ``feasible`` holds; with ``seconds``, for as many generations as
@@ -86,17 +89,31 @@ def evolve(space: SearchSpace, score: Scorer, feasible: Scorer, config: Evolutio
     rng = random.Random(config.seed)
     seen: dict[SubnetConfig, float] = {}
 
+    def fits(subnet):
+        return bool(feasible(space.encode(subnet)[None])[0])
+
+    def shrunk(subnet):
+        """``subnet`` lowered one random choice at a time until it fits (or is the smallest)."""
+        while not fits(subnet) and (lower := subnet.lowered(space, rng)) != subnet:
+            subnet = lower
+        return subnet
+
     def fill(count, make):
-        """``count`` feasible candidates from ``make()``, redrawing infeasible ones in batches."""
-        out, draws = [], 0
+        """``count`` feasible candidates from ``make()``, redrawing infeasible ones in batches; where a budget
+        admits too few subnets for redrawing to find them (one near the fastest), each draw is shrunk until it
+        fits instead."""
+        out, draws, shrink = [], 0, False
         while len(out) < count:
             batch = [make() for _ in range(max(count - len(out), 8))]
+            batch = [shrunk(c) for c in batch] if shrink else batch
             ok = feasible(np.stack([space.encode(c) for c in batch]))
             out += [c for c, good in zip(batch, ok) if good][: count - len(out)]
             draws += len(batch)
-            if draws > config.max_redraws * count:
-                raise FactoryError("could not draw feasible candidates: the constraint admits almost no "
-                                   "subnet of the space; loosen the budget")
+            if draws > (SHRUNK_REDRAWS if shrink else config.max_redraws) * count:
+                if shrink:
+                    raise FactoryError("could not draw feasible candidates: the constraint admits almost no "
+                                       "subnet of the space; loosen the budget")
+                shrink, draws = True, 0
         return out
 
     def evaluate(candidates):
