@@ -226,11 +226,14 @@ def main():
             doc["factory"][start] = {**doc["factory"].get(start, {}), "partial": True, "bundles": rows}
             save(out, doc, markdown)
 
+        ranked = doc["factory"].get(start, {}).get("ranking")
         doc["factory"][start] = factory_rows(folder, work, start, budgets, profile, args.n_eval, args.epochs,
                                              ExportConfig.for_run(True, qat_epochs=args.qat_epochs,
                                                                   min_qat_steps=args.min_qat_steps), saved)
         save(out, doc, markdown)
-        if args.ranking_subnets:
+        if ranked and ranked["subnets"] == args.ranking_subnets:  # the same work directory: kept, not rescored
+            doc["factory"][start]["ranking"] = ranked
+        elif args.ranking_subnets:
             doc["factory"][start]["ranking"] = ranking(Workdir(work / start), args.ranking_subnets, 1000, args.seed)
             save(out, doc, markdown)
     shipped = doc["factory"].get(args.starts[0], {}).get("bundles", []) if args.starts else []
@@ -303,8 +306,9 @@ def markdown(doc: dict) -> str:
                 lines.append(f"| {b['budget_ms']:.3f} | refused: {b['refused']} | | | {theirs} | | |")
                 continue
             diff = f"{100 * (b['test_accuracy'] - mm['int8_accuracy']):+.2f} pt" if mm else ""
+            seconds = f"{b['seconds']:.0f}" if b["seconds"] >= 1 else "made by an earlier run"
             lines.append(f"| {b['budget_ms']:.3f} | {100 * b['test_accuracy']:.2f}% | {_subnet(b['subnet'], doc)} | "
-                         f"{b['measured_ms']:.3f} | {theirs} | {diff} | {b['seconds']:.0f} |")
+                         f"{b['measured_ms']:.3f} | {theirs} | {diff} | {seconds} |")
         if f.get("ranking"):
             r = f["ranking"]
             lines += ["", f"Ranking, over {r['subnets']} of the evaluated subnets scored on {r['test_images']} test "

@@ -209,7 +209,7 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
             check_budgets({device: table}, Constraints({device: budget}))
     supernet = workdir.supernet()
     image_data = workdir.data(data).resized(space.resolutions[-1])
-    predictor, evaluated = ensure_predictor(workdir, supernet, image_data, config.n_eval, config.seed, verbose)
+    predictor, evaluations = ensure_predictor(workdir, supernet, image_data, config.n_eval, config.seed, verbose)
     val = make_dataset(image_data.x_val, image_data.y_val, 256, training=False)
     calibration = image_data.calibration()
     memory = {device: MemoryModel(space, table.precision, supernet.num_classes).complete(verbose)
@@ -227,7 +227,7 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
         device_memory = None if memory is None else {device: memory[device]}
         top = candidates(supernet, predictor, image_data, {device: tables[device]}, constraints, config,
                          device_memory, verbose)[:config.recheck]
-        known = best_evaluated(space, evaluated, feasibility(space, {device: tables[device]}, constraints,
+        known = best_evaluated(space, evaluations, feasibility(space, {device: tables[device]}, constraints,
                                                              supernet.num_classes, device_memory), EVALUATED_RECHECK)
         top += [(s, float(predictor.predict_encoded(space.encode(s)[None])[0])) for s, _ in known
                 if s not in {c for c, _ in top}]
