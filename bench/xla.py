@@ -18,8 +18,10 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bench.common import header, parse, provenance, run, save
+from factory.core.files import read_json
 
 TITLE = "XLA (`jit_compile`) on this CPU"
 WAYS = {"none": "no XLA", "teacher": "XLA on the teacher's forward pass", "step": "XLA on the whole step"}
@@ -68,8 +70,9 @@ def measure(way: str, steps: int, batch_size: int) -> dict:
     raised = [i for i, line in enumerate(lines) if re.match(r"^[\w.]+(Error|Exception): ", line)]
     if raised:  # the exception's line, and the next one where it only names its kind ("Graph execution error:")
         message = lines[raised[0]].split(": ", 1)[1]
-        if message.endswith(":"):
-            message += " " + next((line for line in lines[raised[0] + 1:] if line.strip()), "")
+        if message.endswith(":"):  # TensorFlow's own: the node's traceback, then what went wrong
+            message += " " + next((line for line in lines[raised[0] + 1:] if line.strip() and not
+                                   line.startswith((" ", "\t", "File ", "Detected at node", "<"))), "")
         why += ": " + message[:300]
     return {"failed": why}
 
@@ -87,9 +90,16 @@ def main():
     if args.way:
         print(json.dumps(time_steps(args.way, args.steps, args.batch_size)))
         return
-    doc = {**provenance(), "steps": args.steps, "batch_size": args.batch_size, "ways": {}}
-    for way in args.ways:
-        doc["ways"][way] = measure(way, args.steps, args.batch_size)
+    out = Path(args.out)
+    doc = read_json(out) if out.exists() else {}
+    if (doc.get("steps"), doc.get("batch_size")) != (args.steps, args.batch_size):
+        doc = {"ways": {}}  # other settings: the earlier ways do not compare
+    for r in doc["ways"].values():  # rows of a file written before rows kept their own provenance
+        r.setdefault("command", doc.get("command")), r.setdefault("date", doc.get("date"))
+    doc.update({**provenance(), "steps": args.steps, "batch_size": args.batch_size})
+    for way in args.ways:  # each way keeps the command and date that measured it
+        doc["ways"][way] = {**measure(way, args.steps, args.batch_size),
+                            **{k: v for k, v in provenance().items() if k in ("command", "date")}}
         print(f"{WAYS[way]}: {doc['ways'][way]}", flush=True)
     save(args.out, doc, markdown)
 
@@ -103,7 +113,9 @@ def markdown(doc: dict) -> str:
             lines.append(f"| {WAYS[way]} | failed: {r['failed']} | |")
         else:
             lines.append(f"| {WAYS[way]} | {r['seconds_per_step']:.2f} | {r['first_step_seconds']:.1f} s |")
-    return "\n".join(lines)
+    other = [f"{WAYS[way]}: `{r['command']}`, {r['date']}" for way, r in doc["ways"].items()
+             if r.get("command", doc.get("command")) != doc.get("command")]
+    return "\n".join(lines + (["", "Measured by an earlier run: " + "; ".join(other) + "."] if other else []))
 
 
 if __name__ == "__main__":
