@@ -11,7 +11,7 @@ from factory.core.errors import FactoryError
 FORMATS = ("tflite", "onnx")
 # A subnet of a supernet started from ImageNet ships post-training int8, as Model Maker's models do: on
 # bench.pretrained's 450 photos a lite0 subnet lost 0.22 points to post-training int8 (86.26% float, 86.04%) and 19.5
-# to 70 QAT steps at the default rate (66.80%), which re-learn from too few images what ImageNet taught
+# to 60 QAT steps at the default rate (66.80%), which re-learn from too few images what ImageNet taught
 PRETRAINED_QAT_EPOCHS = 0
 
 
