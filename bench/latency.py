@@ -4,8 +4,9 @@
 
 Per device profile, side by side in one run: the table of the default space (the
 shipped or user's one when it was measured on this CPU, else one built here, timed),
-calibrated first where it has no correction (or with ``--recalibrate``) on 20 whole
-subnets, half random and half search-like (seed 1); then ``--n`` held-out subnets of
+calibrated first where it has no correction (or with ``--recalibrate``) on 12 whole
+subnets, half random and half search-like (seed 1), as ``make`` calibrates a table it
+builds, both timed (a new CPU's first ``make`` waits for them); then ``--n`` held-out subnets of
 each kind (seed 0), measured whole: ``random`` (uniform over the space) and
 ``search-like`` (the slowest subnet of each resolution, then the largest under budgets
 drawn across the table's span, as an accuracy-maximising search spends a budget).
@@ -41,6 +42,7 @@ from latency_tables.validate import KINDS, calibrate_table, judge, validate_tabl
 
 TITLE = "Latency tables on this machine"
 GOALS = {"within_10_percent": 0.99, "mape_percent": 3.0}
+FIRST_TABLE_GOAL_S = 600  # a new CPU's table, built and calibrated, for the pretrained space
 
 
 def prediction_rate(table: LatencyTable, n: int = 200_000) -> float:
@@ -88,8 +90,11 @@ def judge_table(space, profile, given: str | None, n: int, recalibrate: bool, re
     calibration = None
     if recalibrate or table.correction is None:
         print(f"{profile.name}: calibrating {path} on {CALIBRATE_N} whole subnets", flush=True)
+        start = time.time()
         report = calibrate_table(table, profile, CALIBRATE_N, out / f"calibration__{profile.name}", verbose=False)
-        calibration = {k: report[k] for k in ("uncorrected", "corrected_cross_validated", "correction_fitted_on_all")}
+        calibration = {**{k: report[k] for k in ("uncorrected", "corrected_cross_validated",
+                                                 "correction_fitted_on_all")},
+                       "seconds": time.time() - start}
         table = LatencyTable(read_json(path), space, str(path))
     kinds = {}
     for kind in KINDS:
@@ -167,8 +172,14 @@ def markdown(doc: dict) -> str:
         c = d["correction"] or {}
         built = (f"built here in {d['table_build_seconds_this_run']:.0f} s" if d["table_build_seconds_this_run"]
                  else f"`{Path(d['table']).name}`")
-        fitted = (f"calibrated in this run on {c.get('fitted_on_subnets')} subnets" if d["calibration_this_run"]
+        calibrated = d["calibration_this_run"]
+        fitted = (f"calibrated in this run on {c.get('fitted_on_subnets')} subnets"
+                  + (f" in {calibrated['seconds']:.0f} s" if "seconds" in calibrated else "") if calibrated
                   else f"its stored correction (fitted on {c.get('fitted_on_subnets', c.get('n'))} subnets)")
+        if d["table_build_seconds_this_run"] and calibrated and "seconds" in calibrated:
+            total = d["table_build_seconds_this_run"] + calibrated["seconds"]
+            fitted += (f" ({total / 60:.1f} min before a new CPU's first search; goal at most "
+                       f"{FIRST_TABLE_GOAL_S / 60:.0f} min for the lite0 space)")
         notes.append(f"- {device}: table {built}, {d['table_entries']} layers, {fitted}: {describe_correction(c)}; "
                      f"vectorised prediction {d['predictions_per_second']:,.0f} "
                      "subnets a second (goal 100,000)")

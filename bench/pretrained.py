@@ -167,9 +167,11 @@ def ablation(data, work: Path, start: str, subnets: dict[str, SubnetConfig], epo
     test = make_dataset(data.test_images(LITE0.resolutions[-1])[pick], data.y_test[pick], 100, training=False)
     accuracy = {}
     for name, subnet in subnets.items():
-        if name not in done:
-            supernet.recalibrate(subnet, data.calibration())
-        accuracy[name] = done.get(name) or supernet.evaluate_subnet(subnet, test)
+        if name in done:
+            accuracy[name] = done[name]
+            continue
+        supernet.recalibrate(subnet, data.calibration())
+        accuracy[name] = supernet.evaluate_subnet(subnet, test)
     training = workdir.training()
     return {**STARTS[start], "epochs": training["epochs"], "train_seconds": training["seconds_this_run"],
             "test_images": len(pick), "test_accuracy": accuracy}

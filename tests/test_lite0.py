@@ -162,7 +162,7 @@ def test_a_run_from_imagenet_evaluates_fewer_subnets_and_ships_post_training_int
     from factory.search.strategies import PRETRAINED_N_EVAL
 
     _, _, workdir = pretrained_run
-    assert workdir.pretrained and not Workdir(tiny_workdir).pretrained
+    assert workdir.pretrained["name"] == "efficientnet-lite0" and Workdir(tiny_workdir).pretrained is None
     make = ["make", "--data", "photos/", "--device", "host-cpu-1t", "--budget-ms", "1", "--workdir", "w"]
     args = build_parser().parse_args(make)
     assert _n_eval(args, True) == PRETRAINED_N_EVAL < _n_eval(args, False) == 300

@@ -203,7 +203,7 @@ def _search(args):
     profiles, paths = _profiles(args.device), _table_paths(args)
     if args.data:
         check_data(args.data)
-    config = SearchConfig(strategy=args.strategy, n_eval=_n_eval(args, workdir.pretrained), recheck=args.recheck,
+    config = SearchConfig(strategy=args.strategy, n_eval=_n_eval(args, workdir.pretrained is not None), recheck=args.recheck,
                           int8_recheck=args.int8_recheck, size_bytes=args.size_bytes,
                           memory_kb=args.memory_kb, trials=args.trials, time_limit_s=args.time_limit, seed=args.seed,
                           evolution=EvolutionConfig(population=args.population, generations=args.generations,
@@ -242,7 +242,7 @@ def _pareto(args):
             from factory.app.stages import diverse_workdir
 
             doc = diverse_workdir(workdir, table, args.diverse, data=args.data,
-                                  config=SearchConfig(n_eval=_n_eval(args, workdir.pretrained),
+                                  config=SearchConfig(n_eval=_n_eval(args, workdir.pretrained is not None),
                                                       size_bytes=args.size_bytes))
             print(f"{args.diverse} diverse subnets near the front on {table.device} ({doc['candidates']} candidates, "
                   f"mean pairwise architecture distance {doc['mean_pairwise_distance']:.2f}):")
@@ -273,7 +273,7 @@ def _export(args):
     if args.data:
         check_data(args.data)
     writable_dir(args.out, "--out")
-    config = _export_config(args, workdir.pretrained)
+    config = _export_config(args, workdir.pretrained is not None)
     budget = args.budget_ms if args.budget_ms is not None else budget
     from factory.app.stages import export_workdir
     from latency_tables.resolve import load_tables
@@ -288,7 +288,7 @@ def _make(args):
     if not workdir.trained:  # a trained work directory knows its own data and space
         check_data(args.data)
         space, train = _space_and_recipe(args)
-    pretrained = workdir.pretrained if workdir.trained else bool(train.pretrained)
+    pretrained = workdir.pretrained is not None if workdir.trained else bool(train.pretrained)
     profiles = _profiles(args.device)
     export = _export_config(args, pretrained)
     search = SearchConfig(strategy=args.strategy, n_eval=_n_eval(args, pretrained), memory_kb=args.memory_kb,

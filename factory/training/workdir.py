@@ -140,10 +140,10 @@ class Workdir:
         return self.training_file.is_file()
 
     @property
-    def pretrained(self) -> bool:
-        """The trained supernet started from ImageNet weights (its run's defaults differ: fewer evaluations, shorter
-        QAT)."""
-        return self.trained and bool(self.training().get("pretrained"))
+    def pretrained(self) -> dict | None:
+        """What the trained supernet started from when it started from ImageNet weights (its name and the subnet that
+        holds it), else None; a pretrained run's defaults differ: fewer evaluations, post-training int8."""
+        return (self.training().get("pretrained") or None) if self.trained else None
 
     def check_trained(self) -> "Workdir":
         if not (self.supernet_dir / "config.json").is_file():
@@ -201,7 +201,7 @@ class Workdir:
 
         from factory.nas.space import SubnetConfig
 
-        pretrained = (self.training() if self.training_file.exists() else {}).get("pretrained")
+        pretrained = self.pretrained
         if not pretrained:
             return []
         reference = SubnetConfig.from_dict(pretrained["reference_subnet"])
@@ -210,7 +210,7 @@ class Workdir:
     def teacher(self):
         """The frozen pretrained teacher of a supernet trained from pretrained weights (its classifier as trained
         first), or None."""
-        pretrained = (self.training() if self.training_file.exists() else {}).get("pretrained")
+        pretrained = self.pretrained
         if not pretrained or not self.teacher_head_file.exists():
             return None
         from factory.nas.pretrained import load_pretrained
