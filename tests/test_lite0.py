@@ -46,7 +46,8 @@ def pretrained_run(tmp_path_factory):
     workdir = Workdir(root / "work")
     config = TrainConfig.from_pretrained("efficientnet-lite0", epochs=1, batch_size=8, calibration_images=16,
                                          n_random=0,  # the largest and smallest: a smaller graph to trace
-                                         schedule="progressive")  # its first third: kernels elastic only
+                                         schedule="progressive",  # its first third: kernels elastic only
+                                         teacher=True)  # the frozen network's path (in place is the scratch runs')
     supernet = train_supernet(data, SMALL, workdir, config, verbose=0)
     return supernet, data, workdir
 

@@ -83,7 +83,7 @@ def _space_and_recipe(args) -> tuple:
                                ("seed", args.seed), ("schedule", args.schedule)) if v is not None}
     if pretrained:
         load_pretrained(pretrained, space)  # weights that do not fit the space: one line now, not after an hour
-        return space, TrainConfig.from_pretrained(pretrained, teacher=not args.no_teacher, **given)
+        return space, TrainConfig.from_pretrained(pretrained, teacher=args.teacher, **given)
     if source is None:
         return space, TrainConfig(**given)
     transfer_source(source.path, space)
@@ -419,9 +419,9 @@ def _recipe_options(parser):
                              "space, whose largest subnet is EfficientNet-Lite0 at 224 px); the default for a folder "
                              "of images unless --space names another space or --init-from is given; none: random "
                              "weights")
-    parser.add_argument("--no-teacher", action="store_true",
-                        help="with pretrained weights: distil the subnets from the largest (in place) instead of from "
-                             "the frozen pretrained network")
+    parser.add_argument("--teacher", action="store_true",
+                        help="with pretrained weights: distil every subnet from the frozen pretrained network with its "
+                             "classifier (OFA's teacher) instead of from the largest subnet in place")
     parser.add_argument("--schedule", choices=SCHEDULES,
                         help="which subnets each step trains: sandwich (default: the largest, the smallest and random "
                              "ones of the whole space) or progressive (OFA's progressive shrinking: kernel sizes "
