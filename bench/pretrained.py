@@ -9,10 +9,12 @@ The data is ``bench.transfer``'s target: dog, frog, horse, ship and truck with `
 (the same seeded draw) and their whole CIFAR-10 test split. Model Maker's recipe: the frozen network's pooled
 features, dropout 0.2 and a softmax classifier with label smoothing 0.1 (trained here with Adam on the cached
 features, ``factory.training.teacher.fit_head``), then post-training int8 with uint8 input and probabilities out; one
-model per resolution. The factory: a pretrained supernet trained once per ``--starts`` (``teacher``: distilled from
-the frozen network; ``inplace``: from the largest subnet), then ``make`` at three budgets: the measured latency of
-Lite0 at 224 px (Model Maker's 224 px model in this run), half of it and a quarter. Every row says what it measured
-and how long each stage took; a rerun resumes from the results file and the work directories.
+model per resolution. The factory: a pretrained supernet trained once per ``--starts`` (``inplace``, make's default:
+distilled from the largest subnet; ``teacher``: from the frozen network; ``progressive``: OFA's progressive shrinking
+from the frozen network), then ``make`` at three budgets: the measured latency of
+Lite0 at 224 px (Model Maker's 224 px model in this run), half of it and a quarter. ``--ablation`` scores the same
+subnets (the first start's bundles, Lite0, the largest and smallest) from supernets trained each way. Every row says
+what it measured and how long each stage took; a rerun resumes from the results file and the work directories.
 """
 
 from __future__ import annotations
@@ -184,8 +186,8 @@ def main():
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 192, 160, 128])
-    parser.add_argument("--starts", nargs="*", choices=list(STARTS), default=["teacher"],
-                        help="trainings that go through make at the three budgets")
+    parser.add_argument("--starts", nargs="*", choices=list(STARTS), default=["inplace"],
+                        help="trainings that go through make at the three budgets (default: make's own, in place)")
     parser.add_argument("--ablation", nargs="*", choices=list(STARTS), default=[],
                         help="trainings compared on the same subnets: those the first --starts shipped")
     parser.add_argument("--ablation-test-images", type=int, default=2000)
