@@ -15,7 +15,7 @@ from factory.nas.space import SearchSpace, SubnetConfig
 from latency_tables.blocks import all_layers
 from latency_tables.builder import build_table
 from latency_tables.table import LatencyTable
-from latency_tables.validate import (correction_report, cross_validated, draw, error_report, fit_correction,
+from latency_tables.validate import (correction_report, cross_validated, error_report, fit_correction,
                                      search_like, store_correction, validate_table)
 from helpers import FAST, MICRO
 
