@@ -159,7 +159,7 @@ def test_subnets_are_also_ranked_by_agreement_with_the_teacher_on_every_unlabell
 
 def test_a_run_from_imagenet_evaluates_fewer_subnets_and_ships_post_training_int8_unless_told(pretrained_run,
                                                                                             tiny_workdir):
-    from factory.app.cli import _n_eval, build_parser
+    from factory.app.cli import _n_eval, _space_and_recipe, build_parser
     from factory.search.strategies import PRETRAINED_N_EVAL
 
     _, _, workdir = pretrained_run
@@ -171,3 +171,7 @@ def test_a_run_from_imagenet_evaluates_fewer_subnets_and_ships_post_training_int
     assert ExportConfig.for_run(False, qat_epochs=args.qat_epochs).qat_epochs == ExportConfig().qat_epochs == 2
     given = build_parser().parse_args(make + ["--n-eval", "40", "--qat-epochs", "3"])
     assert _n_eval(given, True) == 40 and ExportConfig.for_run(True, qat_epochs=given.qat_epochs).qat_epochs == 3
+    # subnets learn in place from the largest unless --teacher asks for the frozen network (in place measured better)
+    _, recipe = _space_and_recipe(args)
+    _, taught = _space_and_recipe(build_parser().parse_args(make + ["--teacher"]))
+    assert recipe.pretrained == "efficientnet-lite0" and not recipe.teacher and taught.teacher
