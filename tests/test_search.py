@@ -38,6 +38,25 @@ def test_every_candidate_fits_every_device(strategy):
             assert table.predict(subnet) <= limits[device]
 
 
+@pytest.mark.parametrize("strategy", ["evolution", "reinforce", "random", "bayesian"])
+def test_a_budget_only_the_fastest_subnet_fits(strategy):
+    """At the fastest subnet's latency evolution's draws all shrink to one subnet, and a population of one still
+    evolves; a few random trials find nothing there and say what to raise."""
+    limits = {d: t.fastest_ms() * 1.0001 for d, t in TABLES.items()}
+
+    def run():
+        return search(TINY, accuracy, TABLES, Constraints(limits), 10, strategy=strategy,
+                      evolution=EvolutionConfig(population=20, generations=3),
+                      reinforce_config=ReinforceConfig(steps=5), trials=5)
+
+    if strategy in ("random", "bayesian"):
+        with pytest.raises(FactoryError, match="raise --trials"):
+            run()
+        return
+    top = run()
+    assert top and all(t.predict(s) <= limits[d] for s, _ in top for d, t in TABLES.items())
+
+
 def test_evolution_beats_the_random_population_it_starts_from():
     limits = budgets(0.3)
     config = EvolutionConfig(population=20, generations=15, seed=2)

@@ -130,8 +130,8 @@ def evolve(space: SearchSpace, score: Scorer, feasible: Scorer, config: Evolutio
     for _ in rounds(config.generations, seconds):
         parents = population[:n_parents]
         mutants = fill(n_mutants, lambda: mutate(space, rng.choice(parents), config.mutation_prob, rng))
-        children = fill(config.population - n_parents - n_mutants,
-                        lambda: crossover(*rng.sample(parents, 2), rng))
+        pairs = parents if len(parents) > 1 else parents * 2  # a budget near the fastest leaves one parent
+        children = fill(config.population - n_parents - n_mutants, lambda: crossover(*rng.sample(pairs, 2), rng))
         population = evaluate(parents + mutants + children)[: config.population]
         history.append(seen[population[0]])
     feasible_seen = sorted(seen, key=lambda c: -seen[c])
