@@ -43,7 +43,7 @@ def main():
         return
     workdir = Workdir(args.workdir).check_trained()
     space, profiles = workdir.space(), [load_profile(d) for d in args.devices]
-    tables = load_tables(space, profiles)
+    tables = load_tables(space, profiles, workdir.head())
     rows = []
     for profile in profiles:
         table = tables[profile.name]

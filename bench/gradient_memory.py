@@ -48,7 +48,7 @@ def main():
     budgets = span_budgets(table, space, [(i + 1) / (args.searches + 1) for i in range(args.searches)])
     for i, budget in enumerate(budgets):
         config = GradientConfig(steps=args.steps, seed=i)
-        feasible = constraint_test(space, tables, Constraints({profile.name: budget}), supernet.num_classes)
+        feasible = constraint_test(space, tables, Constraints({profile.name: budget}), supernet.task_head)
         start = time.perf_counter()
         gradient_search(supernet, *training_sample(data, config), tables, {profile.name: budget}, feasible, config,
                         verbose=0)

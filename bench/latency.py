@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import header, parse, provenance, run, save
+from bench.common import CLASSIFIER, header, parse, provenance, run, save
 from devices.profile import load_profile
 from factory.core.errors import FactoryError
 from factory.core.files import read_json
@@ -58,15 +58,15 @@ def prediction_rate(table: LatencyTable, n: int = 200_000) -> float:
 def table_of(space, profile, given: str | None) -> tuple[Path, float | None]:
     """The table to judge: ``given``, the shipped or user's one when it is of this CPU, else one built (resumably)
     in the user's cache; and the seconds a build took here (None when none ran)."""
-    path = Path(given) if given else default_table_path(space, profile)
+    path = Path(given) if given else default_table_path(space, profile, CLASSIFIER)
     if not given:
         try:
             LatencyTable.load(path, space, profile)
             return path, None
         except FactoryError:  # none, or another CPU's: build this one's
-            path = user_table_path(space, profile)
+            path = user_table_path(space, profile, CLASSIFIER)
     start = time.time()
-    build_table(space, profile, path)
+    build_table(space, profile, path, CLASSIFIER)
     return path, time.time() - start
 
 

@@ -36,7 +36,7 @@ def measure(args) -> dict:
     workdir = Workdir(args.workdir).check_trained()
     profile = load_profile(args.device)
     device, space = profile.name, workdir.space()
-    tables = load_tables(space, [profile], [args.table] if args.table else None)
+    tables = load_tables(space, [profile], workdir.head(), [args.table] if args.table else None)
     budgets = three_budgets(tables[device], space)
     results = search_workdir(workdir, tables, budgets, config=SearchConfig(n_eval=args.n_eval), reuse=True)
     rows = []

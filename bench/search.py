@@ -134,7 +134,7 @@ def main():
         proxies = {k: doc[k] for k in ("subnets", "kendall_tau", "proxy_seconds_per_subnet",
                                        "evaluation_seconds_per_subnet")}
     start = time.perf_counter()
-    search(space, predictor.predict_encoded, tables, Constraints({device: middle}), supernet.num_classes,
+    search(space, predictor.predict_encoded, tables, Constraints({device: middle}), supernet.task_head,
            evolution=EvolutionConfig(population=100, generations=99, seed=0))
     wall = time.perf_counter() - start
     rows = _with_earlier(rows, done)

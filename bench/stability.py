@@ -17,7 +17,7 @@ import argparse
 import contextlib
 import dataclasses
 
-from bench.common import header, provenance, run, save, parse
+from bench.common import CLASSIFIER, header, provenance, run, save, parse
 from devices.profile import load_profile
 from devices.runners import get_runner
 from factory.core.convert import convert_for_timing
@@ -42,7 +42,7 @@ def main():
     single = dataclasses.replace(profile, repeats=1)
     subnets = {"smallest": SubnetConfig.smallest(space), "largest": SubnetConfig.largest(space),
                **{f"random{i}": SubnetConfig.random(space, i) for i in range(args.subnets)}}
-    models = {name: convert_for_timing(build_subnet_model(space, s, 10), profile.precision) for name, s in subnets.items()}
+    models = {name: convert_for_timing(build_subnet_model(space, s, CLASSIFIER), profile.precision) for name, s in subnets.items()}
     methods = {"single measurement": single, f"fastest of {profile.repeats}": profile}
     medians = {(name, method): [] for name in models for method in methods}
     with contextlib.ExitStack() as stack:

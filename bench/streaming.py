@@ -97,7 +97,7 @@ def child_train(folder: str, mode: str, cache: str, steps: int) -> dict:
     data = load_data(folder, image_size=SIZE, cache=cache if mode == "cache" else None)
     config = TrainConfig(batch_size=BATCH)
     train = make_dataset(data.x_train, data.y_train, BATCH, training=True, flip=True).repeat()
-    supernet = build_supernet(space(), data.num_classes, config)
+    supernet = build_supernet(space(), data.head, config)
     supernet.compile(optimizer=make_optimizer(config, steps, supernet.trainable_variables))
     supernet.fit(train, steps_per_epoch=3, epochs=1, verbose=0)  # the traces
     start = time.time()

@@ -50,7 +50,7 @@ def elasticity_cost(data, space, steps: int, batch_size: int, repeats: int = 3):
     y = data.y_train[:batch_size]
     batch = make_dataset(x, y, batch_size, training=False)
     images, labels = next(iter(batch))
-    supernet = build_supernet(space, data.num_classes, config)
+    supernet = build_supernet(space, data.head, config)
     supernet.compile(optimizer=make_optimizer(config, 1000, supernet.trainable_variables))
     train_fn = supernet.make_train_function()
     repeated = iter(tf.data.Dataset.from_tensors((images, labels)).repeat())
@@ -66,7 +66,7 @@ def elasticity_cost(data, space, steps: int, batch_size: int, repeats: int = 3):
         t_sandwich = _time_call(sandwich, repeats)
         t_static = 0.0
         for subnet in subnets:
-            model = build_subnet_model(space, subnet, data.num_classes)
+            model = build_subnet_model(space, subnet, data.head)
             model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
             resized = resize(images, subnet.resolution)
@@ -88,7 +88,7 @@ def elasticity_cost(data, space, steps: int, batch_size: int, repeats: int = 3):
 
 def train_standalone(data, space, subnet, config: TrainConfig, verbose):
     """A static subnet trained alone from scratch with the supernet's optimizer settings."""
-    model = build_subnet_model(space, subnet, data.num_classes, name="standalone")
+    model = build_subnet_model(space, subnet, data.head, name="standalone")
     seconds = train_model(model, data, config, verbose)
     local = data.resized(subnet.resolution)
     test = make_dataset(local.x_test, local.y_test, 256, training=False)

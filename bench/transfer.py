@@ -18,7 +18,7 @@ import random
 import time
 from pathlib import Path
 
-from bench.common import header, parse, provenance, run, save
+from bench.common import CLASSIFIER, header, parse, provenance, run, save
 from devices.profile import load_profile
 from export.config import ExportConfig
 from factory.app.make import make
@@ -115,7 +115,7 @@ def main():
     if args is None:
         return
     profile = load_profile("host-cpu-1t")
-    if not default_table_path(DEFAULT, profile).exists():
+    if not default_table_path(DEFAULT, profile, CLASSIFIER).exists():
         raise FactoryError("no host-cpu-1t table of the default space: `factory table build --device host-cpu-1t`")
     work = Path(args.work).expanduser()
     source_dir, target_dir = link_folders(Path(args.data).expanduser(), work, args.per_class, args.seed)

@@ -263,7 +263,7 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
         print(f"warning: measured {timing.median_ms:.3f} ms on {profile.name} exceeds the {budget_ms:g} ms budget "
               f"(predicted {predicted:.3f} ms)", file=sys.stderr, flush=True)
 
-    memory = predicted_and_measured_memory(content, profile, MemoryModel(space, precision, len(source.class_names)),
+    memory = predicted_and_measured_memory(content, profile, MemoryModel(space, precision, supernet.task_head),
                                            subnet, io)
 
     from ai_edge_litert.interpreter import Interpreter

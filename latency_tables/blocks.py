@@ -19,7 +19,7 @@ from factory.nas.space import BlockSpec, SearchSpace, SubnetConfig
 class LayerKey:
     """One distinct layer to time; ``id`` is its name in a table file."""
 
-    kind: str  # "stem" | "mbconv" | "head"
+    kind: str  # "stem" | "mbconv" | a head's ("head": classification, "lraspp": segmentation)
     size: int  # input height = width
     in_channels: int
     out_channels: int
@@ -50,8 +50,11 @@ def block_key(block: BlockSpec, size: int, kernel: int, expand: int) -> LayerKey
                     block.se, block.activation)
 
 
-def head_key(space: SearchSpace, size: int, num_classes: int) -> LayerKey:
-    return LayerKey("head", size, space.stages_out_channels, num_classes)
+def head_key(space: SearchSpace, head, resolution: int) -> LayerKey:
+    """The head's entry at a resolution: the fixed last block (if any) and ``head`` (a ``factory.nas.heads``
+    head) on the backbone ``head.backbone(space)``."""
+    kind, size = head.table_entry(head.backbone(space), resolution)
+    return LayerKey(kind, size, space.stages_out_channels, head.num_classes)
 
 
 def block_input_sizes(space: SearchSpace, resolution: int) -> list[int]:
@@ -64,31 +67,25 @@ def block_input_sizes(space: SearchSpace, resolution: int) -> list[int]:
     return sizes
 
 
-def final_size(space: SearchSpace, resolution: int) -> int:
-    size = math.ceil(resolution / space.stem_stride)
-    for stage in space.stages:
-        size = math.ceil(size / stage.stride)
-    return size
-
-
-def subnet_layers(space: SearchSpace, subnet: SubnetConfig, num_classes: int) -> list[LayerKey]:
-    """The layers ``subnet`` runs, in order."""
-    sizes = block_input_sizes(space, subnet.resolution)
-    positions = {(b.stage, b.index): i for i, b in enumerate(space.blocks())}
-    layers = [stem_key(space, subnet.resolution)]
-    for block, k, e in subnet.blocks(space):
+def subnet_layers(space: SearchSpace, subnet: SubnetConfig, head) -> list[LayerKey]:
+    """The layers ``subnet`` runs with ``head``, in order."""
+    backbone = head.backbone(space)
+    sizes = block_input_sizes(backbone, subnet.resolution)
+    positions = {(b.stage, b.index): i for i, b in enumerate(backbone.blocks())}
+    layers = [stem_key(backbone, subnet.resolution)]
+    for block, k, e in subnet.blocks(backbone):
         layers.append(block_key(block, sizes[positions[(block.stage, block.index)]], k, e))
-    layers.append(head_key(space, final_size(space, subnet.resolution), num_classes))
+    layers.append(head_key(space, head, subnet.resolution))
     return layers
 
 
-def all_layers(space: SearchSpace, num_classes: int) -> list[LayerKey]:
-    """Every distinct layer of every subnet of the space, sorted."""
-    keys = set()
+def all_layers(space: SearchSpace, head) -> list[LayerKey]:
+    """Every distinct layer of every subnet of the space with ``head``, sorted."""
+    backbone, keys = head.backbone(space), set()
     for r in space.resolutions:
-        keys.add(stem_key(space, r))
-        keys.add(head_key(space, final_size(space, r), num_classes))
-        for block, size in zip(space.blocks(), block_input_sizes(space, r)):
+        keys.add(stem_key(backbone, r))
+        keys.add(head_key(space, head, r))
+        for block, size in zip(backbone.blocks(), block_input_sizes(backbone, r)):
             for k in space.kernel_sizes:
                 for e in space.expand_ratios:
                     keys.add(block_key(block, size, k, e))

@@ -17,8 +17,9 @@ from devices.profile import DeviceProfile
 from devices.runners import get_runner
 from factory.core.backend import keras
 from factory.core.convert import convert_for_timing
-from factory.nas.extract import head, mbconv, stem
+from factory.nas.extract import mbconv, stem, top
 from factory.core.files import read_json, write_json
+from factory.nas.heads import head_from_dict
 from factory.nas.space import BlockSpec, SearchSpace
 from latency_tables.blocks import LayerKey, all_layers
 from latency_tables.table import FORMAT, check_compatible, new_table
@@ -27,17 +28,22 @@ from latency_tables.table import FORMAT, check_compatible, new_table
 ESTIMATE_AFTER = 5  # layers timed before the build says how long it will take
 
 
-def layer_model(space: SearchSpace, key: LayerKey) -> keras.Model:
-    """A one-layer Keras model of ``key``, built like the extracted subnets."""
+def layer_model(space: SearchSpace, head, key: LayerKey) -> keras.Model:
+    """A one-layer Keras model of ``key``, built like the extracted subnets with ``head``."""
+    backbone = head.backbone(space)
     inputs = keras.Input((key.size, key.size, key.in_channels))
     if key.kind == "stem":
-        outputs = stem(inputs, space)
-    elif key.kind == "head":
-        outputs = head(inputs, space, key.out_channels)
-    else:
+        outputs = stem(inputs, backbone)
+    elif key.kind == "mbconv":
         block = BlockSpec(0, 0, key.in_channels, key.out_channels, key.stride, key.activation, key.se)
         outputs = mbconv(inputs, block, key.kernel, key.expand,
-                         space.se_channels(key.in_channels * key.expand), "block")
+                         backbone.se_channels(key.in_channels * key.expand), "block")
+    else:  # the head's entry: the stage outputs it reads, then the last block and the head
+        features = [None] * len(backbone.stages)
+        for stage, size, channels in head.table_inputs(backbone, key.size):
+            features[stage] = keras.Input((size, size, channels))
+        inputs = [f for f in features if f is not None]
+        outputs = top(features, backbone, head, key.size)
     return keras.Model(inputs, outputs)
 
 
@@ -52,9 +58,9 @@ def _entry(timing) -> dict:
             "runs": timing.runs, "cv": timing.cv}
 
 
-def build_table(space: SearchSpace, profile: DeviceProfile, path: str | Path,
-                num_classes: int = 10, passes: int = 2, verbose: int = 1) -> dict:
-    """Measure every layer of ``space`` on ``profile`` into the table at ``path`` (resumable).
+def build_table(space: SearchSpace, profile: DeviceProfile, path: str | Path, head,
+                passes: int = 2, verbose: int = 1) -> dict:
+    """Measure every layer of ``space`` with ``head`` on ``profile`` into the table at ``path`` (resumable).
 
     After every layer is measured, ``passes - 1`` more passes measure them all again and
     keep each layer's lower median: a burst of other work that slowed one layer's
@@ -63,17 +69,17 @@ def build_table(space: SearchSpace, profile: DeviceProfile, path: str | Path,
     space's 368 layers 480 extra measurements of 1,223 in a 420 s build, for what the second pass does.
     """
     path = Path(path)
-    keys = all_layers(space, num_classes)
+    keys = all_layers(space, head)
     with get_runner(profile) as runner:
         hardware = runner.hardware()
-        doc = new_table(space, profile, num_classes, hardware)
+        doc = new_table(space, profile, head, hardware)
         if path.exists():
             old = read_json(path)
             if old.get("format") == FORMAT:
                 check_compatible(old, space, profile, str(path))
                 check_same_hardware(old.get("hardware"), hardware, str(path),
                                     "pass another --table path to measure this hardware")
-                if old.get("num_classes") == num_classes:
+                if head_from_dict(old) == head:
                     doc = old
         todo = [k for k in keys if k.id not in doc["entries"]]
         if verbose and len(todo) < len(keys):
@@ -86,7 +92,7 @@ def build_table(space: SearchSpace, profile: DeviceProfile, path: str | Path,
             write_json(path, doc)
         models, start = {}, time.perf_counter()
         for done, key in enumerate(todo, start=1):
-            models[key.id] = convert_for_timing(layer_model(space, key), profile.precision)
+            models[key.id] = convert_for_timing(layer_model(space, head, key), profile.precision)
             doc["entries"][key.id] = {**_entry(runner.measure(models[key.id])), "passes": 1}
             write_json(path, doc)
             progress.add(1)
@@ -100,7 +106,7 @@ def build_table(space: SearchSpace, profile: DeviceProfile, path: str | Path,
             if verbose and again:
                 print(f"pass {done + 1} of {passes}: measuring {len(again)} layers again", flush=True)
             for key in again:
-                content = models.get(key.id) or convert_for_timing(layer_model(space, key), profile.precision)
+                content = models.get(key.id) or convert_for_timing(layer_model(space, head, key), profile.precision)
                 timing = runner.measure(content)
                 entry = doc["entries"][key.id]
                 best = _entry(timing) if timing.median_ms < entry["median_ms"] else {}

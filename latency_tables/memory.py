@@ -33,25 +33,28 @@ _TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 16: 1}  # 
 class LayerGraph:
     """The activation tensors and operators of one converted layer (or model), by position.
 
-    ``sizes[0]`` is the graph's input, ``sizes[-1]`` its output; ``ops`` lists each operator's (name, inputs,
-    outputs), inputs and outputs as positions in ``sizes``, in execution order; ``weights`` counts the bytes of
-    its constant tensors."""
+    ``sizes[0]`` is the graph's input (``sizes[:len(inputs)]`` its inputs, when it has several: a head that reads
+    two stages), ``sizes[-1]`` its output; ``ops`` lists each operator's (name, inputs, outputs), inputs and
+    outputs as positions in ``sizes``, in execution order; ``weights`` counts the bytes of its constant tensors;
+    ``inputs`` holds a multi-input graph's input shapes, by which a chain wires them."""
 
     sizes: tuple[int, ...]
     ops: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
     weights: int
+    inputs: tuple[tuple[int, ...], ...] = ()
 
     def to_dict(self) -> dict:
         return {"sizes": list(self.sizes), "ops": [[n, list(i), list(o)] for n, i, o in self.ops],
-                "weights": self.weights}
+                "weights": self.weights, **({"inputs": [list(i) for i in self.inputs]} if self.inputs else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LayerGraph":
-        return cls(tuple(d["sizes"]), tuple((n, tuple(i), tuple(o)) for n, i, o in d["ops"]), int(d["weights"]))
+        return cls(tuple(d["sizes"]), tuple((n, tuple(i), tuple(o)) for n, i, o in d["ops"]), int(d["weights"]),
+                   tuple(tuple(i) for i in d.get("inputs", ())))
 
 
 def read_graph(content: bytes) -> LayerGraph:
-    """The graph of a single-input, single-output .tflite's main subgraph."""
+    """The graph of a single-output .tflite's main subgraph."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(content, 0)
@@ -64,8 +67,8 @@ def read_graph(content: bytes) -> LayerGraph:
         shape = tensor.ShapeAsNumpy() if tensor.ShapeLength() else []  # a scalar: one element
         return int(np.prod(shape, dtype=np.int64)) * _TYPE_BYTES[tensor.Type()]
 
-    (first,), (last,) = graph.InputsAsNumpy().tolist(), graph.OutputsAsNumpy().tolist()
-    position, ops = {first: 0}, []
+    firsts, (last,) = graph.InputsAsNumpy().tolist(), graph.OutputsAsNumpy().tolist()
+    position, ops = {t: i for i, t in enumerate(firsts)}, []
     weights = sum(nbytes(t) for t in constants)
     for o in range(graph.OperatorsLength()):
         op = graph.Operators(o)
@@ -79,17 +82,23 @@ def read_graph(content: bytes) -> LayerGraph:
     order = sorted(position, key=position.get)
     if position[last] != len(order) - 1:  # the output last, as the chain expects
         raise ValueError("the graph's output is not its last tensor")
-    return LayerGraph(tuple(nbytes(t) for t in order), tuple(ops), weights)
+    shapes = tuple(tuple(int(d) for d in graph.Tensors(t).ShapeAsNumpy()) for t in firsts) if len(firsts) > 1 else ()
+    return LayerGraph(tuple(nbytes(t) for t in order), tuple(ops), weights, shapes)
 
 
-def chain(graphs: list[LayerGraph]) -> LayerGraph:
-    """One graph of layers run in sequence: each layer reads the tensor the one before it wrote."""
-    sizes, ops, weights = [graphs[0].sizes[0]], [], 0
-    for g in graphs:
-        base = len(sizes) - 1  # the layer's input is the last tensor so far
-        sizes.extend(g.sizes[1:])
-        ops.extend((name, tuple(base + i for i in ins), tuple(base + o for o in outs)) for name, ins, outs in g.ops)
+def chain(graphs: list[LayerGraph], wiring: dict[int, list[int]] | None = None) -> LayerGraph:
+    """One graph of layers run in sequence: each layer reads the tensor the one before it wrote, or, for a layer
+    ``i`` in ``wiring``, the outputs of the layers ``wiring[i]`` (one per input of its graph)."""
+    sizes, ops, weights, outputs = [graphs[0].sizes[0]], [], 0, []
+    for i, g in enumerate(graphs):
+        sources = [outputs[w] for w in wiring[i]] if wiring and i in wiring else [len(sizes) - 1]
+        place = dict(enumerate(sources))
+        for t in range(len(sources), len(g.sizes)):
+            place[t] = len(sizes)
+            sizes.append(g.sizes[t])
+        ops.extend((name, tuple(place[t] for t in ins), tuple(place[t] for t in outs)) for name, ins, outs in g.ops)
         weights += g.weights
+        outputs.append(len(sizes) - 1)
     return LayerGraph(tuple(sizes), tuple(ops), weights)
 
 
@@ -158,15 +167,16 @@ def plan_arena(graph: LayerGraph) -> int:
     return high
 
 
-def io_graph(graph: LayerGraph, io: str, num_classes: int) -> LayerGraph:
+def io_graph(graph: LayerGraph, io: str) -> LayerGraph:
     """``graph`` with the interface a shipped model has: ``uint8`` adds the converter's QUANTIZE of the uint8
-    pixels, the SOFTMAX export appends and the DEQUANTIZE of the int8 probabilities to float32; ``int8`` (and a
-    float model) is the graph as it is."""
+    pixels, the SOFTMAX export appends and the DEQUANTIZE of the int8 probabilities (per image or per pixel) to
+    float32; ``int8`` (and a float model) is the graph as it is."""
     if io != "uint8":
         return graph
+    out = graph.sizes[-1]  # int8 logits: a byte each
     quantize = LayerGraph((graph.sizes[0], graph.sizes[0]), (("QUANTIZE", (0,), (1,)),), 0)
-    softmax = LayerGraph((num_classes, num_classes), (("SOFTMAX", (0,), (1,)),), 0)
-    dequantize = LayerGraph((num_classes, 4 * num_classes), (("DEQUANTIZE", (0,), (1,)),), 0)
+    softmax = LayerGraph((out, out), (("SOFTMAX", (0,), (1,)),), 0)
+    dequantize = LayerGraph((out, 4 * out), (("DEQUANTIZE", (0,), (1,)),), 0)
     return chain([quantize, graph, softmax, dequantize])
 
 
@@ -175,21 +185,23 @@ class MemoryModel:
 
     A layer's graph is read from its one-layer model, converted the first time a subnet needs it (0.1-0.2 s each;
     :meth:`complete` reads them all, for a search) and kept in the user's cache; the graphs do not depend on the
-    device, only on the space, the precision and the number of classes."""
+    device, only on the space, the precision and the head (its task and number of classes)."""
 
-    def __init__(self, space: SearchSpace, precision: str, num_classes: int, path: str | Path | None = None):
-        self.space, self.precision, self.num_classes = space, precision, num_classes
+    def __init__(self, space: SearchSpace, precision: str, head, path: str | Path | None = None):
+        self.space, self.precision, self.head = space, precision, head
+        task = "" if head.task == "classification" else f"{head.task}__"
         self.path = Path(path or user_dir("memory") / f"{space.name}__{space.fingerprint}__{precision}__"
-                                                      f"{num_classes}.json")
+                                                      f"{task}{head.num_classes}.json")
         doc = read_json(self.path) if self.path.exists() else {}
-        same = (doc.get("format"), doc.get("space_fingerprint"), doc.get("precision"), doc.get("num_classes")) == \
-            (GRAPH_FORMAT, space.fingerprint, precision, num_classes)
+        same = (doc.get("format"), doc.get("space_fingerprint"), doc.get("precision"), doc.get("num_classes"),
+                doc.get("task", "classification")) == \
+            (GRAPH_FORMAT, space.fingerprint, precision, head.num_classes, head.task)
         self.graphs = {k: LayerGraph.from_dict(g) for k, g in doc.get("graphs", {}).items()} if same else {}
         self._cache: dict[tuple, dict] = {}
 
     def _save(self):
         write_json(self.path, {"format": GRAPH_FORMAT, "space": self.space.name, "space_fingerprint": self.space.fingerprint,
-                               "precision": self.precision, "num_classes": self.num_classes,
+                               "precision": self.precision, **self.head.to_dict(),
                                "graphs": {k: g.to_dict() for k, g in self.graphs.items()}})
 
     def _read(self, keys, verbose: int = 0):
@@ -206,7 +218,7 @@ class MemoryModel:
                   f"{self.path}", flush=True)
         progress = keras.utils.Progbar(len(todo), verbose=verbose, unit_name="layer")
         for i, key in enumerate(todo):
-            content = convert_for_timing(layer_model(self.space, key), self.precision)
+            content = convert_for_timing(layer_model(self.space, self.head, key), self.precision)
             self.graphs[key.id] = read_graph(content)
             if (i + 1) % 25 == 0 or i + 1 == len(todo):  # resumable without rewriting the file every layer
                 self._save()
@@ -214,14 +226,27 @@ class MemoryModel:
 
     def complete(self, verbose: int = 1) -> "MemoryModel":
         """Read every layer of the space, so that a search predicts without converting."""
-        self._read(all_layers(self.space, self.num_classes), verbose)
+        self._read(all_layers(self.space, self.head), verbose)
         return self
 
     def graph(self, subnet: SubnetConfig, io: str = "int8") -> LayerGraph:
         """The subnet's whole graph, its layers chained (``io``: see :func:`io_graph`)."""
-        layers = subnet_layers(self.space, subnet, self.num_classes)
+        layers = subnet_layers(self.space, subnet, self.head)
         self._read(layers)
-        return io_graph(chain([self.graphs[k.id] for k in layers]), io, self.num_classes)
+        graphs = [self.graphs[k.id] for k in layers]
+        return io_graph(chain(graphs, self._head_wiring(subnet, graphs[-1])), io)
+
+    def _head_wiring(self, subnet: SubnetConfig, head_graph: LayerGraph) -> dict[int, list[int]]:
+        """Which layers' outputs a head that reads several stages takes, in its graph's input order (by shape):
+        each stage's last block (layer 0 is the stem)."""
+        if not head_graph.inputs:
+            return {}
+        backbone = self.head.backbone(self.space)
+        blocks = list(subnet.blocks(backbone))
+        stage_end = {block.stage: i for i, (block, _, _) in enumerate(blocks, start=1)}
+        _, size = self.head.table_entry(backbone, subnet.resolution)
+        by_shape = {(s, s, c): stage_end[stage] for stage, s, c in self.head.table_inputs(backbone, size)}
+        return {len(blocks) + 1: [by_shape[tuple(shape[1:])] for shape in head_graph.inputs]}
 
     def predict(self, subnet: SubnetConfig, io: str = "int8") -> dict:
         """Predicted bytes: the activation arena, the weights, and their sum (``peak_bytes``)."""

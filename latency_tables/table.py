@@ -22,22 +22,30 @@ from devices.profile import DeviceProfile
 from factory.core.errors import FactoryError
 from factory.core.files import read_json, user_dir
 from factory.nas.space import SearchSpace, SubnetConfig
-from latency_tables.blocks import block_input_sizes, block_key, final_size, head_key, stem_key, subnet_layers
+from factory.nas.heads import head_from_dict
+from latency_tables.blocks import block_input_sizes, block_key, head_key, stem_key, subnet_layers
 
 FORMAT = 2  # 2: tables record the hardware they were measured on
 SHIPPED = Path(__file__).parent / "tables"
 
 
-def user_table_path(space: SearchSpace, profile: DeviceProfile) -> Path:
-    """Where ``factory table build`` writes a (space, device) table without ``--table``: the user's
+def table_name(space: SearchSpace, profile: DeviceProfile, head) -> str:
+    """A (space, device, task) table's file name; a classification table's is the (space, device) pair's."""
+    task = "" if head.task == "classification" else f"-{head.task}"
+    return f"{space.name}{task}__{profile.name}.json"
+
+
+def user_table_path(space: SearchSpace, profile: DeviceProfile, head) -> Path:
+    """Where ``factory table build`` writes a (space, device, task) table without ``--table``: the user's
     cache, never the installed package."""
-    return user_dir("tables") / f"{space.name}__{profile.name}.json"
+    return user_dir("tables") / table_name(space, profile, head)
 
 
-def default_table_path(space: SearchSpace, profile: DeviceProfile) -> Path:
-    """The table a (space, device) pair resolves to: the user's own build when there is one, else the shipped one."""
-    user = user_table_path(space, profile)
-    return user if user.exists() else SHIPPED / f"{space.name}__{profile.name}.json"
+def default_table_path(space: SearchSpace, profile: DeviceProfile, head) -> Path:
+    """The table a (space, device, task) resolves to: the user's own build when there is one, else the shipped
+    one."""
+    user = user_table_path(space, profile, head)
+    return user if user.exists() else SHIPPED / table_name(space, profile, head)
 
 
 def tool_versions() -> dict:
@@ -48,10 +56,10 @@ def tool_versions() -> dict:
     return {"tensorflow": tf.__version__, "ai_edge_litert": getattr(ai_edge_litert, "__version__", "unknown")}
 
 
-def new_table(space: SearchSpace, profile: DeviceProfile, num_classes: int, hardware: dict) -> dict:
+def new_table(space: SearchSpace, profile: DeviceProfile, head, hardware: dict) -> dict:
     return {"format": FORMAT, "space": space.name, "space_fingerprint": space.fingerprint,
             "device": profile.to_dict(), "hardware": hardware, "precision": profile.precision,
-            "num_classes": num_classes,
+            **head.to_dict(),
             "tools": tool_versions(), "date": datetime.date.today().isoformat(),
             "overhead": None, "entries": {}}
 
@@ -132,18 +140,24 @@ class LatencyTable:
     def __init__(self, doc: dict, space: SearchSpace, source: str = "table"):
         check_compatible(doc, space, None, source)
         self.doc, self.space, self.source = doc, space, source
-        self.num_classes = doc["num_classes"]
+        self.head = head_from_dict(doc)  # its entries' head (tables from before heads: classification)
         self.overhead_ms = float(doc["overhead"]["median_ms"]) if doc.get("overhead") else 0.0
         self._arrays = self._cost_arrays()
 
     @classmethod
-    def load(cls, path: str | Path, space: SearchSpace, profile: DeviceProfile | None = None) -> "LatencyTable":
-        """Load a table, refusing one of another space, device or precision, one not finished, and a
-        host table measured on another CPU than this machine's (a phone's is checked where it is attached)."""
+    def load(cls, path: str | Path, space: SearchSpace, profile: DeviceProfile | None = None,
+             head=None) -> "LatencyTable":
+        """Load a table, refusing one of another space, device, precision or task (``head``'s), one not finished,
+        and a host table measured on another CPU than this machine's (a phone's is checked where it is
+        attached)."""
         doc = read_table(path, space, profile)
         if profile is not None and profile.runner == "host":
             check_host_hardware(doc, space, profile, str(path))
-        return cls(doc, space, str(path))
+        table = cls(doc, space, str(path))
+        if head is not None and table.head.task != head.task:
+            raise FactoryError(f"{path} is a latency table for {table.head.task}, not {head.task}: build one with "
+                               f"`factory table build --task {head.task}` (or pass another --table)")
+        return table
 
     @property
     def device(self) -> str:
@@ -194,18 +208,17 @@ class LatencyTable:
     def predict(self, subnet: SubnetConfig, corrected: bool = True) -> float:
         """Predicted latency of one subnet in milliseconds (the sum of its layers, then the correction)."""
         subnet.validate(self.space)
-        raw = self.overhead_ms + sum(self.cost(k) for k in subnet_layers(self.space, subnet, self.num_classes))
+        raw = self.overhead_ms + sum(self.cost(k) for k in subnet_layers(self.space, subnet, self.head))
         return float(self._corrected(raw, corrected))
 
     def _cost_arrays(self):
         """Per-resolution stem+head cost and a (resolution, position, kernel, expand) block cost."""
-        sp = self.space
+        sp, backbone = self.space, self.head.backbone(self.space)
         fixed = np.zeros(len(sp.resolutions))
         blocks = np.zeros((len(sp.resolutions), len(sp.blocks()), len(sp.kernel_sizes), len(sp.expand_ratios)))
         for r_i, r in enumerate(sp.resolutions):
-            fixed[r_i] = (self.overhead_ms + self.cost(stem_key(sp, r))
-                          + self.cost(head_key(sp, final_size(sp, r), self.num_classes)))
-            for p_i, (block, size) in enumerate(zip(sp.blocks(), block_input_sizes(sp, r))):
+            fixed[r_i] = (self.overhead_ms + self.cost(stem_key(backbone, r)) + self.cost(head_key(sp, self.head, r)))
+            for p_i, (block, size) in enumerate(zip(backbone.blocks(), block_input_sizes(backbone, r))):
                 for k_i, k in enumerate(sp.kernel_sizes):
                     for e_i, e in enumerate(sp.expand_ratios):
                         blocks[r_i, p_i, k_i, e_i] = self.cost(block_key(block, size, k, e))

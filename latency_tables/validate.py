@@ -210,7 +210,7 @@ def validate_table(table: LatencyTable, profile: DeviceProfile, n: int, out_dir:
                             "validate or calibrate it on the hardware it was measured on")
         for i, subnet in enumerate(subnets):
             model = (extract(supernet, subnet) if supernet is not None
-                     else build_subnet_model(space, subnet, table.num_classes))
+                     else build_subnet_model(space, subnet, table.head))
             models.append(convert_for_timing(model, profile.precision))
             if verbose:
                 print(f"  converted {i + 1}/{n}", flush=True)

@@ -10,6 +10,7 @@ from devices.profile import DeviceProfile
 from factory.nas.space import TINY, SearchSpace, StageSpec
 from latency_tables.blocks import all_layers
 from latency_tables.table import LatencyTable, new_table
+from factory.nas.heads import ClassificationHead
 
 MICRO = SearchSpace(name="micro", stages=(StageSpec(8, 2, "hard_swish", True),), resolutions=(16,),
                     kernel_sizes=(3, 5), expand_ratios=(3, 6), depths=(1, 2), stem_width=8,
@@ -22,11 +23,11 @@ AARCH64_ELF = b"\x7fELF\x02\x01\x01" + b"\x00" * 11 + (0xB7).to_bytes(2, "little
 X86_64_ELF = b"\x7fELF\x02\x01\x01" + b"\x00" * 11 + (0x3E).to_bytes(2, "little") + b"\x00" * 40
 
 
-def synthetic_table(name, scale, space=TINY, num_classes=10):
+def synthetic_table(name, scale, space=TINY, head=ClassificationHead(10)):
     """Cost grows with spatial size, channels, kernel and expand ratio, like real layers."""
-    doc = new_table(space, DeviceProfile(name, "host"), num_classes, host_hardware())  # as if measured here
+    doc = new_table(space, DeviceProfile(name, "host"), head, host_hardware())  # as if measured here
     doc["overhead"] = {"median_ms": 0.01}
-    for key in all_layers(space, num_classes):
+    for key in all_layers(space, head):
         work = key.size ** 2 * key.in_channels * max(key.expand, 1) * max(key.kernel, 1) ** 2
         doc["entries"][key.id] = {"median_ms": 0.01 + scale * work * 1e-6}
     doc["complete"] = True  # every layer measured, as a finished build

@@ -13,12 +13,13 @@ from devices.profile import load_profile
 from factory.core.errors import FactoryError
 from factory.nas.space import get_space
 from latency_tables.table import LatencyTable, default_table_path
+from factory.nas.heads import ClassificationHead
 
 
 @pytest.mark.parametrize("space", ["default", "res64"])
 def test_the_equal_latency_budget_leaves_the_tables_typical_error_below_the_baseline(space):
     space = get_space(space)
-    table = LatencyTable.load(default_table_path(space, load_profile("host-cpu-1t")), space)
+    table = LatencyTable.load(default_table_path(space, load_profile("host-cpu-1t"), ClassificationHead(10)), space)
     mape = table.correction["cross_validated"]["mape_percent"]
     budget = equal_latency_budget(1.25, table)
     assert budget < 1.25 and budget * (1 + mape / 100) <= 1.25 + 1e-3

@@ -5,6 +5,7 @@ import pytest
 from factory.search.evaluate import as_arrays, best_evaluated, evaluate_subnets, subnets_to_evaluate
 from factory.nas.space import TINY, SubnetConfig
 from factory.nas.supernet import Supernet
+from factory.nas.heads import ClassificationHead
 
 
 def test_always_includes_the_extremes_and_is_seeded():
@@ -31,7 +32,7 @@ def test_the_best_evaluated_subnets_within_the_constraints_are_kept_as_candidate
 
 
 def test_evaluations_are_cached_and_resumed(digits, tmp_path, monkeypatch):
-    net = Supernet(TINY, 10)
+    net = Supernet(TINY, ClassificationHead(10))
     path = tmp_path / "evals.json"
     calls = {"n": 0}
     real = Supernet.evaluate_subnet

@@ -12,6 +12,7 @@ from factory.search.mixed import Architecture
 from factory.search.strategies import Constraints, feasibility
 from factory.training.workdir import Workdir
 from latency_tables.table import LatencyTable
+from factory.nas.heads import ClassificationHead
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def setup(tiny_workdir, tiny_table):
 def _search(setup, budget, weight, seconds=None):
     supernet, data, table = setup
     config = GradientConfig(steps=12, batch=32, images=256, weight=weight, samples=50)
-    feasible = feasibility(TINY, {"d": table}, Constraints({"d": 1e9}), 10)  # every subnet: compare the argmaxes
+    feasible = feasibility(TINY, {"d": table}, Constraints({"d": 1e9}), ClassificationHead(10))  # every subnet: compare the argmaxes
     return gradient_search(supernet, *training_sample(data, config), {"d": table}, {"d": budget}, feasible, config,
                            verbose=0, seconds=seconds)
 

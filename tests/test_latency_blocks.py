@@ -3,20 +3,21 @@ import pytest
 from factory.nas.extract import build_subnet_model
 from factory.nas.space import DEFAULT, RES64, TINY, SubnetConfig
 from latency_tables.blocks import all_layers, block_input_sizes, subnet_layers
+from factory.nas.heads import ClassificationHead
 
 
 @pytest.mark.parametrize("space", [TINY, DEFAULT, RES64], ids=lambda s: s.name)
 def test_every_subnet_layer_is_in_the_table(space):
-    table = set(all_layers(space, 10))
+    table = set(all_layers(space, ClassificationHead(10)))
     for seed in range(30):
         subnet = SubnetConfig.random(space, seed)
-        layers = subnet_layers(space, subnet, 10)
+        layers = subnet_layers(space, subnet, ClassificationHead(10))
         assert set(layers) <= table
         assert len(layers) == 2 + sum(subnet.depths)
 
 
 def test_default_space_table_size():
-    layers = all_layers(DEFAULT, 10)
+    layers = all_layers(DEFAULT, ClassificationHead(10))
     # Input sizes (first block, later blocks) per stage at resolutions 24 / 28 / 32:
     #   stage0 12/14/16 (its first block equals the later ones: stem and stage are 16 wide) -> 3
     #   stage1 first 12/14/16, later 6/7/8 -> 6;  stage2 first 6/7/8, later 3/4/4 -> 5
@@ -32,10 +33,10 @@ def test_default_space_table_size():
                          ids=lambda v: getattr(v, "name", v))
 def test_block_sizes_match_the_keras_model(space, resolution):
     subnet = SubnetConfig(resolution, (4,) * 5, ((3,) * 4,) * 5, ((3,) * 4,) * 5)
-    model = build_subnet_model(space, subnet, 10)
+    model = build_subnet_model(space, subnet, ClassificationHead(10))
     sizes = block_input_sizes(space, resolution)
     for block, size in zip(space.blocks(), sizes):
         layer = model.get_layer(f"stage{block.stage}_block{block.index}_expand")
         assert layer.input.shape[1] == size
-    layers = subnet_layers(space, subnet, 10)
+    layers = subnet_layers(space, subnet, ClassificationHead(10))
     assert model.get_layer("head_conv").input.shape[1] == layers[-1].size

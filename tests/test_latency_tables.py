@@ -18,20 +18,21 @@ from latency_tables.table import LatencyTable
 from latency_tables.validate import (correction_report, cross_validated, error_report, fit_correction,
                                      search_like, store_correction, validate_table)
 from helpers import FAST, MICRO
+from factory.nas.heads import ClassificationHead
 
 
 
 @pytest.fixture(scope="module")
 def table_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("tables") / "micro.json"
-    build_table(MICRO, FAST, path, num_classes=4, verbose=0)
+    build_table(MICRO, FAST, path, ClassificationHead(4), verbose=0)
     return path
 
 
 def test_table_has_every_layer_with_statistics(table_path):
     doc = json.loads(table_path.read_text())
     assert doc["complete"] and doc["space_fingerprint"] == MICRO.fingerprint
-    assert set(doc["entries"]) == {k.id for k in all_layers(MICRO, 4)}
+    assert set(doc["entries"]) == {k.id for k in all_layers(MICRO, ClassificationHead(4))}
     for entry in doc["entries"].values():
         assert entry["runs"] == 10 and entry["p10_ms"] <= entry["median_ms"] <= entry["p90_ms"]
     assert doc["tools"]["tensorflow"] and doc["device"]["name"] == "host-fast" and doc["precision"] == "int8"
@@ -59,14 +60,14 @@ def test_interrupted_build_resumes(tmp_path, monkeypatch):
         return real(self, model)
 
     monkeypatch.setattr(HostRunner, "measure", flaky)
-    once = dict(num_classes=4, verbose=0, passes=1)  # one call per layer
+    once = dict(head=ClassificationHead(4), verbose=0, passes=1)  # one call per layer
     with pytest.raises(KeyboardInterrupt):
         build_table(MICRO, FAST, path, **once)
     partial = json.loads(path.read_text())  # valid JSON, no half-written file
     assert len(partial["entries"]) == 2 and not partial.get("complete")
     calls["n"] = 100
     build_table(MICRO, FAST, path, **once)
-    total = len(all_layers(MICRO, 4))
+    total = len(all_layers(MICRO, ClassificationHead(4)))
     assert calls["n"] - 100 == total - 2  # only the missing layers were measured
     assert len(json.loads(path.read_text())["entries"]) == total
     assert not list(tmp_path.glob(".*tmp"))
@@ -84,7 +85,7 @@ def test_every_figure_is_the_lowest_of_several_passes(tmp_path, monkeypatch, tab
     names = iter(range(10**6))  # the measurements are faked, so a conversion need only name its model
     for module in ("latency_tables.builder", "latency_tables.validate"):
         monkeypatch.setattr(f"{module}.convert_for_timing", lambda model, precision: str(next(names)).encode())
-    doc = build_table(MICRO, FAST, tmp_path / "t.json", num_classes=4, verbose=0, passes=2)
+    doc = build_table(MICRO, FAST, tmp_path / "t.json", ClassificationHead(4), verbose=0, passes=2)
     assert {(e["median_ms"], e["passes"]) for e in doc["entries"].values()} == {(1.0, 2)}
     table = LatencyTable.load(table_path, MICRO, FAST)
     for passes, expected in ((1, 5.0), (3, 1.0)):
@@ -106,7 +107,7 @@ def test_a_float16_table_is_built_from_float16_models_and_refused_for_int8(tmp_p
 
     monkeypatch.setattr(HostRunner, "measure", watch)
     half = DeviceProfile("host-fast", "host", precision="float16", runs=5, warmup_runs=1)
-    doc = build_table(MICRO, half, tmp_path / "fp16.json", num_classes=4, verbose=0, passes=1)
+    doc = build_table(MICRO, half, tmp_path / "fp16.json", ClassificationHead(4), verbose=0, passes=1)
     assert doc["precision"] == "float16" and doc["complete"]
     assert ("float32", True) in kinds and all(dtype == "float32" for dtype, _ in kinds)
     assert LatencyTable.load(tmp_path / "fp16.json", MICRO, half).predict(SubnetConfig.smallest(MICRO)) > 0
@@ -143,7 +144,7 @@ def test_a_table_records_this_host_and_is_refused_on_another(table_path, tmp_pat
     with pytest.raises(FactoryError, match="validate or calibrate it on the hardware it was measured on"):
         validate_table(table, FAST, 4, tmp_path / "report", verbose=False)
     with pytest.raises(FactoryError, match="pass another --table path"):  # never resumed with other timings
-        build_table(MICRO, FAST, other, num_classes=4, verbose=0)
+        build_table(MICRO, FAST, other, ClassificationHead(4), verbose=0)
     assert not (tmp_path / "report").exists()
 
 

@@ -22,6 +22,7 @@ from factory.training.train import train_supernet
 from factory.training.workdir import Workdir
 from helpers import synthetic_table
 from test_clients import CLIENTS, classify, litert_labels, scores
+from factory.nas.heads import ClassificationHead
 
 SMALL = dataclasses.replace(LITE0, name="lite0-96", resolutions=(64, 96))  # Lite0's widths and weights, small inputs
 
@@ -102,7 +103,7 @@ def test_the_bundle_is_fully_int8_and_its_card_names_the_pretrained_source(lite0
     out, subnet, _ = lite0_bundle
     card = json.loads((out / "model_card.json").read_text())
     assert card["input"]["dtype"] == "uint8" and card["float_operators"] == []
-    assert card["params"] == SMALL.param_count(subnet, 2)
+    assert card["params"] == SMALL.param_count(subnet, ClassificationHead(2))
     assert card["training"]["supernet_pretrained"]["name"] == "efficientnet-lite0"
     text = (out / "model_card.md").read_text()
     assert "EfficientNet-Lite0 trained on ImageNet" in text and "licence Apache-2.0" in text

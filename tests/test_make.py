@@ -18,6 +18,7 @@ from factory.nas.space import SubnetConfig, space_document
 from latency_tables.blocks import all_layers
 from latency_tables.table import LatencyTable
 from helpers import MICRO
+from factory.nas.heads import ClassificationHead
 
 # A user's own profile file (one quick measurement of each model), as a team with its own device writes one.
 QUICK = {"name": "host-quick", "runner": "host", "threads": 1, "runs": 10, "warmup_runs": 2}
@@ -45,13 +46,13 @@ def made(tmp_path_factory):
     assert "measuring this device's own table first" in done.stdout and "whole subnets to calibrate it" in done.stdout
     assert not NATIVE.search(done.stdout + done.stderr), NATIVE.search(done.stdout + done.stderr).group(0)
     assert "fully_quantize" in Workdir(workdir).log_file.read_text()  # the converter's chatter is in the log
-    table = LatencyTable.load(Workdir(workdir).table_file(MICRO, "host-quick"), MICRO, load_profile(profile))
+    table = LatencyTable.load(Workdir(workdir).table_file(MICRO, "host-quick", ClassificationHead(10)), MICRO, load_profile(profile))
     return SimpleNamespace(make=make, workdir=workdir, table=table, profile=profile)
 
 
 def shipped(workdir, tmp_path, monkeypatch, **hardware) -> Path:
     """The work directory's table put where shipped tables live, as measured on ``hardware``."""
-    doc = json.loads(Workdir(workdir).table_file(MICRO, "host-quick").read_text())
+    doc = json.loads(Workdir(workdir).table_file(MICRO, "host-quick", ClassificationHead(10)).read_text())
     doc["hardware"].update(hardware)
     monkeypatch.setattr("latency_tables.table.SHIPPED", tmp_path)
     path = tmp_path / "micro__host-quick.json"
@@ -70,7 +71,7 @@ def test_make_writes_a_bundle_per_budget_and_skips_what_is_done(made, capsys, tm
     assert "already holds a trained supernet" in out and "host-quick__1000ms is already there" in out
     assert "not using the shipped table" in out and "was measured on Other CPU" in out
     assert "factory table build" not in out  # make says what it does, not what another command would do
-    assert f"latency table {Workdir(workdir).table_file(MICRO, 'host-quick')}" in out
+    assert f"latency table {Workdir(workdir).table_file(MICRO, 'host-quick', ClassificationHead(10))}" in out
     for b in (1000, budget):
         bundle = Workdir(workdir).bundle_dir("host-quick", b)
         card = json.loads((bundle / "model_card.json").read_text())
@@ -80,7 +81,7 @@ def test_make_writes_a_bundle_per_budget_and_skips_what_is_done(made, capsys, tm
         assert card["input"]["dtype"] == "uint8" and card["input"]["pixel_shift"] == 0  # the pixels, exactly
     for result in Workdir(workdir).search_results("host-quick"):  # make chose on int8 accuracy, as it ships
         assert result["chosen_by"] == "int8 validation accuracy" and len(result["int8_rechecked"]) >= 1
-    assert table.doc.get("complete") and len(table.doc["entries"]) == len(all_layers(MICRO, 10))
+    assert table.doc.get("complete") and len(table.doc["entries"]) == len(all_layers(MICRO, ClassificationHead(10)))
     # where the time went: each stage of this run (the first three skipped, so quick), and the total
     timings = json.loads(Workdir(workdir).timings_file.read_text())
     assert [s["stage"] for s in timings["stages"]] == ["1/4 latency tables", "2/4 supernet",
@@ -115,7 +116,7 @@ def test_export_and_bench_commands(made, tmp_path, capsys):
     result = Workdir(workdir).search_result_file("host-quick", 1000)
     out = tmp_path / "bundle"
     assert main(["export", "--workdir", str(workdir), "--subnet", str(result), "--device", str(made.profile),
-                 "--table", str(Workdir(workdir).table_file(MICRO, "host-quick")), "--out", str(out),
+                 "--table", str(Workdir(workdir).table_file(MICRO, "host-quick", ClassificationHead(10))), "--out", str(out),
                  "--qat-epochs", "0", "--max-drop", "100", "--min-agreement", "0"]) == 0
     assert json.loads((out / "model_card.json").read_text())["latency"]["budget_ms"] == 1000
     capsys.readouterr()

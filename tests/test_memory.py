@@ -15,11 +15,12 @@ from factory.search.evolution import EvolutionConfig
 from factory.search.strategies import Constraints, search
 from helpers import synthetic_table
 from latency_tables.memory import LayerGraph, MemoryModel, plan_arena, read_graph
+from factory.nas.heads import ClassificationHead
 
 
 @pytest.fixture(scope="module")
 def memory(tmp_path_factory):
-    return MemoryModel(TINY, "int8", 10, tmp_path_factory.mktemp("memory") / "tiny.json").complete(verbose=0)
+    return MemoryModel(TINY, "int8", ClassificationHead(10), tmp_path_factory.mktemp("memory") / "tiny.json").complete(verbose=0)
 
 
 @pytest.mark.parametrize("middle, expected", [("CONV_2D", 2152), ("ADD", 1162)])
@@ -39,7 +40,7 @@ def _subnets():
 @pytest.mark.parametrize("subnet", _subnets(), ids=lambda s: f"r{s.resolution}-d{'-'.join(map(str, s.depths))}")
 def test_prediction_is_litert_arena(memory, subnet):
     """Chained layer graphs plan exactly the arena LiteRT lays out for the whole converted subnet."""
-    content = convert_for_timing(build_subnet_model(TINY, subnet, 10), "int8")
+    content = convert_for_timing(build_subnet_model(TINY, subnet, ClassificationHead(10)), "int8")
     assert memory.graph(subnet).sizes == read_graph(content).sizes
     predicted, measured = memory.predict(subnet), measure_memory(content)
     assert predicted["arena_bytes"] == measured["arena_bytes"]
@@ -49,7 +50,7 @@ def test_prediction_is_litert_arena(memory, subnet):
 def test_shipped_interface_is_predicted(memory):
     """uint8 pixels in, probabilities out: the converter's QUANTIZE and DEQUANTIZE and export's SOFTMAX."""
     subnet = SubnetConfig.largest(TINY)
-    model = build_subnet_model(TINY, subnet, 10)
+    model = build_subnet_model(TINY, subnet, ClassificationHead(10))
     x = np.random.default_rng(0).uniform(-1, 1, (8, *model.input_shape[1:])).astype(np.float32)
     content = convert(with_softmax(model), "int8", x, "uint8")
     assert memory.graph(subnet, "uint8").ops == read_graph(content).ops
@@ -60,12 +61,12 @@ def test_cached_graphs_are_reused(memory, monkeypatch):
     import factory.core.convert as conversion
 
     monkeypatch.setattr(conversion, "convert_for_timing", lambda *a: pytest.fail("converted again"))
-    again = MemoryModel(TINY, "int8", 10, memory.path).complete(verbose=0)
+    again = MemoryModel(TINY, "int8", ClassificationHead(10), memory.path).complete(verbose=0)
     assert again.predict(SubnetConfig.largest(TINY)) == memory.predict(SubnetConfig.largest(TINY))
 
 
 def accuracy(encoded):
-    return np.log1p(np.stack([TINY.param_count(TINY.decode(e), 10) for e in encoded]))
+    return np.log1p(np.stack([TINY.param_count(TINY.decode(e), ClassificationHead(10)) for e in encoded]))
 
 
 def test_memory_budget_in_search(memory):
@@ -74,12 +75,12 @@ def test_memory_budget_in_search(memory):
     peaks = sorted(memory.predict(s)["peak_bytes"] for s in _subnets())
     limit_kb = (peaks[0] + peaks[-1]) / 2 / 1024
     config = EvolutionConfig(population=12, generations=4)
-    free = search(TINY, accuracy, tables, Constraints({"phone": loose}), 10, evolution=config)
-    bound = search(TINY, accuracy, tables, Constraints({"phone": loose}, memory_kb=limit_kb), 10, evolution=config,
+    free = search(TINY, accuracy, tables, Constraints({"phone": loose}), ClassificationHead(10), evolution=config)
+    bound = search(TINY, accuracy, tables, Constraints({"phone": loose}, memory_kb=limit_kb), ClassificationHead(10), evolution=config,
                    memory={"phone": memory})
     assert all(memory.predict(s)["peak_bytes"] <= limit_kb * 1024 for s, _ in bound)
     assert memory.predict(free[0][0])["peak_bytes"] > limit_kb * 1024  # the budget changed the answer
     least = memory.predict(SubnetConfig.smallest(TINY))["peak_bytes"] / 1024
     with pytest.raises(FactoryError, match=f"give at least {least:,.0f} KB"):
-        search(TINY, accuracy, tables, Constraints({"phone": loose}, memory_kb=least / 2), 10, memory={"phone": memory})
+        search(TINY, accuracy, tables, Constraints({"phone": loose}, memory_kb=least / 2), ClassificationHead(10), memory={"phone": memory})
 

@@ -18,6 +18,7 @@ from factory.training.workdir import Workdir
 from helpers import randomize_statistics, synthetic_table, write_photos
 from latency_tables.blocks import all_layers, subnet_layers
 from latency_tables.builder import layer_model
+from factory.nas.heads import ClassificationHead
 
 # A quarter of the widths, both ends of the resolutions: the layout of the real space at a cost this CPU trains.
 SMALL = dataclasses.replace(MOBILENETV3, name="mobilenetv3-w025", width_multiplier=0.25, resolutions=(128, 224))
@@ -41,7 +42,7 @@ def test_the_preset_is_ofas_mobilenetv3_large_space():
 def test_param_count_counts_the_stem_block(pick):
     subnet = {"smallest": SubnetConfig.smallest, "largest": SubnetConfig.largest,
               "random": lambda s: SubnetConfig.random(s, 0)}[pick](MOBILENETV3)
-    assert MOBILENETV3.param_count(subnet, 10) == build_subnet_model(MOBILENETV3, subnet, 10).count_params()
+    assert MOBILENETV3.param_count(subnet, ClassificationHead(10)) == build_subnet_model(MOBILENETV3, subnet, ClassificationHead(10)).count_params()
 
 
 def test_fingerprints_of_spaces_without_a_stem_block_do_not_change():
@@ -52,7 +53,7 @@ def test_fingerprints_of_spaces_without_a_stem_block_do_not_change():
 
 @pytest.fixture(scope="module")
 def supernet():
-    net = Supernet(SMALL, 2, seed=1)
+    net = Supernet(SMALL, ClassificationHead(2), seed=1)
     randomize_statistics(net)
     return net
 
@@ -68,13 +69,13 @@ def test_extracted_subnets_match_the_supernet(supernet, name):
 
 
 def test_every_layer_a_table_times_builds_and_the_stem_includes_the_first_block():
-    keys = all_layers(MOBILENETV3, 10)
+    keys = all_layers(MOBILENETV3, ClassificationHead(10))
     assert {k.size for k in keys if k.kind == "stem"} == {128, 160, 192, 224}
     stem = next(k for k in keys if k.kind == "stem")
     assert any(layer.name == "stem_block_add" for layer in layer_model(MOBILENETV3, stem).layers)
     # a subnet's layers are all in the table's list: its prediction never misses an entry
     for seed in range(5):
-        assert set(subnet_layers(MOBILENETV3, SubnetConfig.random(MOBILENETV3, seed), 10)) <= set(keys)
+        assert set(subnet_layers(MOBILENETV3, SubnetConfig.random(MOBILENETV3, seed), ClassificationHead(10))) <= set(keys)
 
 
 def test_table_show_names_the_missing_table_and_how_to_build_it(capsys):
@@ -101,4 +102,4 @@ def test_a_small_copy_trains_and_a_128px_subnet_ships_fully_int8(tmp_path, host)
                                              min_agreement=0.0, representative_images=16))
     assert card["input"]["shape"] == [1, 128, 128, 3] and card["input"]["dtype"] == "uint8"
     assert card["float_operators"] == [] and card["io_operators"] == ["QUANTIZE", "DEQUANTIZE"]
-    assert card["params"] == SMALL.param_count(subnet, 2)
+    assert card["params"] == SMALL.param_count(subnet, ClassificationHead(2))

@@ -17,6 +17,7 @@ from factory.nas.supernet import Supernet
 from factory.nas.torch_legacy import MAGIC_NUMBER, PROTOCOL_VERSION, read_state_dict
 from factory.training.data import normalize
 from factory.training.portable.images import resize_image
+from factory.nas.heads import ClassificationHead
 
 PALACE, DAISY = 698, 985
 
@@ -128,7 +129,7 @@ def photos():
 
 @pytest.fixture(scope="module")
 def imagenet_supernet(lite0):
-    supernet = Supernet(LITE0, 1000)
+    supernet = Supernet(LITE0, ClassificationHead(1000))
     load_into_supernet(supernet, lite0, classifier=True)
     return supernet
 
@@ -141,7 +142,7 @@ def test_the_file_is_efficientnet_lite0(lite0):
     model = reference_model(lite0)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert round(trainable / 1e6, 2) == 4.65  # the paper's 4.7 M
-    assert model.count_params() == LITE0.param_count(lite0.subnet, 1000)
+    assert model.count_params() == LITE0.param_count(lite0.subnet, ClassificationHead(1000))
 
 
 def test_the_reference_network_names_the_photos_imagenet_classes(lite0, photos):

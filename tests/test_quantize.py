@@ -8,11 +8,12 @@ from factory.core.convert import convert
 from factory.nas.space import TINY, SubnetConfig
 from factory.nas.supernet import Supernet
 from factory.nas.extract import extract
+from factory.nas.heads import ClassificationHead
 
 
 @pytest.fixture(scope="module")
 def supernet():
-    return Supernet(TINY, 10)
+    return Supernet(TINY, ClassificationHead(10))
 
 
 @pytest.mark.parametrize("seed, io", [(0, "int8"), (1, "int8"), (0, "uint8")])

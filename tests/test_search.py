@@ -11,12 +11,13 @@ from factory.search.reinforce import FactorisedPolicy, ReinforceConfig, mnasnet_
 from factory.search.strategies import Constraints, feasibility, search
 from factory.nas.space import TINY, SubnetConfig
 from helpers import synthetic_table
+from factory.nas.heads import ClassificationHead
 
 TABLES = {"phone": synthetic_table("phone", 1.0), "watch": synthetic_table("watch", 3.0)}
 
 
 def accuracy(encoded):  # bigger subnets are more accurate, as in a real supernet
-    return np.log1p(np.stack([TINY.param_count(TINY.decode(e), 10) for e in encoded]))
+    return np.log1p(np.stack([TINY.param_count(TINY.decode(e), ClassificationHead(10)) for e in encoded]))
 
 
 def budgets(fraction):
@@ -28,7 +29,7 @@ def budgets(fraction):
 @pytest.mark.parametrize("strategy", ["evolution", "reinforce", "random", "bayesian"])
 def test_every_candidate_fits_every_device(strategy):
     limits = budgets(0.3)
-    top = search(TINY, accuracy, TABLES, Constraints(limits), 10, strategy=strategy,
+    top = search(TINY, accuracy, TABLES, Constraints(limits), ClassificationHead(10), strategy=strategy,
                  evolution=EvolutionConfig(population=20, generations=8),
                  reinforce_config=ReinforceConfig(steps=30),
                  trials=25)
@@ -45,7 +46,7 @@ def test_a_budget_only_the_fastest_subnet_fits(strategy):
     limits = {d: t.fastest_ms() * 1.0001 for d, t in TABLES.items()}
 
     def run():
-        return search(TINY, accuracy, TABLES, Constraints(limits), 10, strategy=strategy,
+        return search(TINY, accuracy, TABLES, Constraints(limits), ClassificationHead(10), strategy=strategy,
                       evolution=EvolutionConfig(population=20, generations=3),
                       reinforce_config=ReinforceConfig(steps=5), trials=5)
 
@@ -60,8 +61,8 @@ def test_a_budget_only_the_fastest_subnet_fits(strategy):
 def test_evolution_beats_the_random_population_it_starts_from():
     limits = budgets(0.3)
     config = EvolutionConfig(population=20, generations=15, seed=2)
-    best = search(TINY, accuracy, TABLES, Constraints(limits), 10, evolution=config)[0]
-    start = search(TINY, accuracy, TABLES, Constraints(limits), 10,
+    best = search(TINY, accuracy, TABLES, Constraints(limits), ClassificationHead(10), evolution=config)[0]
+    start = search(TINY, accuracy, TABLES, Constraints(limits), ClassificationHead(10),
                    evolution=EvolutionConfig(population=20, generations=0, seed=2))[0]
     assert best[1] > start[1]
 
@@ -72,7 +73,7 @@ def _reinforce(limits, config):
     def ratios(encoded):
         return np.stack([TABLES[d].predict_encoded(encoded) / b for d, b in limits.items()], axis=1)
 
-    return reinforce(TINY, accuracy, ratios, feasibility(TINY, TABLES, constraints, 10), lambda e: np.ones(len(e)),
+    return reinforce(TINY, accuracy, ratios, feasibility(TINY, TABLES, constraints, ClassificationHead(10)), lambda e: np.ones(len(e)),
                      config)
 
 
@@ -115,16 +116,16 @@ def test_policy_samples_valid_subnets_and_learns_a_rewarded_choice():
 
 def test_size_budget():
     limits = budgets(1.0)
-    size = TINY.param_count(SubnetConfig.smallest(TINY), 10) + 2000
-    top = search(TINY, accuracy, TABLES, Constraints(limits, size_bytes=size), 10,
+    size = TINY.param_count(SubnetConfig.smallest(TINY), ClassificationHead(10)) + 2000
+    top = search(TINY, accuracy, TABLES, Constraints(limits, size_bytes=size), ClassificationHead(10),
                  evolution=EvolutionConfig(population=10, generations=3))
-    assert all(TINY.param_count(s, 10) <= size for s, _ in top)
+    assert all(TINY.param_count(s, ClassificationHead(10)) <= size for s, _ in top)
 
 
 def test_budget_below_the_fastest_names_it():
     fastest = TABLES["watch"].fastest_ms()
     with pytest.raises(FactoryError, match=f"at least {fastest:.3f} ms"):
-        search(TINY, accuracy, TABLES, Constraints({"phone": 10.0, "watch": fastest * 0.9}), 10)
+        search(TINY, accuracy, TABLES, Constraints({"phone": 10.0, "watch": fastest * 0.9}), ClassificationHead(10))
 
 
 @pytest.mark.parametrize("strategy", ["random", "bayesian"])
@@ -161,9 +162,9 @@ def test_bayesian_trials_after_the_random_start_score_higher(seed):
 
 def test_bad_strategy_or_missing_table():
     with pytest.raises(FactoryError, match="unknown strategy"):
-        search(TINY, accuracy, TABLES, Constraints(budgets(0.5)), 10, strategy="annealing")
+        search(TINY, accuracy, TABLES, Constraints(budgets(0.5)), ClassificationHead(10), strategy="annealing")
     with pytest.raises(FactoryError, match="no latency table for \\['tablet'\\]"):
-        search(TINY, accuracy, TABLES, Constraints({"tablet": 1.0}), 10)
+        search(TINY, accuracy, TABLES, Constraints({"tablet": 1.0}), ClassificationHead(10))
 
 
 def test_rounds_count_or_time():
@@ -188,7 +189,7 @@ def test_time_limit_replaces_the_count(strategy):
 
     limits, seconds = budgets(0.3), 2.0
     start = time.monotonic()
-    top = search(TINY, counted, TABLES, Constraints(limits), 10, strategy=strategy,
+    top = search(TINY, counted, TABLES, Constraints(limits), ClassificationHead(10), strategy=strategy,
                  evolution=EvolutionConfig(population=10, generations=1), reinforce_config=ReinforceConfig(steps=1),
                  trials=2, seconds=seconds)
     wall = time.monotonic() - start

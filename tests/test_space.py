@@ -4,6 +4,7 @@ import pytest
 
 from factory.core.errors import FactoryError
 from factory.nas.space import DEFAULT, RES64, TINY, InvalidSubnetError, SearchSpace, SubnetConfig, get_space, load_space, space_document
+from factory.nas.heads import ClassificationHead
 
 SPACES = [TINY, DEFAULT, RES64]
 
@@ -102,4 +103,4 @@ def test_param_count_matches_the_keras_model(seed):
     from factory.nas.extract import build_subnet_model
 
     subnet = SubnetConfig.random(DEFAULT, seed)
-    assert DEFAULT.param_count(subnet, 10) == build_subnet_model(DEFAULT, subnet, 10).count_params()
+    assert DEFAULT.param_count(subnet, ClassificationHead(10)) == build_subnet_model(DEFAULT, subnet, ClassificationHead(10)).count_params()

@@ -9,6 +9,7 @@ from factory.training.data import make_dataset
 from factory.nas.extract import build_subnet_model, extract
 from factory.nas.space import TINY, SubnetConfig
 from factory.nas.supernet import Supernet, resize
+from factory.nas.heads import ClassificationHead
 
 ALLOWED_LAYERS = {"InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Activation",
                   "GlobalAveragePooling2D", "Multiply", "Add", "Dense", "Dropout"}
@@ -21,7 +22,7 @@ def uniform(space, resolution, depth, kernel, expand):
 
 @pytest.fixture(scope="module")
 def supernet():
-    net = Supernet(TINY, 10, seed=3)
+    net = Supernet(TINY, ClassificationHead(10), seed=3)
     # Train-like weights: non-identity kernel transforms and batch-norm statistics.
     rng = np.random.default_rng(1)
     for block in net.blocks:
@@ -47,7 +48,7 @@ def test_extracted_model_matches_supernet(supernet, name, subnet):
     expected = supernet.predict_subnet(subnet, x)
     got = model(x, training=False).numpy()
     assert np.max(np.abs(expected - got)) <= 1e-4
-    assert model.count_params() == build_subnet_model(TINY, subnet, 10).count_params()
+    assert model.count_params() == build_subnet_model(TINY, subnet, ClassificationHead(10)).count_params()
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -76,7 +77,7 @@ def test_extracted_model_reloads_from_keras_format(supernet, tmp_path):
 
 
 def test_training_over_many_random_subnets_never_retraces(digits):
-    net = Supernet(TINY, 10, n_random=2, seed=5)
+    net = Supernet(TINY, ClassificationHead(10), n_random=2, seed=5)
     net.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
     ds = make_dataset(digits.x_train[:16 * 24], digits.y_train[:16 * 24], 16, training=True)
     net.fit(ds.take(1), epochs=1, verbose=0)
@@ -89,18 +90,18 @@ def test_training_over_many_random_subnets_never_retraces(digits):
 
 
 def test_sandwich_is_largest_smallest_then_seeded_randoms():
-    net = Supernet(TINY, 10, n_random=3, seed=9)
+    net = Supernet(TINY, ClassificationHead(10), n_random=3, seed=9)
     step7 = net.sandwich_configs(7)
     assert step7[0] == SubnetConfig.largest(TINY) and step7[1] == SubnetConfig.smallest(TINY)
     assert len(step7) == 5
     assert step7 == net.sandwich_configs(7)
     assert step7[2:] != net.sandwich_configs(8)[2:]
-    assert Supernet(TINY, 10, n_random=3, seed=9).sandwich_configs(7) == step7
-    assert Supernet(TINY, 10, n_random=3, seed=10).sandwich_configs(7)[2:] != step7[2:]
+    assert Supernet(TINY, ClassificationHead(10), n_random=3, seed=9).sandwich_configs(7) == step7
+    assert Supernet(TINY, ClassificationHead(10), n_random=3, seed=10).sandwich_configs(7)[2:] != step7[2:]
 
 
 def test_progressive_shrinking_opens_kernel_then_depth_then_expand(digits):
-    net = Supernet(TINY, 10, n_random=3, seed=9)
+    net = Supernet(TINY, ClassificationHead(10), n_random=3, seed=9)
     net.shrink_progressively(30)
     phases = {name: [s for step in steps for s in net.sandwich_configs(step)[1:]]
               for name, steps in (("kernel", range(10)), ("depth", range(10, 20)), ("expand", range(20, 40)))}
@@ -138,7 +139,7 @@ def test_recalibration_sets_the_average_batch_statistics(supernet, digits):
 
 
 def test_sort_channels_keeps_the_largest_subnet_and_its_optimizer_state(digits):
-    net = Supernet(TINY, 10, n_random=1, seed=2)
+    net = Supernet(TINY, ClassificationHead(10), n_random=1, seed=2)
     net.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
     net.fit(make_dataset(digits.x_train[:64], digits.y_train[:64], 32, training=True), epochs=1, verbose=0)
     randomize_statistics(net)
@@ -161,7 +162,7 @@ def test_training_under_mirrored_strategy(digits):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
-        net = Supernet(TINY, 10, n_random=2, seed=1)
+        net = Supernet(TINY, ClassificationHead(10), n_random=2, seed=1)
         net.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, global_clipnorm=1.0))
     before = [w.numpy().copy() for w in net.trainable_weights]
     ds = make_dataset(digits.x_train[:128], digits.y_train[:128], 32, training=True)

@@ -10,10 +10,11 @@ from factory.training.portable.recipe import TRANSFER_DEFAULTS, TrainConfig, epo
 from factory.training.train import transfer_weights
 from factory.training.workdir import Workdir
 from helpers import write_photos
+from factory.nas.heads import ClassificationHead
 
 
 def test_every_weight_but_the_classifier_is_copied():
-    source, target = Supernet(TINY, 10, seed=1), Supernet(TINY, 3, seed=2)
+    source, target = Supernet(TINY, ClassificationHead(10), seed=1), Supernet(TINY, ClassificationHead(3), seed=2)
     transfer_weights(source, target)
     for mine, theirs in zip(target.layers, source.layers):
         for a, b in zip(mine.get_weights(), theirs.get_weights()):

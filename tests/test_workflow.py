@@ -11,6 +11,7 @@ from factory.nas.space import SubnetConfig
 from factory.training.workdir import Workdir
 from latency_tables.memory import MemoryModel
 from latency_tables.table import LatencyTable
+from factory.nas.heads import ClassificationHead
 
 
 def test_search_writes_a_result_per_budget_and_a_pareto_plot(tiny_workdir, tiny_table_file, capsys):
@@ -37,7 +38,7 @@ def test_search_writes_a_result_per_budget_and_a_pareto_plot(tiny_workdir, tiny_
     assert (work.predictor_dir / "predictor.json").exists()
     assert main(["pareto", "--workdir", str(workdir), "--device", "host-cpu-1t", "--table", str(table_file)]) == 0
     assert work.pareto_png("host-cpu-1t").stat().st_size > 5000
-    memory = MemoryModel(TINY, "int8", 10)
+    memory = MemoryModel(TINY, "int8", ClassificationHead(10))
     limit = (memory.predict(SubnetConfig.smallest(TINY))["peak_bytes"]
              + memory.predict(SubnetConfig.largest(TINY))["peak_bytes"]) / 2 / 1024
     assert main(args[:6] + [str(budgets[1])] + args[8:] + ["--memory-kb", f"{limit:.1f}"]) == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import provenance, results_file, three_budgets
+from bench.common import CLASSIFIER, provenance, results_file, three_budgets
 from devices.profile import DeviceProfile, load_profile
 from factory.core.errors import FactoryError
 from factory.core.files import read_json, write_json
@@ -64,7 +64,7 @@ class Run:
         doc["latency_by_config"] = {**matched, **doc.get("latency_by_config", {})}
         space = workdir.space()
         profile = load_profile(args.device)
-        [table] = load_tables(space, [profile], [args.table] if args.table else None).values()
+        [table] = load_tables(space, [profile], CLASSIFIER, [args.table] if args.table else None).values()
         if not args.baseline_epochs and not workdir.trained:
             raise FactoryError(f"{workdir} holds no trained supernet yet: give --baseline-epochs (the epochs it will "
                                "have)")

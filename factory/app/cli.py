@@ -22,6 +22,7 @@ from factory.core.files import writable_dir
 from factory.training.portable.images import DEFAULT_RESIZE, RESIZE_POLICIES, check_data
 from factory.training.portable.recipe import SCHEDULES, TRANSFER_DEFAULTS, TrainConfig
 from factory.nas.pretrained import DEFAULT_PRETRAINED, PRETRAINED, load_pretrained
+from factory.nas.heads import TASKS, make_head
 from factory.nas.space import SPACES, get_space
 from factory.search.evolution import EvolutionConfig
 from factory.search.gradient import PENALTIES, GradientConfig
@@ -127,23 +128,24 @@ def _table(args):
     from latency_tables.table import LatencyTable, default_table_path, user_table_path
 
     space, [profile] = get_space(args.space), _profiles([args.device])
+    head = make_head(args.task, args.classes)
     if args.action == "calibrate":
         check_calibration_n(args.n)
     if args.action == "build":
-        path = Path(args.table) if args.table else user_table_path(space, profile)
+        path = Path(args.table) if args.table else user_table_path(space, profile, head)
         if path.is_dir():
             raise FactoryError(f"--table {path} is a folder: give the table file's path")
         writable_dir(path.parent, "the folder of --table")
         from latency_tables.builder import build_table
 
-        doc = build_table(space, profile, path, num_classes=args.classes)
+        doc = build_table(space, profile, path, head)
         print(f"wrote {path}: {len(doc['entries'])} layers measured on {profile.name}")
         return
-    path = args.table or default_table_path(space, profile)
+    path = args.table or default_table_path(space, profile, head)
     if args.action == "show":
         _show_table(path, space, profile)
         return
-    table = LatencyTable.load(path, space, profile)
+    table = LatencyTable.load(path, space, profile, head)
     out = writable_dir(args.out or f"runs/{args.action}__{space.name}__{profile.name}", "--out")
     workdir = _trained(args) if args.workdir else None
     from latency_tables.validate import calibrate_table, validate_table
@@ -213,7 +215,7 @@ def _search(args):
     from factory.app.stages import search_workdir
     from latency_tables.resolve import load_tables
 
-    search_workdir(workdir, load_tables(workdir.space(), profiles, paths), args.budget_ms, data=args.data,
+    search_workdir(workdir, load_tables(workdir.space(), profiles, workdir.head(), paths), args.budget_ms, data=args.data,
                    config=config)
 
 
@@ -236,7 +238,7 @@ def _pareto(args):
     from factory.app.plots import pareto_plot
     from latency_tables.resolve import load_tables
 
-    for table in load_tables(workdir.space(), profiles, paths).values():
+    for table in load_tables(workdir.space(), profiles, workdir.head(), paths).values():
         print(f"wrote {pareto_plot(workdir, table)}")
         if args.diverse:
             from factory.app.stages import diverse_workdir
@@ -278,7 +280,7 @@ def _export(args):
     from factory.app.stages import export_workdir
     from latency_tables.resolve import load_tables
 
-    [table] = load_tables(space, [profile], [args.table]).values()
+    [table] = load_tables(space, [profile], workdir.head(), [args.table]).values()
     export_workdir(workdir, subnet, profile, table, args.out, budget_ms=budget, config=config, data=args.data)
 
 
@@ -486,7 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--space", default="default", help=SPACE_HELP)
     table.add_argument("--table", help="table path (default: your own build in ~/.cache/mobile-model-factory/"
                                        "tables/, else the shipped one; build writes to the cache)")
-    table.add_argument("--classes", type=_number(int, 2, False), default=10, help="classifier size of the head entries")
+    table.add_argument("--classes", type=_number(int, 2, False), default=10, help="classes of the head entries")
+    table.add_argument("--task", choices=sorted(TASKS), default="classification",
+                       help="the head whose entries the table holds (its own table file)")
     table.add_argument("--n", type=_number(int, 2, False), default=100,
                        help="subnets to measure whole (validate: of each --kind)")
     table.add_argument("--kind", nargs="+", choices=["random", "search-like"], default=["random", "search-like"],

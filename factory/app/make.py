@@ -16,6 +16,7 @@ from export.bundle import is_complete
 from export.config import ExportConfig
 from factory.app.stages import export_within_budget, search_workdir
 from factory.core.files import read_json, write_json
+from factory.nas.heads import ClassificationHead
 from factory.nas.space import SearchSpace
 from factory.search.strategies import MAKE_SEARCH, Constraints, SearchConfig, check_budgets
 from factory.training.data import load_data
@@ -72,11 +73,11 @@ def make(data: str, profiles: list[DeviceProfile], budgets_ms: list[float], work
     clock = StageClock()
     trained = workdir.trained
     space = workdir.space() if trained else space
-    num_classes = len(workdir.data_record()["classes"]) if trained else len(check_data(data))
+    head = ClassificationHead(len(workdir.data_record()["classes"]) if trained else len(check_data(data)))
 
     clock.stage("1/4 latency tables")  # first: a budget no subnet can meet fails before any training
-    tables = {p.name: ensure_table(space, p, workdir.table_file(space, p.name), workdir.calibration_dir(p.name),
-                                   num_classes, calibrate_n) for p in profiles}
+    tables = {p.name: ensure_table(space, p, workdir.table_file(space, p.name, head),
+                                   workdir.calibration_dir(p.name), head, calibrate_n) for p in profiles}
     for device, table in tables.items():
         for budget in budgets_ms:
             check_budgets({device: table}, Constraints({device: budget}))

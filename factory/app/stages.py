@@ -68,11 +68,11 @@ def diverse_workdir(workdir: Workdir, table: LatencyTable, k: int, *, data: str 
 
     def feasible_under(budget):
         return feasibility(space, {device: table}, Constraints({device: budget}, size_bytes=config.size_bytes),
-                           supernet.num_classes)
+                           supernet.task_head)
 
     result = diverse_front(space, predictor.predict_encoded, table, feasible_under, k, diverse)
     rows = [{"subnet": space.decode(e).to_dict(), "predicted_accuracy": float(a), "predicted_latency_ms": float(t),
-             "below_front_points": float(100 * g), "params": space.param_count(space.decode(e), supernet.num_classes)}
+             "below_front_points": float(100 * g), "params": space.param_count(space.decode(e), supernet.task_head)}
             for e, a, t, g in zip(result["encoded"], result["accuracy"], result["latency_ms"], result["gap"])]
     doc = {"device": device, "k": k, "space_fingerprint": space.fingerprint, "candidates": len(result["pool"]["gap"]),
            "mean_pairwise_distance": mean_pairwise_distance(space, result["encoded"]), "subnets": rows}
@@ -93,10 +93,10 @@ def candidates(supernet, predictor: AccuracyPredictor, image_data: ImageData, ta
     order is its learnt distribution's; the predictor's figure is recorded for it too)."""
     space = supernet.space
     if config.strategy != "gradient":
-        return search(space, predictor.predict_encoded, tables, constraints, supernet.num_classes,
+        return search(space, predictor.predict_encoded, tables, constraints, supernet.task_head,
                       strategy=config.strategy, evolution=config.evolution, trials=config.trials,
                       reinforce_config=config.reinforce, memory=memory, seconds=config.time_limit_s)
-    feasible = constraint_test(space, tables, constraints, supernet.num_classes, memory)
+    feasible = constraint_test(space, tables, constraints, supernet.task_head, memory)
     found = gradient_search(supernet, *training_sample(image_data, config.gradient), tables, constraints.latency_ms,
                             feasible, config.gradient, verbose=verbose, seconds=config.time_limit_s).top
     return [(s, float(predictor.predict_encoded(space.encode(s)[None])[0])) for s, _ in found]
@@ -154,7 +154,7 @@ def proxies_workdir(workdir: Workdir, n: int, *, data: str | None = None, seed: 
     evals = evals[:n]
     space, trained = workdir.space(), workdir.supernet()
     image_data = workdir.data(data).resized(space.resolutions[-1])
-    untrained = build_supernet(space, trained.num_classes, TrainConfig(seed=seed, zero_init_residual=False))
+    untrained = build_supernet(space, trained.task_head, TrainConfig(seed=seed, zero_init_residual=False))
     pick = np.random.default_rng(seed).permutation(len(image_data.y_train))[:64]
     images = normalize(image_data.x_train[np.sort(pick)]).numpy()
     subnets = [SubnetConfig.from_dict(r["subnet"]) for r in evals]
@@ -212,7 +212,7 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
     predictor, evaluations = ensure_predictor(workdir, supernet, image_data, config.n_eval, config.seed, verbose)
     val = make_dataset(image_data.x_val, image_data.y_val, 256, training=False)
     calibration = image_data.calibration()
-    memory = {device: MemoryModel(space, table.precision, supernet.num_classes).complete(verbose)
+    memory = {device: MemoryModel(space, table.precision, supernet.task_head).complete(verbose)
               for device, table in tables.items()} if config.memory_kb is not None else None
     results = []
     for device, budget in pairs:
@@ -228,7 +228,7 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
         top = candidates(supernet, predictor, image_data, {device: tables[device]}, constraints, config,
                          device_memory, verbose)[:config.recheck]
         known = best_evaluated(space, evaluations, feasibility(space, {device: tables[device]}, constraints,
-                                                             supernet.num_classes, device_memory), EVALUATED_RECHECK)
+                                                             supernet.task_head, device_memory), EVALUATED_RECHECK)
         top += [(s, float(predictor.predict_encoded(space.encode(s)[None])[0])) for s, _ in known
                 if s not in {c for c, _ in top}]
         checked = recheck(supernet, top, calibration, val)
@@ -244,7 +244,7 @@ def search_workdir(workdir: Workdir, tables: dict[str, LatencyTable], budgets_ms
                   "predictor_fitted_to": predictor.report.get("fitted_to", "val_accuracy"),
                   "val_accuracy": float(evaluated),
                   "predicted_latency_ms": {d: t.predict(best) for d, t in tables.items()},
-                  "params": space.param_count(best, supernet.num_classes),
+                  "params": space.param_count(best, supernet.task_head),
                   "memory_kb": config.memory_kb,
                   "predicted_memory": None if memory is None else memory[device].predict(best),
                   "space_fingerprint": space.fingerprint,

@@ -15,22 +15,23 @@ from factory.nas.space import BlockSpec, SearchSpace, SubnetConfig
 _BN = dict(epsilon=1e-3, momentum=0.99)
 
 
-def _activation(name: str, layer_name: str):
+def activation_layer(name: str, layer_name: str):
     if name in ("relu", "relu6"):
         return keras.layers.ReLU(6.0 if name == "relu6" else None, name=layer_name)
     return keras.layers.Activation(activations.hard_swish, name=layer_name)
 
 
-def _conv_bn_act(x, filters, kernel, stride, activation, prefix):
+def conv_bn_act(x, filters, kernel, stride, activation, prefix):
     x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
                             name=f"{prefix}_conv")(x)
     x = keras.layers.BatchNormalization(name=f"{prefix}_bn", **_BN)(x)
-    return _activation(activation, f"{prefix}_act")(x)
+    return activation_layer(activation, f"{prefix}_act")(x)
 
 
-def build_subnet_model(space: SearchSpace, subnet: SubnetConfig, num_classes: int,
-                       name: str = "subnet", fold_gate: bool = False) -> keras.Model:
-    """The static network of ``subnet``: input ``(resolution, resolution, 3)``, logits out.
+def build_subnet_model(space: SearchSpace, subnet: SubnetConfig, head, name: str = "subnet",
+                       fold_gate: bool = False) -> keras.Model:
+    """The static network of ``subnet`` with ``head`` (a ``factory.nas.heads`` head): input
+    ``(resolution, resolution, 3)``, the head's logits out.
 
     ``fold_gate`` writes squeeze-excite's hard-sigmoid gate ``relu6(z + 3) / 6`` as a
     ``ReLU(max_value=6)``, with the ``+ 3`` folded into the gate convolution's bias and the
@@ -39,23 +40,24 @@ def build_subnet_model(space: SearchSpace, subnet: SubnetConfig, num_classes: in
     gives each tensor of the int8 graph a range.
     """
     subnet.validate(space)
+    backbone = head.backbone(space)
     inputs = keras.Input((subnet.resolution, subnet.resolution, 3), name="image")
-    x = stem(inputs, space)
-    for block, k, e in subnet.blocks(space):
-        x = mbconv(x, block, k, e, space.se_channels(block.in_channels * e),
-                   f"stage{block.stage}_block{block.index}", fold_gate)
-    x = head(x, space, num_classes)
-    return keras.Model(inputs, x, name=name)
+    x = stem(inputs, backbone)
+    features = [None] * len(backbone.stages)
+    for block, k, e in subnet.blocks(backbone):
+        x = features[block.stage] = mbconv(x, block, k, e, backbone.se_channels(block.in_channels * e),
+                                           f"stage{block.stage}_block{block.index}", fold_gate)
+    return keras.Model(inputs, top(features, backbone, head, subnet.resolution), name=name)
 
 
 def stem(x, space: SearchSpace):
     """The stem convolution, then the fixed first block when the space has one (``layers.StemBlock``)."""
-    x = _conv_bn_act(x, space.stem_channels, 3, space.stem_stride, space.stem_activation, "stem")
+    x = conv_bn_act(x, space.stem_channels, 3, space.stem_stride, space.stem_activation, "stem")
     if not space.stem_block:
         return x
     h = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="stem_block_depthwise")(x)
     h = keras.layers.BatchNormalization(name="stem_block_depthwise_bn", **_BN)(h)
-    h = _activation(space.stages[0].activation, "stem_block_depthwise_act")(h)
+    h = activation_layer(space.stages[0].activation, "stem_block_depthwise_act")(h)
     h = keras.layers.Conv2D(space.stem_block_channels, 1, use_bias=False, name="stem_block_project")(h)
     h = keras.layers.BatchNormalization(name="stem_block_project_bn", **_BN)(h)
     if space.stem_block_channels != space.stem_channels:
@@ -70,11 +72,11 @@ def mbconv(x, block: BlockSpec, kernel_size: int, expand_ratio: int, se_channels
     shortcut = x
     x = keras.layers.Conv2D(hidden, 1, use_bias=False, name=f"{p}_expand")(x)
     x = keras.layers.BatchNormalization(name=f"{p}_expand_bn", **_BN)(x)
-    x = _activation(block.activation, f"{p}_expand_act")(x)
+    x = activation_layer(block.activation, f"{p}_expand_act")(x)
     x = keras.layers.DepthwiseConv2D(kernel_size, block.stride, padding="same", use_bias=False,
                                      name=f"{p}_depthwise")(x)
     x = keras.layers.BatchNormalization(name=f"{p}_depthwise_bn", **_BN)(x)
-    x = _activation(block.activation, f"{p}_depthwise_act")(x)
+    x = activation_layer(block.activation, f"{p}_depthwise_act")(x)
     if block.se:
         s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{p}_se_pool")(x)
         s = keras.layers.Conv2D(se_channels, 1, name=f"{p}_se_reduce")(s)
@@ -90,27 +92,21 @@ def mbconv(x, block: BlockSpec, kernel_size: int, expand_ratio: int, se_channels
     return x
 
 
-def head(x, space: SearchSpace, num_classes: int):
-    """The fixed last block (if any), 1x1 expansion, pooling, features (if any), dropout and the classifier
-    (logits)."""
-    last = space.last_block()
+def top(features: list, backbone: SearchSpace, head, resolution: int):
+    """The fixed last block (if any) on the last stage's output, then the head's standard layers (logits)."""
+    last = backbone.last_block()
     if last:
-        x = mbconv(x, last, space.last_block_kernel, space.last_block_expand, 0, "last_block")
-    x = _conv_bn_act(x, space.head_channels, 1, 1, space.head_activation, "head")
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    if space.feature_channels:
-        x = keras.layers.Dense(space.feature_channels, name="features")(x)
-        x = _activation(space.head_activation, "features_act")(x)
-    x = keras.layers.Dropout(space.dropout, name="dropout")(x)
-    return keras.layers.Dense(num_classes, name="classifier")(x)
+        features = [*features[:-1], mbconv(features[-1], last, backbone.last_block_kernel,
+                                           backbone.last_block_expand, 0, "last_block")]
+    return head.keras_logits(backbone, features, resolution)
 
 
 def extract(supernet, subnet: SubnetConfig, name: str = "subnet", fold_gate: bool = False) -> keras.Model:
     """The subnet with the supernet's weights (recalibrate its batch norm first). A supernet with anchored statistics
     gives a model whose batch norms are frozen (``trainable=False``: Keras then runs them in inference mode), so
     fine-tuning it keeps the statistics its recalibration set."""
-    space = supernet.space
-    model = build_subnet_model(space, subnet, supernet.num_classes, name=name, fold_gate=fold_gate)
+    space, head = supernet.backbone, supernet.task_head
+    model = build_subnet_model(supernet.space, subnet, head, name=name, fold_gate=fold_gate)
     layer = model.get_layer
     layer("stem_conv").set_weights([supernet.stem.kernel.numpy()])
     layer("stem_bn").set_weights(supernet.stem.bn.export())
@@ -130,11 +126,8 @@ def extract(supernet, subnet: SubnetConfig, name: str = "subnet", fold_gate: boo
     if space.last_block():
         for role, values in supernet.last_block.export(space.last_block_kernel, space.last_block_expand).items():
             layer(f"last_block_{role}").set_weights(values)
-    layer("head_conv").set_weights([supernet.head.kernel.numpy()])
-    layer("head_bn").set_weights(supernet.head.bn.export())
-    if space.feature_channels:
-        layer("features").set_weights(supernet.features.get_weights())
-    layer("classifier").set_weights(supernet.classifier.get_weights())
+    for name, values in head.export_weights(supernet.head_layers, space).items():
+        layer(name).set_weights(values)
     if supernet.anchored_statistics:
         for bn in model.layers:
             if isinstance(bn, keras.layers.BatchNormalization):

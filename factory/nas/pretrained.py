@@ -170,8 +170,9 @@ def _to_layers(state: dict, space: SearchSpace, source: PretrainedSource):
 def reference_model(weights: PretrainedWeights, name: str = "reference"):
     """The pretrained network itself as a plain Keras model of standard layers, ImageNet classifier included."""
     from factory.nas.extract import build_subnet_model
+    from factory.nas.heads import ClassificationHead
 
-    model = build_subnet_model(weights.space, weights.subnet, weights.num_classes, name=name)
+    model = build_subnet_model(weights.space, weights.subnet, ClassificationHead(weights.num_classes), name=name)
     for layer, values in weights.layers.items():
         model.get_layer(layer).set_weights(values)
     return model
@@ -218,10 +219,7 @@ def load_into_supernet(supernet, weights: PretrainedWeights, classifier: bool = 
             # positions past the reference's depth copy its stage's last block, as identities
             put_block(by_name[f"stage{s}_block{i}"], f"stage{s}_block{min(i, depth - 1)}", identity=i >= depth)
     put_block(supernet.last_block, "last_block")
-    put((supernet.head.kernel,), layers["head_conv"])
-    put_bn(supernet.head.bn, layers["head_bn"])
-    if classifier:
-        supernet.classifier.set_weights(layers["classifier"])
+    supernet.task_head.load_pretrained(supernet.head_layers, layers, put, put_bn, classifier)
     supernet.sort_channels()
 
 

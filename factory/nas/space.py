@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import random as _random
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,22 @@ class SearchSpace:
             in_ch = width
         return out
 
+    def stage_strides(self) -> list[int]:
+        """Each stage's output stride (input pixels per feature-map pixel)."""
+        out, stride = [], self.stem_stride
+        for stage in self.stages:
+            stride *= stage.stride
+            out.append(stride)
+        return out
+
+    def stage_sizes(self, resolution: int) -> list[int]:
+        """Each stage's output size at a resolution ('same' padding: ceil division)."""
+        out, size = [], math.ceil(resolution / self.stem_stride)
+        for stage in self.stages:
+            size = math.ceil(size / stage.stride)
+            out.append(size)
+        return out
+
     def se_channels(self, hidden_channels: int) -> int:
         """Squeeze-excite bottleneck width for a given expanded width (as MobileNetV3)."""
         return make_divisible(hidden_channels * self.se_ratio)
@@ -272,8 +289,8 @@ class SearchSpace:
         subnet.validate(self)
         return subnet
 
-    def param_count(self, subnet: "SubnetConfig", num_classes: int) -> int:
-        """Parameters of the extracted subnet (batch norm's 4 per channel included)."""
+    def param_count(self, subnet: "SubnetConfig", head) -> int:
+        """Parameters of the extracted subnet with ``head`` (batch norm's 4 per channel included)."""
         def bn(c):
             return 4 * c
 
@@ -292,10 +309,7 @@ class SearchSpace:
         total += sum(mbconv(block, k, e) for block, k, e in subnet.blocks(self))
         if self.last_block():
             total += mbconv(self.last_block(), self.last_block_kernel, self.last_block_expand)
-        total += self.top_in_channels * self.head_channels + bn(self.head_channels)
-        if self.feature_channels:
-            total += (self.head_channels + 1) * self.feature_channels
-        return total + (self.pooled_channels + 1) * num_classes
+        return total + head.param_count(head.backbone(self))
 
     def size(self) -> int:
         """How many distinct subnets the space holds."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from factory.nas import activations
 from factory.core.backend import keras, tf
+from factory.nas.heads import head_from_dict
 from factory.nas.layers import ConvBN, ElasticMBConv, StemBlock
 from factory.nas.space import SearchSpace, SubnetConfig
 
@@ -34,18 +34,22 @@ class Supernet(keras.Model):
     anchor already serves every resolution, as Model Maker's recipe shows at 128 px).
     """
 
-    def __init__(self, space: SearchSpace | dict, num_classes: int, *, n_random: int = 2,
+    def __init__(self, space: SearchSpace | dict, head=None, *, n_random: int = 2,
                  label_smoothing: float = 0.1,
-                 zero_init_residual: bool = True, seed: int = 0, anchored_statistics: bool = False, **kwargs):
+                 zero_init_residual: bool = True, seed: int = 0, anchored_statistics: bool = False,
+                 num_classes: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.space = space if isinstance(space, SearchSpace) else SearchSpace.from_dict(space)
-        self.num_classes = num_classes
+        # a ``factory.nas.heads`` head, or its dict (a saved config; ``num_classes`` alone: one saved before heads)
+        self.task_head = (head if hasattr(head, "backbone") else
+                          head_from_dict(head or {"task": "classification", "num_classes": num_classes}))
+        self.backbone = self.task_head.backbone(self.space)
         self.n_random = n_random
         self.label_smoothing = label_smoothing
         self.zero_init_residual = zero_init_residual
         self.anchored_statistics = anchored_statistics
         self.seed = seed
-        sp = self.space
+        sp = self.backbone
         anchored = anchored_statistics
         self.stem = ConvBN(3, sp.stem_channels, 3, sp.stem_stride, sp.stem_activation, anchored, name="stem")
         self.stem_block = (StemBlock(sp.stem_channels, zero_init_residual, sp.stem_block_channels,
@@ -63,16 +67,15 @@ class Supernet(keras.Model):
                                          (sp.last_block_kernel,), (sp.last_block_expand,), (0,), anchored=anchored,
                                          name="last_block")
                            if last else None)
-        self.head = ConvBN(sp.top_in_channels, sp.head_channels, 1, 1, sp.head_activation, anchored, name="head")
-        self.features = keras.layers.Dense(sp.feature_channels, name="features") if sp.feature_channels else None
-        self.dropout = keras.layers.Dropout(sp.dropout)
-        self.classifier = keras.layers.Dense(num_classes, name="classifier")
+        self.head_layers = self.task_head.supernet_layers(sp, anchored)
+        for attribute, layer in self.head_layers.items():  # attributes: the names checkpoints know them by
+            setattr(self, attribute, layer)
         # Update rate of every batch norm's statistics during recalibration (see ElasticBatchNorm).
         self.bn_rate = tf.Variable(0.0, trainable=False, name="bn_rate",
                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.loss_tracker = keras.metrics.Mean("loss")
-        self.largest_acc = keras.metrics.SparseCategoricalAccuracy("largest_acc")
-        self.smallest_acc = keras.metrics.SparseCategoricalAccuracy("smallest_acc")
+        self.largest_acc = self.task_head.train_metric("largest_" + self.task_head.metric_name)
+        self.smallest_acc = self.task_head.train_metric("smallest_" + self.task_head.metric_name)
         self._largest = tf.constant(sp.encode(SubnetConfig.largest(sp)))
         self._smallest = tf.constant(sp.encode(SubnetConfig.smallest(sp)))
         self._smallest_by_phase = tf.constant(np.stack([sp.encode(s) for s in _shrinking_smallest(sp)]))
@@ -83,22 +86,21 @@ class Supernet(keras.Model):
         self._calibrate_fn = tf.function(self._calibration_batch, reduce_retracing=True)
 
     def _build_weights(self):
-        """Create every variable eagerly, so subnet branches inside the graph never do."""
-        for layer in [self.stem, self.stem_block, *self.blocks, self.last_block, self.head]:
+        """Create every variable eagerly, so subnet branches inside the graph never do (the head's are built)."""
+        for layer in [self.stem, self.stem_block, *self.blocks, self.last_block]:
             if layer is not None:
                 layer.build(None)
-        if self.features is not None:
-            self.features.build((None, self.space.head_channels))
-        self.classifier.build((None, self.space.pooled_channels))
         self.built = True
 
     # ------------------------------------------------------------- forward
     @tf.autograph.experimental.do_not_convert
-    def forward(self, images, subnet, training=False, dropout=False, rate=None, anchor=None):
-        """Logits of the subnet encoded by ``subnet`` for images at its resolution."""
+    def forward(self, images, subnet, training=False, dropout=False, rate=None, anchor=None, output_size=None):
+        """Logits of the subnet encoded by ``subnet`` for images at its resolution; a per-pixel head's at
+        ``output_size`` (the images' size if None), so that subnets at any resolution meet the same masks."""
         m = self.space.max_depth
         _, depths, kernels, expands = self.space.split(subnet)
         x = self.bottom(images, training=training, rate=rate, anchor=anchor)
+        features = []
         for pos, block in enumerate(self.blocks):
             s, i = divmod(pos, m)
 
@@ -109,25 +111,24 @@ class Supernet(keras.Model):
                 x = run()
             else:  # elastic depth: a stage keeps its first d blocks
                 x = tf.cond(depths[s] > i, run, lambda x=x: tf.identity(x))
-        return self.top(x, training=training, dropout=dropout, rate=rate, anchor=anchor)
+            if i == m - 1:
+                features.append(x)
+        return self.top(features, tf.shape(images)[1:3] if output_size is None else output_size,
+                        training=training, dropout=dropout, rate=rate, anchor=anchor)
 
     def bottom(self, images, training=False, rate=None, anchor=None):
         """The fixed layers before the elastic blocks: the stem (and MobileNetV3's first block)."""
         x = self.stem(images, training=training, rate=rate, anchor=anchor)
         return x if self.stem_block is None else self.stem_block(x, training=training, rate=rate, anchor=anchor)
 
-    def top(self, x, training=False, dropout=False, rate=None, anchor=None):
-        """The fixed layers after the elastic blocks: last block, head convolution, pooling, features, classifier."""
-        sp = self.space
+    def top(self, features, output_size, training=False, dropout=False, rate=None, anchor=None):
+        """The fixed layers after the elastic blocks, on each stage's output: the last block, then the head."""
+        sp = self.backbone
         if self.last_block is not None:
-            x = self.last_block(x, sp.last_block_kernel, sp.last_block_expand, training=training, rate=rate,
-                                anchor=anchor)
-        x = tf.reduce_mean(self.head(x, training=training, rate=rate, anchor=anchor), axis=[1, 2])
-        if self.features is not None:
-            x = activations.get(sp.head_activation)(self.features(x))
-        if dropout:
-            x = self.dropout(x, training=True)
-        return self.classifier(x)
+            features = [*features[:-1], self.last_block(features[-1], sp.last_block_kernel, sp.last_block_expand,
+                                                        training=training, rate=rate, anchor=anchor)]
+        return self.task_head.supernet_logits(self.head_layers, sp, features, output_size, training=training,
+                                              dropout=dropout, rate=rate, anchor=anchor)
 
     def call(self, inputs, training=None):
         """``inputs`` is images (the largest subnet) or ``(images, encoded_subnet)``."""
@@ -135,7 +136,8 @@ class Supernet(keras.Model):
             images, subnet = inputs
         else:
             images, subnet = inputs, self._largest
-        return self.forward(resize(images, subnet[0]), subnet, training=bool(training))
+        return self.forward(resize(images, subnet[0]), subnet, training=bool(training),
+                            output_size=tf.shape(images)[1:3])
 
     # ------------------------------------------------------------ sampling
     def sample_random(self, step, count: int):
@@ -190,22 +192,22 @@ class Supernet(keras.Model):
 
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
-        images, labels = data[0], tf.cast(tf.reshape(data[1], [-1]), tf.int32)
+        head = self.task_head
+        images, labels = data[0], head.labels(data[1])
         subnets = self.sandwich(self.optimizer.iterations)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         taught = None if self._teacher is None else tf.nn.softmax(self._teacher(images))
+        size = tf.shape(images)[1:3]  # of the data, its masks and every subnet's per-pixel logits
         with tf.GradientTape() as tape:
             anchored = "reference" if self.anchored_statistics else None
             largest = self.forward(resize(images, subnets[0][0]), subnets[0], training=True, dropout=True,
-                                   anchor=anchored)
-            targets = tf.one_hot(labels, self.num_classes)
-            smooth = targets * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
-            loss = _soft_ce(smooth, largest)
+                                   anchor=anchored, output_size=size)
+            loss = head.loss(labels, largest, self.label_smoothing)
             if taught is None:
                 soft = tf.stop_gradient(tf.nn.softmax(largest))
             else:
                 soft = tf.stop_gradient(taught)
-                loss += _soft_ce(soft, largest)
+                loss += head.distill_loss(soft, largest)
             student_logits = []
             for i in range(1, 2 + self.n_random):
                 student_images = resize(images, subnets[i][0])
@@ -213,8 +215,9 @@ class Supernet(keras.Model):
                     with tape.stop_recording():
                         self.forward(student_images, tf.concat([subnets[i][:1], self._largest[1:]], 0),
                                      training=True, anchor="reference")
-                logits = self.forward(student_images, subnets[i], training=True, anchor=anchored and "delta")
-                loss += _soft_ce(soft, logits)
+                logits = self.forward(student_images, subnets[i], training=True, anchor=anchored and "delta",
+                                      output_size=size)
+                loss += head.distill_loss(soft, logits)
                 student_logits.append(logits)
             scaled = loss / tf.cast(replicas, loss.dtype)
         grads = tape.gradient(scaled, self.trainable_variables)
@@ -227,7 +230,7 @@ class Supernet(keras.Model):
     def test_step(self, data):
         """Validation during ``fit`` scores the largest subnet with the statistics of the
         last recalibration (training itself leaves them alone)."""
-        images, labels = data[0], tf.cast(tf.reshape(data[1], [-1]), tf.int32)
+        images, labels = data[0], self.task_head.labels(data[1])
         logits = self(images, training=False)
         self.largest_acc.update_state(labels, logits)
         return {self.largest_acc.name: self.largest_acc.result()}
@@ -238,7 +241,7 @@ class Supernet(keras.Model):
 
     # ---------------------------------------------------- subnet inference
     def _logits(self, images, subnet):
-        return self.forward(resize(images, subnet[0]), subnet, training=False)
+        return self.forward(resize(images, subnet[0]), subnet, training=False, output_size=tf.shape(images)[1:3])
 
     def predict_subnet(self, subnet: SubnetConfig, images) -> np.ndarray:
         """Logits of one subnet (inference mode); images are resized to its resolution."""
@@ -271,13 +274,9 @@ class Supernet(keras.Model):
         return n
 
     def evaluate_subnet(self, subnet: SubnetConfig, dataset) -> float:
-        """Top-1 accuracy of one subnet on a dataset of ``(images, labels)`` batches."""
-        correct = total = 0
-        for images, labels in dataset:
-            pred = np.argmax(self.predict_subnet(subnet, images), axis=-1)
-            correct += int(np.sum(pred == np.reshape(labels, [-1])))
-            total += int(pred.shape[0])
-        return correct / max(total, 1)
+        """The task's score (top-1 accuracy, mean IoU) of one subnet on a dataset of ``(images, targets)``
+        batches."""
+        return self.task_head.score((self.predict_subnet(subnet, images), targets) for images, targets in dataset)
 
     # ------------------------------------------------ channel re-organising
     def sort_channels(self):
@@ -303,7 +302,7 @@ class Supernet(keras.Model):
 
     # --------------------------------------------------------------- config
     def get_config(self):
-        return {"space": self.space.to_dict(), "num_classes": self.num_classes,
+        return {"space": self.space.to_dict(), "head": self.task_head.to_dict(),
                 "n_random": self.n_random, "label_smoothing": self.label_smoothing,
                 "zero_init_residual": self.zero_init_residual, "anchored_statistics": self.anchored_statistics,
                 "seed": self.seed, "name": self.name}

@@ -80,7 +80,7 @@ def score_subnets(untrained, subnets, images: np.ndarray, labels: np.ndarray, ve
         scores["snip"].append(snip(model, x, labels))
         scores["synflow"].append(synflow(model, x.shape[1:]))
         scores["naswot"].append(naswot(model, x))
-        scores["params"].append(float(space.param_count(subnet, untrained.num_classes)))
+        scores["params"].append(float(space.param_count(subnet, untrained.task_head)))
         progress.add(1)
     return {"scores": scores, "seconds_per_subnet": (time.perf_counter() - start) / max(len(subnets), 1)}
 

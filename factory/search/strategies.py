@@ -106,7 +106,7 @@ def check_memory(memory: dict, constraints: Constraints):
                                f"subnet's predicted peak ({least:,.0f} KB): give at least {least:,.0f} KB")
 
 
-def feasibility(space: SearchSpace, tables: dict, constraints: Constraints, num_classes: int,
+def feasibility(space: SearchSpace, tables: dict, constraints: Constraints, head,
                 memory: dict | None = None):
     """A vectorised test of the constraints on encoded subnets (peak memory only where the rest holds: it is the
     costly one)."""
@@ -115,7 +115,7 @@ def feasibility(space: SearchSpace, tables: dict, constraints: Constraints, num_
         for device, budget in constraints.latency_ms.items():
             ok &= tables[device].predict_encoded(encoded) <= budget
         if constraints.size_bytes is not None:
-            params = np.array([space.param_count(space.decode(e), num_classes) for e in encoded])
+            params = np.array([space.param_count(space.decode(e), head) for e in encoded])
             ok &= params * constraints.bytes_per_param <= constraints.size_bytes
         if constraints.memory_kb is not None:
             for model in memory.values():
@@ -126,7 +126,7 @@ def feasibility(space: SearchSpace, tables: dict, constraints: Constraints, num_
     return feasible
 
 
-def constraint_test(space: SearchSpace, tables: dict, constraints: Constraints, num_classes: int,
+def constraint_test(space: SearchSpace, tables: dict, constraints: Constraints, head,
                     memory: dict | None = None):
     """The vectorised feasibility test of ``constraints``, after refusing (one line each) a device without a table, a
     budget below the fastest subnet and a memory budget below the smallest subnet's peak."""
@@ -135,7 +135,7 @@ def constraint_test(space: SearchSpace, tables: dict, constraints: Constraints, 
         raise FactoryError(f"no latency table for {sorted(missing)}: build one with `factory table build`")
     check_budgets(tables, constraints)
     check_memory(memory or {}, constraints)
-    return feasibility(space, tables, constraints, num_classes, memory)
+    return feasibility(space, tables, constraints, head, memory)
 
 
 def tuner_search(space: SearchSpace, score, feasible, strategy: str, trials: int, seed: int = 0,
@@ -210,7 +210,7 @@ def _batched_acquisition_oracle(kt):
     return BatchedAcquisition
 
 
-def search(space: SearchSpace, score, tables: dict, constraints: Constraints, num_classes: int, *,
+def search(space: SearchSpace, score, tables: dict, constraints: Constraints, head, *,
            strategy: str = "evolution", evolution: EvolutionConfig = EvolutionConfig(), trials: int = 500,
            reinforce_config: ReinforceConfig = ReinforceConfig(), top_k: int = 10,
            memory: dict | None = None, seconds: float | None = None) -> list[tuple[SubnetConfig, float]]:
@@ -220,7 +220,7 @@ def search(space: SearchSpace, score, tables: dict, constraints: Constraints, nu
     if strategy not in STRATEGIES or strategy == "gradient":
         raise FactoryError(f"unknown strategy {strategy!r}: use one of {[s for s in STRATEGIES if s != 'gradient']} "
                            "(gradient searches the supernet: `factory.app.stages.search_workdir`)")
-    feasible = constraint_test(space, tables, constraints, num_classes, memory)
+    feasible = constraint_test(space, tables, constraints, head, memory)
     if strategy == "evolution":
         return evolve(space, score, feasible, evolution, top_k=top_k, seconds=seconds).top
     if strategy == "reinforce":
@@ -229,7 +229,7 @@ def search(space: SearchSpace, score, tables: dict, constraints: Constraints, nu
         def latency_ratios(encoded):
             return np.stack([tables[d].predict_encoded(encoded) / b for d, b in budgets.items()], axis=1)
 
-        others = feasibility(space, tables, replace(constraints, latency_ms={}), num_classes, memory)
+        others = feasibility(space, tables, replace(constraints, latency_ms={}), head, memory)
         return reinforce(space, score, latency_ratios, feasible, others, reinforce_config, top_k, seconds).top
     top = tuner_search(space, score, feasible, strategy, trials, evolution.seed, top_k, seconds)
     if not top:

@@ -54,6 +54,13 @@ class ImageData:
         return len(self.class_names)
 
     @property
+    def head(self):
+        """The task head these targets train: one label per image, classification."""
+        from factory.nas.heads import ClassificationHead
+
+        return ClassificationHead(self.num_classes)
+
+    @property
     def image_size(self) -> int:
         return int(self.x_train.shape[1])
 

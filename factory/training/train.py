@@ -90,8 +90,8 @@ def transfer_weights(source: Supernet, target: Supernet) -> int:
     return copied
 
 
-def build_supernet(space: SearchSpace, num_classes: int, config: TrainConfig) -> Supernet:
-    return Supernet(space, num_classes, n_random=config.n_random,
+def build_supernet(space: SearchSpace, head, config: TrainConfig) -> Supernet:
+    return Supernet(space, head, n_random=config.n_random,
                     label_smoothing=config.label_smoothing,
                     zero_init_residual=config.zero_init_residual, seed=config.seed,
                     anchored_statistics=bool(config.pretrained))
@@ -128,7 +128,7 @@ def train_supernet(data: ImageData, space: SearchSpace, workdir: Workdir,
     if epochs > config.epochs:
         print(f"{steps} steps an epoch: training {epochs} epochs to reach {config.min_steps} steps", flush=True)
     with strategy.scope():
-        supernet = build_supernet(space, data.num_classes, config)
+        supernet = build_supernet(space, data.head, config)
         supernet.compile(optimizer=make_optimizer(dataclasses.replace(config, epochs=epochs), steps,
                                                   supernet.trainable_variables))
     if config.schedule == "progressive":

@@ -115,8 +115,9 @@ class Workdir:
         """Wall time of each stage of the last ``factory make`` run."""
         return self.path / "timings.json"
 
-    def table_file(self, space: SearchSpace, device: str) -> Path:
-        return self.path / "tables" / f"{space.name}__{device}.json"
+    def table_file(self, space: SearchSpace, device: str, head) -> Path:
+        task = "" if head.task == "classification" else f"-{head.task}"
+        return self.path / "tables" / f"{space.name}{task}__{device}.json"
 
     def calibration_dir(self, device: str) -> Path:
         return self.path / "tables" / f"calibrate__{device}"
@@ -217,6 +218,13 @@ class Workdir:
         from factory.training.teacher import load_head, teacher_model
 
         return teacher_model(load_pretrained(pretrained["name"], self.space()), load_head(self.teacher_head_file)[0])
+
+    def head(self):
+        """The task head of the trained supernet, from its saved config (without loading its weights)."""
+        from factory.nas.heads import head_from_dict
+
+        config = read_json(self.check_trained().supernet_dir / "config.json")
+        return head_from_dict(config.get("head") or {"num_classes": config["num_classes"]})
 
     def supernet(self):
         """The trained supernet, loaded on the first call. Every user recalibrates a subnet's batch norm before
