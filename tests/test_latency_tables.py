@@ -18,15 +18,32 @@ from latency_tables.table import LatencyTable
 from latency_tables.validate import (correction_report, cross_validated, error_report, fit_correction,
                                      search_like, store_correction, validate_table)
 from helpers import FAST, MICRO
-from factory.nas.heads import ClassificationHead
-
-
+from factory.nas.heads import ClassificationHead, SegmentationHead
 
 @pytest.fixture(scope="module")
 def table_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("tables") / "micro.json"
     build_table(MICRO, FAST, path, ClassificationHead(4), verbose=0)
     return path
+
+
+def test_a_segmentation_table_is_its_own(tmp_path, table_path):
+    """A segmenter's table times its backbone at output stride 16 and its head entries, and is refused for the
+    other task (and the other's for it)."""
+    from latency_tables.table import table_name
+
+    head, space = SegmentationHead(3), dataclasses.replace(MICRO, name="micro2", stages=MICRO.stages * 2)
+    doc = build_table(space, FAST, tmp_path / "seg.json", head, verbose=0, passes=1)
+    assert {k.id for k in all_layers(space, head)} == set(doc["entries"])
+    assert sum(k.startswith("lraspp/") for k in doc["entries"]) == len(space.resolutions)
+    table = LatencyTable.load(tmp_path / "seg.json", space, FAST, head)
+    assert table.head == head and table.predict(SubnetConfig.largest(space)) > 0
+    with pytest.raises(FactoryError, match="for segmentation, not classification"):
+        LatencyTable.load(tmp_path / "seg.json", space, FAST, ClassificationHead(3))
+    with pytest.raises(FactoryError, match="for classification, not segmentation"):
+        LatencyTable.load(table_path, MICRO, FAST, head)
+    assert table_name(space, FAST, head) == "micro2-segmentation__host-fast.json"
+    assert table_name(space, FAST, ClassificationHead(3)) == "micro2__host-fast.json"
 
 
 def test_table_has_every_layer_with_statistics(table_path):

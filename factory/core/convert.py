@@ -39,8 +39,9 @@ def convert(model, precision: str, representative: np.ndarray | None = None, io:
 
     from factory.core.backend import tf
 
-    spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)
-    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    specs = [tf.TensorSpec((1, *shape[1:]), tf.float32) for shape in _input_shapes(model)]
+    function = tf.function(lambda *x: model(x[0] if len(x) == 1 else list(x), training=False)
+                           ).get_concrete_function(*specs)
     absl = logging.getLogger("absl")
     level = absl.level
     absl.setLevel(logging.ERROR)  # "consider providing the trackable_obj": that path is the SavedModel one
@@ -50,6 +51,10 @@ def convert(model, precision: str, representative: np.ndarray | None = None, io:
     finally:
         absl.setLevel(level)
     return with_signature(content, model.input_names[0], model.output_names[0]) if signature else content
+
+
+def _input_shapes(model) -> list:
+    return model.input_shape if isinstance(model.input_shape, list) else [model.input_shape]
 
 
 def convert_for_timing(model, precision: str) -> bytes:
@@ -86,10 +91,14 @@ def _convert(converter, model, precision: str, representative, io: str) -> bytes
     if precision == "int8":
         if io not in IO_TYPES:
             raise FactoryError(f"--io {io!r} is not one of {list(IO_TYPES)}")
-        if representative is None:
-            representative = np.random.default_rng(0).standard_normal((16, *model.input_shape[1:])).astype(np.float32)
+        if representative is None:  # one batch per input (a head's table entry takes two stage outputs)
+            rng = np.random.default_rng(0)
+            inputs = [rng.standard_normal((16, *shape[1:])).astype(np.float32) for shape in _input_shapes(model)]
+        else:
+            inputs = [representative]
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in representative)
+        converter.representative_dataset = lambda: ([x[i][None].astype(np.float32) for x in inputs]
+                                                    for i in range(len(inputs[0])))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8 if io == "uint8" else tf.int8
         converter.inference_output_type = tf.float32 if io == "uint8" else tf.int8
