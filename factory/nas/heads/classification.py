@@ -7,9 +7,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from factory.core.backend import keras, tf
-from factory.nas import activations
-from factory.nas.extract import activation_layer, conv_bn_act
 from factory.nas.space import SearchSpace
 
 
@@ -36,6 +33,7 @@ class ClassificationHead:
     # ------------------------------------------------------------ supernet
     def supernet_layers(self, space: SearchSpace, anchored: bool) -> dict:
         """The supernet's head layers by attribute name (the names its checkpoints use), built."""
+        from factory.core.backend import keras
         from factory.nas.layers import ConvBN
 
         layers = {"head": ConvBN(space.top_in_channels, space.head_channels, 1, 1, space.head_activation, anchored,
@@ -50,8 +48,11 @@ class ClassificationHead:
         layers["classifier"].build((None, space.pooled_channels))
         return layers
 
-    def supernet_logits(self, layers: dict, space: SearchSpace, features: list, image_size, training=False,
+    def supernet_logits(self, layers: dict, space: SearchSpace, features: list, output_size, training=False,
                         dropout=False, rate=None, anchor=None):
+        from factory.core.backend import tf
+        from factory.nas import activations
+
         x = tf.reduce_mean(layers["head"](features[-1], training=training, rate=rate, anchor=anchor), axis=[1, 2])
         if layers["features"] is not None:
             x = activations.get(space.head_activation)(layers["features"](x))
@@ -62,6 +63,9 @@ class ClassificationHead:
     # ----------------------------------------------------- standard layers
     def keras_logits(self, space: SearchSpace, features: list, resolution: int):
         """Standard layers on the backbone's last features, named as the supernet's."""
+        from factory.core.backend import keras
+        from factory.nas.extract import activation_layer, conv_bn_act
+
         x = conv_bn_act(features[-1], space.head_channels, 1, 1, space.head_activation, "head")
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
         if space.feature_channels:
@@ -104,19 +108,27 @@ class ClassificationHead:
     # -------------------------------------------------------- loss, metric
     def loss(self, labels, logits, label_smoothing: float = 0.0):
         """Cross-entropy on integer labels, smoothed."""
+        from factory.core.backend import tf
+
         targets = tf.one_hot(labels, self.num_classes)
         targets = targets * (1.0 - label_smoothing) + label_smoothing / self.num_classes
         return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(targets, logits))
 
     def distill_loss(self, soft, logits):
         """Cross-entropy against a teacher's (or the largest subnet's) probabilities."""
+        from factory.core.backend import tf
+
         return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(soft, logits))
 
     def train_metric(self, name: str):
+        from factory.core.backend import keras
+
         return keras.metrics.SparseCategoricalAccuracy(name)
 
     def labels(self, targets):
         """Integer labels of a batch's targets, as the loss and metric read them."""
+        from factory.core.backend import tf
+
         return tf.cast(tf.reshape(targets, [-1]), tf.int32)
 
     def score(self, pairs) -> float:

@@ -15,9 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from factory.core.backend import keras, tf
 from factory.core.errors import FactoryError
-from factory.nas.extract import conv_bn_act
 from factory.nas.space import SearchSpace
 
 IGNORE = 255  # a mask value that no loss or metric counts (unlabelled pixels)
@@ -66,6 +64,7 @@ class SegmentationHead:
     def supernet_layers(self, space: SearchSpace, anchored: bool) -> dict:
         """The head's layers by attribute name, built. Their batch norm is never anchored: no pretrained network
         holds this head."""
+        from factory.core.backend import keras
         from factory.nas.layers import ConvBN
 
         high, low = space.top_in_channels, self._low_channels(space)
@@ -79,18 +78,23 @@ class SegmentationHead:
         layers["seg_low_classifier"].build((None, low))
         return layers
 
-    def supernet_logits(self, layers: dict, space: SearchSpace, features: list, image_size, training=False,
+    def supernet_logits(self, layers: dict, space: SearchSpace, features: list, output_size, training=False,
                         dropout=False, rate=None, anchor=None):
+        from factory.core.backend import tf
+
         high, low = features[-1], features[self.endpoints(space)[0]]
         branch = layers["seg_branch"](high, training=training, rate=rate)
         gate = layers["seg_gate"](tf.reduce_mean(high, axis=[1, 2], keepdims=True))
         branch = tf.image.resize(branch * gate, tf.shape(low)[1:3])
         logits = layers["seg_high_classifier"](branch) + layers["seg_low_classifier"](low)
-        return tf.image.resize(logits, image_size)
+        return tf.image.resize(logits, output_size)
 
     # ----------------------------------------------------- standard layers
     def keras_logits(self, space: SearchSpace, features: list, resolution: int):
         """Standard layers, named as the supernet's (``seg_*``): what QAT and the TFLite converter take."""
+        from factory.core.backend import keras
+        from factory.nas.extract import conv_bn_act
+
         high, low = features[-1], features[self.endpoints(space)[0]]
         branch = conv_bn_act(high, BRANCH_CHANNELS, 1, 1, "relu", "seg_branch")
         gate = keras.layers.GlobalAveragePooling2D(keepdims=True, name="seg_pool")(high)
@@ -135,6 +139,8 @@ class SegmentationHead:
     # -------------------------------------------------------- loss, metric
     def loss(self, labels, logits, label_smoothing: float = 0.0):
         """Per-pixel cross-entropy over labelled pixels (``IGNORE`` is not counted), smoothed."""
+        from factory.core.backend import tf
+
         valid = tf.not_equal(labels, IGNORE)
         targets = tf.one_hot(tf.where(valid, labels, 0), self.num_classes)
         targets = targets * (1.0 - label_smoothing) + label_smoothing / self.num_classes
@@ -144,13 +150,19 @@ class SegmentationHead:
 
     def distill_loss(self, soft, logits):
         """Per-pixel cross-entropy against a teacher's probabilities, over every pixel."""
+        from factory.core.backend import tf
+
         return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(soft, logits))
 
     def train_metric(self, name: str):
+        from factory.core.backend import keras
+
         return keras.metrics.MeanIoU(self.num_classes, name=name, sparse_y_pred=False, ignore_class=IGNORE)
 
     def labels(self, targets):
         """A batch's masks as int32 (batch, height, width)."""
+        from factory.core.backend import tf
+
         targets = tf.cast(targets, tf.int32)
         return targets[..., 0] if targets.shape.rank == 4 else targets
 
