@@ -117,7 +117,7 @@ def int8_recheck(supernet, checked: list[tuple[float, float, SubnetConfig]], ima
     """The candidates scored as the model that ships is: each extracted, converted to post-training int8 (calibrated on
     200 training images) and run by LiteRT on the validation split at its resolution. Best int8 accuracy first (ties:
     the float figure), so a subnet that quantization hurts more than the others is not chosen."""
-    from export.parity import tflite_accuracy
+    from export.parity import tflite_predict
     from export.pipeline import pinned
     from factory.core.convert import convert
     from factory.nas.extract import extract
@@ -133,7 +133,8 @@ def int8_recheck(supernet, checked: list[tuple[float, float, SubnetConfig]], ima
         supernet.recalibrate(subnet, calibration)
         content = convert(extract(supernet, subnet), "int8", at[r][0], "int8", signature=False)
         rows.append({"subnet": subnet, "val_accuracy": float(evaluated), "predicted_accuracy": float(predicted),
-                     "int8_val_accuracy": tflite_accuracy(content, at[r][1], np.asarray(image_data.y_val))})
+                     "int8_val_accuracy": supernet.task_head.score(
+                         [(tflite_predict(content, at[r][1]), np.asarray(image_data.y_val))])})
     return sorted(rows, key=lambda r: (-r["int8_val_accuracy"], -r["val_accuracy"]))
 
 

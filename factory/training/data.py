@@ -23,6 +23,8 @@ from factory.core.backend import tf
 from factory.core.errors import FactoryError
 from factory.training.portable.augment import random_crop_flip
 from factory.training.portable.cache import ImageCache, decode_to_cache
+from factory.training.portable.masks import (DIGITS_SEG_CLASSES, check_mask_folder, decode_masks,
+                                             digits_segmentation, is_mask_folder, mask_folder_splits, resize_masks)
 from factory.training.portable.images import (CIFAR10_CLASSES, DEFAULT_RESIZE, DIGITS_CLASSES, IMAGE_SUFFIXES, OFFSET,
                                               SCALE, check_decodable, check_folder, class_warnings, common_size, decode_files,
                                               digits_images, folder_files, resize_images, split)
@@ -31,7 +33,7 @@ from factory.training.portable.images import (CIFAR10_CLASSES, DEFAULT_RESIZE, D
 @dataclass
 class ImageData:
     """Decoded splits: uint8 ``(N, H, W, 3)`` images (arrays, or ``ImageCache`` files read a batch at a time)
-    and int32 labels."""
+    and their targets: int32 labels, or uint8 ``(N, H, W)`` masks of class indices (255: unlabelled)."""
 
     name: str
     class_names: list[str]
@@ -54,18 +56,22 @@ class ImageData:
         return len(self.class_names)
 
     @property
-    def head(self):
-        """The task head these targets train: one label per image, classification."""
-        from factory.nas.heads import ClassificationHead
+    def task(self) -> str:
+        return "segmentation" if np.ndim(self.y_train) == 3 else "classification"
 
-        return ClassificationHead(self.num_classes)
+    @property
+    def head(self):
+        """The task head these targets train: a label per image (classification) or per pixel (segmentation)."""
+        from factory.nas.heads import make_head
+
+        return make_head(self.task, self.num_classes)
 
     @property
     def image_size(self) -> int:
         return int(self.x_train.shape[1])
 
     def summary(self) -> dict:
-        return {"name": self.name, "source": self.source, "classes": self.class_names,
+        return {"name": self.name, "source": self.source, "task": self.task, "classes": self.class_names,
                 "image_size": self.image_size, "resize": self.resize, "seed": self.seed,
                 "train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
@@ -84,8 +90,10 @@ class ImageData:
         """The same data at ``size`` x ``size`` (``factory.training.portable.images.resize_image``), e.g. a space's largest resolution."""
         if size == self.image_size:
             return self
+        masks = {f"y_{s}": resize_masks(getattr(self, f"y_{s}"), size)
+                 for s in ("train", "val", "test")} if self.task == "segmentation" else {}
         return dataclasses.replace(self, x_train=_resized(self.x_train, size), x_val=_resized(self.x_val, size),
-                                   x_test=_resized(self.x_test, size))
+                                   x_test=_resized(self.x_test, size), **masks)
 
 
 def _resized(images, size: int):
@@ -99,28 +107,32 @@ def normalize(images):
 
 def make_dataset(images, labels: np.ndarray, batch_size: int, *, training: bool,
                  flip: bool = True, seed: int = 0) -> tf.data.Dataset:
-    """Batches of normalized float images; training adds shuffling, random crops and flips
-    (``portable.augment.random_crop_flip``, the augmentation Keras 3 baselines get too).
+    """Batches of normalized float images and their labels (int32) or masks (uint8); training adds shuffling,
+    random crops and flips (``portable.augment.random_crop_flip``, the augmentation Keras 3 baselines get too;
+    a mask is cropped and flipped with its image).
 
     Only indices go through tf.data; each batch is read from ``images`` (an array or an ``ImageCache``) when it
     is needed, in parallel and ahead of the model, so the pipeline never copies the data set into a tensor."""
-    labels = np.asarray(labels, np.int32)
-    ds = tf.data.Dataset.range(len(labels))
+    masks = np.ndim(labels) == 3
+    targets = np.asarray(labels, np.uint8 if masks else np.int32)
+    ds = tf.data.Dataset.range(len(targets))
     if training:
-        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    drop = training and len(labels) >= batch_size
+        ds = ds.shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
+    drop = training and len(targets) >= batch_size
     ds = ds.batch(batch_size, drop_remainder=drop)
     rng = np.random.default_rng(seed)
 
     def read(index):
         index = np.sort(index)  # a cache file is read front to back
-        batch = images[index]
-        return (random_crop_flip(batch, rng, flip) if training else batch), labels[index]
+        batch, y = images[index], targets[index]
+        if not training:
+            return batch, y
+        return random_crop_flip(batch, rng, flip, masks=y) if masks else (random_crop_flip(batch, rng, flip), y)
 
     def load(index):
-        x, y = tf.numpy_function(read, [index], (tf.uint8, tf.int32), stateful=training)
+        x, y = tf.numpy_function(read, [index], (tf.uint8, tf.as_dtype(targets.dtype)), stateful=training)
         n = batch_size if drop else None
-        return normalize(tf.ensure_shape(x, (n, *images.shape[1:]))), tf.ensure_shape(y, (n,))
+        return normalize(tf.ensure_shape(x, (n, *images.shape[1:]))), tf.ensure_shape(y, (n, *targets.shape[1:]))
 
     return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -132,8 +144,14 @@ def load_data(spec: str, *, image_size: int | None = None, resize: str = DEFAULT
     with ``cache``, decoded once into files there that later loads reuse."""
     if spec == "digits":
         data = _digits(val_fraction, test_fraction, seed)
+    elif spec == "digits-seg":
+        data = _digits_seg(val_fraction, test_fraction, seed)
     elif spec == "cifar10":
         data = _cifar10(val_fraction, seed)
+    elif is_mask_folder(Path(spec).expanduser()):
+        data = load_mask_folder(spec, image_size=image_size, resize=resize, val_fraction=val_fraction,
+                                test_fraction=test_fraction, seed=seed, cache=cache)
+        spec = str(Path(spec).expanduser().resolve())
     else:
         data = load_folder(spec, image_size=image_size, resize=resize, val_fraction=val_fraction,
                            test_fraction=test_fraction, seed=seed, cache=cache)
@@ -144,8 +162,9 @@ def load_data(spec: str, *, image_size: int | None = None, resize: str = DEFAULT
 def _with_val(name, classes, x_train, y_train, x_test, y_test, val_fraction, seed, test_split, test_fraction=0.2,
               flip=True):
     x_tr, x_val, y_tr, y_val = split(x_train, y_train, val_fraction, seed)
-    return ImageData(name, classes, x_tr, y_tr.astype(np.int32), x_val, y_val.astype(np.int32),
-                     x_test, y_test.astype(np.int32), flip, seed=seed, test_split=test_split,
+    kind = np.uint8 if np.ndim(y_train) == 3 else np.int32
+    return ImageData(name, classes, x_tr, y_tr.astype(kind), x_val, y_val.astype(kind),
+                     x_test, y_test.astype(kind), flip, seed=seed, test_split=test_split,
                      test_fraction=test_fraction)
 
 
@@ -158,6 +177,17 @@ def _digits(val_fraction, test_fraction, seed) -> ImageData:
     x_train, x_test, y_train, y_test = split(x, d.target, test_fraction, seed)
     return _with_val("digits", DIGITS_CLASSES, x_train, y_train, x_test, y_test,
                      val_fraction, seed, "digits", test_fraction, flip=False)
+
+
+DIGITS_SEG_SCENES = 1500
+
+
+def _digits_seg(val_fraction, test_fraction, seed) -> ImageData:
+    """``portable.masks.digits_segmentation``: digits on textured backgrounds, 32x32, a smoke-test set."""
+    x, masks = digits_segmentation(DIGITS_SEG_SCENES, seed=0)
+    x_train, x_test, y_train, y_test = split(x, masks, test_fraction, seed)
+    return _with_val("digits-seg", DIGITS_SEG_CLASSES, x_train, y_train, x_test, y_test, val_fraction, seed,
+                     "digits-seg", test_fraction, flip=False)
 
 
 def _cifar10(val_fraction, seed) -> ImageData:
@@ -215,6 +245,51 @@ def load_folder(path: str | os.PathLike, *, image_size: int | None = None, resiz
     return ImageData(root.name, classes, x["train"], y_tr.astype(np.int32), x["val"], y_val.astype(np.int32),
                      x["test"], y_test.astype(np.int32), seed=seed, test_split=test_split, test_fraction=test_fraction,
                      resize=resize, test_files=tuple(test_files))
+
+
+def load_mask_folder(path: str | os.PathLike, *, image_size: int | None = None, resize: str = DEFAULT_RESIZE,
+                     val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
+                     cache: str | os.PathLike | None = None) -> ImageData:
+    """Images and their masks (``portable.masks``): ``root/train/`` and ``root/test/`` each holding ``images/``
+    and ``masks/``, or ``root/images/`` and ``root/masks/`` split by ``seed``. Every mask is checked first (its
+    image, its size, its classes); images go through ``resize`` and masks the same geometry with nearest
+    neighbour. Images decode into the streaming cache with ``cache``; masks, a third of their size, stay in
+    memory."""
+    root = Path(path).expanduser()
+    classes = check_mask_folder(root)
+    splits = mask_folder_splits(root)
+    check_decodable([p for images, _ in splits.values() for p in images])
+    if "all" in splits:
+        images, masks = splits["all"]
+        kept, held = _shuffled(len(images), test_fraction, seed)
+        splits = {"train": ([images[i] for i in kept], [masks[i] for i in kept]),
+                  "test": ([images[i] for i in held], [masks[i] for i in held])}
+    (images, masks), (test_images, test_masks) = splits["train"], splits["test"]
+    size = common_size(images, root) if image_size is None else image_size
+    kept, held = _shuffled(len(images), val_fraction, seed)
+    files = {"train": ([images[i] for i in kept], [masks[i] for i in kept]),
+             "val": ([images[i] for i in held], [masks[i] for i in held]), "test": (test_images, test_masks)}
+    print(f"{root}: {len(images) + len(test_images)} images with masks, {len(classes)} classes "
+          f"({', '.join(classes)})", flush=True)
+    if cache is None:
+        x = {name: decode_files(paths, size, resize) for name, (paths, _) in files.items()}
+    else:
+        folder = _cache_folder(Path(cache), root, {n: p for n, (p, _) in files.items()}, size, resize)
+        x = {name: decode_to_cache(paths, size, resize, folder / f"{name}.npy", name)
+             for name, (paths, _) in files.items()}
+    y = {name: decode_masks(paths, size, resize) for name, (_, paths) in files.items()}
+    return ImageData(root.name, classes, x["train"], y["train"], x["val"], y["val"], x["test"], y["test"], seed=seed,
+                     test_split="folder" if (root / "train").is_dir() else "fraction", test_fraction=test_fraction,
+                     resize=resize, test_files=tuple(test_images))
+
+
+def _shuffled(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices kept and split off at random (masks have no one class to stratify by)."""
+    from sklearn.model_selection import train_test_split
+
+    if n < 2:
+        raise FactoryError(f"cannot split {n} images with masks {fraction:g} off: add images")
+    return tuple(train_test_split(np.arange(n), test_size=fraction, random_state=seed))
 
 
 def _cache_folder(cache: Path, root: Path, splits: dict, size: int, policy: str) -> Path:

@@ -62,6 +62,9 @@ def _check_workdir(workdir: Workdir, space: SearchSpace, data: ImageData, config
             )
     if workdir.data_file.exists():
         recorded = workdir.data_record()
+        if recorded.get("task", "classification") != data.task:
+            raise FactoryError(f"{workdir} was trained for {recorded.get('task', 'classification')}, not "
+                               f"{data.task}: use another --workdir")
         if recorded.get("classes") != data.class_names:
             raise FactoryError(
                 f"{workdir} was trained on data with classes {recorded.get('classes')}, not "
@@ -184,6 +187,14 @@ def _start_from_pretrained(supernet: Supernet, data: ImageData, workdir: Workdir
 
     weights = load_pretrained(config.pretrained, supernet.space)
     load_into_supernet(supernet, weights)
+    source = weights.source
+    record = {"name": source.name, "licence": source.licence, "origin": source.origin,
+              "reference_subnet": weights.subnet.to_dict(),
+              "teacher": config.teacher and supernet.task_head.pretrained_classifier}
+    if not supernet.task_head.pretrained_classifier:
+        print(f"starting from {source.name} ({source.licence}): its backbone, with a new "
+              f"{supernet.task_head.task} head", flush=True)
+        return record
     if workdir.teacher_head_file.exists():
         head, accuracy = load_head(workdir.teacher_head_file)
     else:
@@ -191,15 +202,12 @@ def _start_from_pretrained(supernet: Supernet, data: ImageData, workdir: Workdir
                                   label_smoothing=config.label_smoothing, seed=config.seed)
         save_head(workdir.teacher_head_file, head, accuracy)
     supernet.classifier.set_weights(head)
-    source = weights.source
     print(f"starting from {source.name} ({source.licence}): its frozen features with a new classifier score "
           f"{accuracy:.4f} on the validation split{'; every subnet learns from it' if config.teacher else ''}",
           flush=True)
     if config.teacher:
         supernet.set_teacher(teacher_logits_fn(teacher_model(weights, head)))
-    return {"name": source.name, "licence": source.licence, "origin": source.origin,
-            "reference_subnet": weights.subnet.to_dict(), "teacher": config.teacher,
-            "head_val_accuracy": round(accuracy, 4)}
+    return {**record, "head_val_accuracy": round(accuracy, 4)}
 
 
 def _has_checkpoint(backup: Path) -> bool:

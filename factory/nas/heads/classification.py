@@ -17,6 +17,9 @@ class ClassificationHead:
     num_classes: int
     task: ClassVar[str] = "classification"
     metric_name: ClassVar[str] = "accuracy"
+    # a pretrained network's classifier fits this head: it starts as one trained on the frozen features, and can
+    # teach every subnet
+    pretrained_classifier: ClassVar[bool] = True
 
     def to_dict(self) -> dict:
         return {"task": self.task, "num_classes": self.num_classes}

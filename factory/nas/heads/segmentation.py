@@ -30,6 +30,7 @@ class SegmentationHead:
     num_classes: int
     task: ClassVar[str] = "segmentation"
     metric_name: ClassVar[str] = "mIoU"
+    pretrained_classifier: ClassVar[bool] = False  # only the backbone comes from a pretrained classifier
 
     def __post_init__(self):
         if not 2 <= self.num_classes <= IGNORE:
@@ -172,15 +173,26 @@ class SegmentationHead:
         return mean_iou(self.confusion(pairs))
 
     def confusion(self, pairs) -> np.ndarray:
-        """The (true, predicted) pixel counts over ``(logits, masks)`` batches, unlabelled pixels left out."""
+        """The (true, predicted) pixel counts over ``(outputs, masks)`` batches, unlabelled pixels left out.
+        Outputs (logits or probabilities) of another size than the masks are resized to theirs bilinearly first,
+        as a segmenter client brings its confidence masks to the image."""
+        return sum((self.image_confusions(outputs, masks).sum(0) for outputs, masks in pairs),
+                   np.zeros((self.num_classes,) * 2, np.int64))
+
+    def image_confusions(self, outputs, masks) -> np.ndarray:
+        """One (true, predicted) pixel-count matrix per image: ``(N, C, C)``."""
         n = self.num_classes
-        matrix = np.zeros((n, n), np.int64)
-        for logits, masks in pairs:
-            masks = np.reshape(masks, np.shape(logits)[:3]).astype(np.int64)
-            keep = masks != IGNORE
-            pred = np.argmax(logits, axis=-1)
-            matrix += np.bincount(masks[keep] * n + pred[keep], minlength=n * n).reshape(n, n)
-        return matrix
+        masks = np.asarray(masks).astype(np.int64)
+        masks = masks[..., 0] if masks.ndim == 4 else masks
+        outputs = np.asarray(outputs, np.float32)
+        if outputs.shape[1:3] != masks.shape[1:3]:
+            from factory.core.backend import tf
+
+            outputs = tf.image.resize(outputs, masks.shape[1:3]).numpy()
+        pred = np.argmax(outputs, axis=-1)
+        keep = masks != IGNORE
+        index = np.arange(len(masks))[:, None, None] * n * n + masks * n + pred
+        return np.bincount(index[keep], minlength=len(masks) * n * n).reshape(len(masks), n, n)
 
     # ------------------------------------------------------------ private
     def _low_channels(self, space: SearchSpace) -> int:

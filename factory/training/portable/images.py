@@ -89,11 +89,11 @@ def digits_images(values: np.ndarray, size: int = 32) -> np.ndarray:
 
 
 def split(x, y, fraction, seed):
-    """Stratified split: (x_kept, x_split_off, y_kept, y_split_off)."""
+    """Split by class (stratified) for labels, at random for masks: (x_kept, x_split_off, y_kept, y_split_off)."""
     from sklearn.model_selection import train_test_split
 
     try:
-        return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
+        return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y if np.ndim(y) == 1 else None)
     except ValueError as exc:
         raise FactoryError(
             f"cannot split {len(y)} images by class ({exc}): give every class more images"
@@ -151,19 +151,24 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 def check_data(spec: str) -> list[str]:
     """The class names of a data argument, refusing what ``factory.training.data.load_data`` would refuse before
     decoding anything (no TensorFlow here: the CLI checks its arguments before the slow imports)."""
+    from factory.training.portable.masks import DIGITS_SEG_CLASSES, check_mask_folder, is_mask_folder
+
     if spec == "digits":
         return DIGITS_CLASSES
+    if spec == "digits-seg":
+        return DIGITS_SEG_CLASSES
     if spec == "cifar10":
         return CIFAR10_CLASSES
-    return check_folder(Path(spec).expanduser())
+    root = Path(spec).expanduser()
+    return check_mask_folder(root) if is_mask_folder(root) else check_folder(root)
 
 
 def check_folder(root: Path) -> list[str]:
     """The class names of an image folder: train/ and test/ with the same classes, or <class>/ folders."""
     if not root.is_dir():
         raise FactoryError(
-            f"data folder {root} does not exist: pass 'digits', 'cifar10' or a folder of "
-            "train/<class>/ and test/<class>/ (or <class>/) images"
+            f"data folder {root} does not exist: pass 'digits', 'digits-seg', 'cifar10' or a folder of "
+            "train/<class>/ and test/<class>/ (or <class>/) images, or of images/ and masks/"
         )
     train_dir, test_dir = root / "train", root / "test"
     if train_dir.is_dir() != test_dir.is_dir():
