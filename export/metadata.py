@@ -1,4 +1,4 @@
-"""TFLite metadata for an image classifier, written into the .tflite and read back.
+"""TFLite metadata for an image classifier or segmenter, written into the .tflite and read back.
 
 MediaPipe Tasks, the TFLite Task Library and Android Studio's ML Model Binding read a
 model's metadata: a FlatBuffer of TFLite's published metadata schema (file identifier
@@ -8,7 +8,9 @@ MediaPipe's writer installs beside this project's TensorFlow, so the FlatBuffer 
 here with ``flatbuffers``' Builder from the schema's field order; :func:`read_metadata`
 parses it back (tests, ``factory predict``).
 
-Only fields of schema 1.0.0 are written, so the minimum parser version is 1.0.0.
+Only fields of schema 1.0.0 are written, so the minimum parser version is 1.0.0, unless a custom metadata entry
+is (schema 1.5.0): a segmenter's ``SEGMENTER_METADATA``, MediaPipe's ``ImageSegmenterOptions`` (file identifier
+``V001``) naming the activation its confidence masks need.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from factory.core.errors import FactoryError
 METADATA_NAME = "TFLITE_METADATA"
 IDENTIFIER = b"M001"
 MIN_PARSER_VERSION = "1.0.0"
+CUSTOM_PARSER_VERSION = "1.5.0"  # SubGraphMetadata.custom_metadata
+SEGMENTER_METADATA, SEGMENTER_IDENTIFIER = "SEGMENTER_METADATA", b"V001"
+SEGMENTER_ACTIVATIONS = ("NONE", "SIGMOID", "SOFTMAX")  # mediapipe.tasks.Activation
 
 # enum values and union type tags of metadata_schema.fbs
 TENSOR_AXIS_LABELS = 2
@@ -57,7 +62,26 @@ class ModelInfo:
     license: str
     inputs: tuple[TensorInfo, ...] = field(default_factory=tuple)
     outputs: tuple[TensorInfo, ...] = field(default_factory=tuple)
+    custom: tuple[tuple[str, bytes], ...] = ()  # (name, flatbuffer) entries of the subgraph's custom_metadata
     min_parser_version: str = MIN_PARSER_VERSION
+
+
+def segmenter_options(activation: str) -> bytes:
+    """MediaPipe's ``ImageSegmenterOptions`` FlatBuffer: the activation (NONE, SIGMOID or SOFTMAX) its
+    ImageSegmenter applies to the output before the confidence masks."""
+    b = flatbuffers.Builder(16)
+    b.StartObject(2)  # activation 0 (byte), min_parser_version 1
+    b.PrependInt8Slot(0, SEGMENTER_ACTIVATIONS.index(activation), 0)
+    b.Finish(b.EndObject(), file_identifier=SEGMENTER_IDENTIFIER)
+    return bytes(b.Output())
+
+
+def segmenter_activation(data: bytes) -> str:
+    """The activation an ``ImageSegmenterOptions`` FlatBuffer names."""
+    if not flatbuffers.util.BufferHasIdentifier(data, 0, SEGMENTER_IDENTIFIER):
+        raise FactoryError(f"{SEGMENTER_METADATA} is not MediaPipe's ImageSegmenterOptions (no V001 identifier)")
+    root = _Reader(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0))
+    return SEGMENTER_ACTIVATIONS[root.scalar(0, flatbuffers.number_types.Int8Flags)]
 
 
 # ------------------------------------------------------------------ writing
@@ -124,12 +148,23 @@ class _Writer:
                            (3, "offset", content), (4, "offset", units), (5, "offset", stats),
                            (6, "offset", files)])
 
+    def custom(self, name: str, data: bytes) -> int:
+        b = self.b
+        b.StartVector(1, len(data), 16)  # data: [ubyte] (force_align: 16)
+        for byte in reversed(data):
+            b.PrependUint8(byte)
+        vector = b.EndVector()
+        return self.table([(0, "offset", self.string(name)), (1, "offset", vector)])  # CustomMetadata: name, data
+
     def model(self, info: ModelInfo) -> bytes:
         inputs = self.offsets([self.tensor(t) for t in info.inputs])
         outputs = self.offsets([self.tensor(t) for t in info.outputs])
-        # SubGraphMetadata: name 0, description 1, input_tensor_metadata 2, output_tensor_metadata 3
+        custom = self.offsets([self.custom(n, d) for n, d in info.custom]) if info.custom else None
+        # SubGraphMetadata: name 0, description 1, input_tensor_metadata 2, output_tensor_metadata 3,
+        # associated_files 4, input_process_units 5, output_process_units 6, input_tensor_groups 7,
+        # output_tensor_groups 8, custom_metadata 9
         subgraph = self.table([(0, "offset", self.string(info.name)), (2, "offset", inputs),
-                               (3, "offset", outputs)])
+                               (3, "offset", outputs), (9, "offset", custom)])
         subgraphs = self.offsets([subgraph])
         # ModelMetadata: name 0, description 1, version 2, subgraph_metadata 3, author 4, license 5,
         # associated_files 6, min_parser_version 7
@@ -204,6 +239,10 @@ class _Reader:
         start, n = self.t.Vector(o), self.t.VectorLen(o)
         return [_Reader(self.t.Bytes, self.t.Indirect(start + 4 * i)) for i in range(n)]
 
+    def bytes(self, slot: int) -> bytes:
+        o = self._offset(slot)
+        return self.t.GetVectorAsNumpy(flatbuffers.number_types.Uint8Flags, o).tobytes() if o else b""
+
     def floats(self, slot: int) -> tuple[float, ...]:
         o = self._offset(slot)
         if not o:
@@ -248,6 +287,7 @@ def read_metadata(content: bytes) -> tuple[ModelInfo, dict[str, bytes]]:
                      author=root.string(4) or "", license=root.string(5) or "",
                      inputs=tuple(_tensor(t) for t in subgraph.tables(2)),
                      outputs=tuple(_tensor(t) for t in subgraph.tables(3)),
+                     custom=tuple((c.string(0) or "", c.bytes(1)) for c in subgraph.tables(9)),
                      min_parser_version=root.string(7) or "")
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}

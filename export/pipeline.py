@@ -26,12 +26,12 @@ from devices.profile import DeviceProfile
 from devices.runners import get_runner
 from devices.timing import SPREAD_S
 from export.config import ExportConfig
-from export.bundle import classifier_metadata, count_macs, snippets, write_bundle
+from export.bundle import count_macs, write_bundle
 from export.finetune import fine_tune
 from export.metadata import embed
 from export.onnx import onnx_check, to_onnx
-from export.parity import keras_labels, paired_drop, proportion_interval, keras_predict, pixel_shift, quantization, tflite_labels, tflite_predict, \
-    top1_agreement
+from export.parity import keras_predict, pixel_shift, proportion_interval, quantization, tflite_predict
+from export.tasks import task_export
 from export.quantize import dequantized, float_operators, io_operators, operator_report, pin_input_range, \
     quantize_model, wrapped
 from factory.core.backend import keras
@@ -52,20 +52,24 @@ def _tensor(detail: dict) -> dict:
 
 
 def with_softmax(model: keras.Model) -> keras.Model:
-    """The classifier as apps want it: probabilities, a softmax in the graph after the logits."""
+    """The model as apps want it: probabilities (per image, or per pixel), a softmax in the graph after the
+    logits."""
     return keras.Model(model.input, keras.layers.Softmax(name="probabilities")(model.output), name=model.name)
 
 
 class Scores(dict):
-    """Test accuracy by model name, and which test images each model gets right (what the gate compares)."""
+    """The task's test score (top-1 accuracy, mean IoU) by model name, and each model's records on the test split:
+    which images it gets right, or each image's pixel counts (what the gate compares)."""
 
-    def __init__(self):
+    def __init__(self, head):
         super().__init__()
-        self.hits: dict[str, np.ndarray] = {}
+        self.head, self.task = head, task_export(head.task)
+        self.records: dict[str, np.ndarray] = {}
 
-    def add(self, name: str, predicted, labels) -> float:
-        self.hits[name] = np.asarray(predicted) == np.asarray(labels)
-        self[name] = float(np.mean(self.hits[name]))
+    def add(self, name: str, outputs, targets) -> float:
+        """Score a model's outputs (logits or probabilities) on the test targets."""
+        self.records[name] = self.task.records(self.head, np.asarray(outputs), np.asarray(targets))
+        self[name] = self.task.score(self.head, self.records[name])
         return self[name]
 
 
@@ -96,7 +100,7 @@ def _int8(model, classifier, local, ptq: bytes, representative, teacher, config:
     figures, which it adds to ``accuracy``."""
     x_test, y_test = local.x_test, local.y_test
     content = ptq
-    accuracy.add("ptq_int8", tflite_labels(content, x_test), y_test)
+    accuracy.add("ptq_int8", tflite_predict(content, x_test), y_test)
     if config.qat_epochs < 1:
         print(f"float {100 * accuracy['float']:.2f}%, post-training int8 {100 * accuracy['ptq_int8']:.2f}% "
               "(no quantization-aware fine-tuning)", flush=True)
@@ -106,13 +110,13 @@ def _int8(model, classifier, local, ptq: bytes, representative, teacher, config:
               "quantization-aware fine-tuning", flush=True)
         converted = quantize_model(classifier)
         pin_input_range(converted, OFFSET, OFFSET + 255 * SCALE)
-        logits = keras.Model(converted.input, wrapped(converted, "classifier").output)  # shares every weight
-        epochs_run = fine_tune(logits, local, config.qat_epochs, min_steps=config.min_qat_steps,
+        logits = keras.Model(converted.input, wrapped(converted, model.layers[-1].name).output)  # shares weights
+        epochs_run = fine_tune(logits, local, accuracy.head, config.qat_epochs, min_steps=config.min_qat_steps,
                                learning_rate=config.learning_rate, batch_size=config.batch_size,
                                teacher=teacher, seed=config.seed, verbose=verbose)
         content = convert(converted, "int8", representative, config.io)
         twin = dequantized(converted, model)
-        accuracy.add("float_finetuned", keras_labels(twin, x_test), y_test)
+        accuracy.add("float_finetuned", keras_predict(twin, x_test), y_test)
         names = ("qat_int8", "float_finetuned")
     floats = float_operators(content)
     if floats and not config.allow_float_ops:
@@ -140,17 +144,19 @@ def _check_input(content: bytes, io: str):
                            f"{detail['zero_point']}, not as pixels: a bug in the factory, please report it")
 
 
-def parity(accuracy: Scores, reference: str, shipped: str, agreement: float, config: ExportConfig) -> dict:
+def parity(accuracy: Scores, reference: str, shipped: str, agreement: tuple[float, int], config: ExportConfig) -> dict:
     """The gate, judged with statistics on the test images: the shipped model is refused when its loss against
     ``reference`` exceeds ``max_drop_points`` at 95% confidence (the low end of the paired interval is over it), or
-    when its top-1 agreement with the Keras model it was converted from is under ``min_agreement`` at 95% confidence
-    (the high end of Wilson's interval is under it). Verdicts, estimates and intervals go to the card.
+    when its agreement with the Keras model it was converted from (top class per image, or per pixel; ``agreement``
+    is the share and how many it is over) is under ``min_agreement`` at 95% confidence (the high end of Wilson's
+    interval is under it). Verdicts, estimates and intervals go to the card.
 
     Post-training int8 has no Keras model that simulates it: its agreement with the float
     model is quantization's own effect, so it is reported, and only the drop is gated."""
-    drop = paired_drop(accuracy.hits[reference], accuracy.hits[shipped])
+    drop = accuracy.task.drop(accuracy.head, accuracy.records[reference], accuracy.records[shipped])
     n = drop["images"]
-    low, high = proportion_interval(round(agreement * n), n)
+    agreement, units = agreement
+    low, high = proportion_interval(round(agreement * units), units)
     figures = ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy.items() if isinstance(v, float))
     loss = (f"{drop['points']:.2f} points (95% interval {drop['low']:.2f} to {drop['high']:.2f}: {drop['lost']} "
             f"images lost, {drop['gained']} gained, of {n})")
@@ -161,7 +167,7 @@ def parity(accuracy: Scores, reference: str, shipped: str, agreement: float, con
     gated = shipped != "ptq_int8"
     if gated and high < config.min_agreement:
         raise FactoryError(f"the .tflite agrees with its Keras model on only {100 * agreement:.2f}% of the test "
-                           f"images (95% interval {100 * low:.2f} to {100 * high:.2f}%; {figures}), under "
+                           f"{accuracy.task.unit} (95% interval {100 * low:.2f} to {100 * high:.2f}%; {figures}), under "
                            f"{100 * config.min_agreement:g}% at 95% confidence: if {shipped} and the Keras model score "
                            "alike, the disagreements are close calls of an unsure model (train longer, or lower "
                            "--min-agreement to ship it); if not, the conversion changed the model: report it with the "
@@ -171,8 +177,9 @@ def parity(accuracy: Scores, reference: str, shipped: str, agreement: float, con
             "images_gained": drop["gained"], "max_drop_points": config.max_drop_points,
             "drop_verdict": "within the tolerance at 95% confidence" if drop["high"] <= config.max_drop_points else
             "passed: not shown to exceed the tolerance at 95% confidence",
-            "top1_agreement": agreement, "agreement_interval_95": [low, high],
-            "min_agreement": config.min_agreement if gated else None}
+            "top1_agreement": agreement, "agreement_interval_95": [low, high], "agreement_over": units,
+            "min_agreement": config.min_agreement if gated else None,
+            **({"resamples": drop["resamples"]} if "resamples" in drop else {})}
 
 
 def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, profile: DeviceProfile,
@@ -188,8 +195,11 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
     With a budget (and not ``config.allow_over_budget``) the model is measured on the device right after its first
     conversion, before any fine-tuning, and again as shipped; over the budget, :class:`OverBudgetError` is raised
     and nothing is written. ``tries``: the earlier subnets that measured over (the card records them)."""
-    space = supernet.space
+    space, head = supernet.space, supernet.task_head
+    task = task_export(head.task)
     subnet.validate(space)
+    if head.task != "classification" and "onnx" in config.formats:
+        raise FactoryError(f"--format onnx exports classifiers; leave it out for a {head.task} model")
     precision = profile.precision
     with get_runner(profile) as runner:  # before the fine-tune: a phone that is not the table's fails now
         check_same_hardware(latency_table.hardware, runner.hardware(), latency_table.source,
@@ -212,8 +222,8 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
     local = dataclasses.replace(source.resized(subnet.resolution), x_test=source.test_images(subnet.resolution))
     x_test, y_test = local.x_test, local.y_test
     representative = pinned(normalize(local.x_train[:config.representative_images]).numpy())
-    accuracy = Scores()
-    accuracy.add("float", keras_labels(model, x_test), y_test)
+    accuracy = Scores(head)
+    accuracy.add("float", keras_predict(model, x_test), y_test)
     predicted = latency_table.predict(subnet)
     enforce = budget_ms is not None and not config.allow_over_budget
     fine_tune_next = precision == "int8" and config.qat_epochs > 0  # then the first conversion is never shipped
@@ -231,18 +241,17 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
         content, converted, twin = first, classifier, model
         reference, shipped = "float", precision
     name = f"{space.name}-{profile.name}" + (f"-{budget_ms:g}ms" if budget_ms is not None else "")
-    content = embed(content, classifier_metadata(name, subnet.resolution, io, source.class_names,
-                                                 space.fingerprint, config, source.resize),
+    content = embed(content, task.metadata(name, subnet.resolution, io, source.class_names, space.fingerprint,
+                                           config, source.resize),
                     {"labels.txt": ("\n".join(source.class_names) + "\n").encode()})
     outputs, converted_outputs = tflite_predict(content, x_test), keras_predict(converted, x_test)
-    predicted_labels = outputs.argmax(-1)
-    accuracy.add(shipped, predicted_labels, y_test)
+    accuracy.add(shipped, outputs, y_test)
     if shipped == "qat_int8":
-        accuracy.add("qat_keras", converted_outputs.argmax(-1), y_test)
-    checks = parity(accuracy, reference, shipped, top1_agreement(outputs, converted_outputs), config)
+        accuracy.add("qat_keras", converted_outputs, y_test)
+    checks = parity(accuracy, reference, shipped, task.agreement(outputs, converted_outputs), config)
     figures = ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy.items())
-    print(f"parity on {len(y_test)} test images: {figures}; .tflite and Keras agree on "
-          f"{100 * checks['top1_agreement']:.2f}%", flush=True)
+    print(f"parity on {len(y_test)} test images ({task.metric}): {figures}; .tflite and Keras agree on "
+          f"{100 * checks['top1_agreement']:.2f}% of the {task.unit}", flush=True)
     extra, onnx = {}, None
     if "onnx" in config.formats:
         extra["model.onnx"] = to_onnx(twin)
@@ -283,11 +292,12 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
                   "pixel_shift": pixel_shift(input_detail["scale"], input_detail["zero_point"]),
                   "resize": resize_policy(source.resize), "resize_policy": source.resize, "values": _INPUT_VALUES[io],
                   "normalization": {"mean": -OFFSET / SCALE, "std": 1 / SCALE}},
-        "output": {**_tensor(interpreter.get_output_details()[0]), "meaning": _OUTPUT_MEANING[io]},
+        "output": {**_tensor(interpreter.get_output_details()[0]), "meaning": task.output_meaning(io)},
+        "task": head.task,
         "classes": source.class_names,
         "accuracy": {"data": source.name, "split": "test", "images": int(len(y_test)), "shipped": shipped,
-                     "reference": reference, **accuracy, "val_supernet": float(val_accuracy),
-                     "correct": int(np.sum(predicted_labels == y_test)),
+                     "metric": task.metric, "reference": reference, **accuracy,
+                     "val_supernet": float(val_accuracy), **task.card_accuracy(head, accuracy.records[shipped]),
                      "test_split": test_split_description(source)},
         "parity": checks,
         "latency": {"predicted_ms": predicted, "measured": timing.to_dict(), "hardware": hardware,
@@ -309,11 +319,11 @@ def export_subnet(supernet: Supernet, subnet: SubnetConfig, source: ImageData, p
                      "formats": list(config.formats),
                      "qat_epochs_run": epochs_run, "distilled": teacher is not None},
     }
-    card["snippets"] = snippets(card, test_split_code(source))
+    card["snippets"] = task.snippets(card, test_split_code(source))
     result = {"subnet": subnet.to_dict(), "val_accuracy": val_accuracy, "budget_ms": budget_ms}
     write_bundle(out, content, source.class_names, card, extra=extra,
                  plot=None if plot is None else lambda png: plot(png, result))
-    print(f"wrote {out}: {len(content):,} bytes, {shipped} test accuracy {100 * accuracy[shipped]:.2f}%, "
+    print(f"wrote {out}: {len(content):,} bytes, {shipped} test {task.metric} {100 * accuracy[shipped]:.2f}%, "
           f"measured {timing.median_ms:.3f} ms (predicted {predicted:.3f} ms) on {profile.name}", flush=True)
     return card
 
@@ -343,8 +353,3 @@ def _keep_budget(content: bytes, profile: DeviceProfile, subnet: SubnetConfig, b
 _INPUT_VALUES = {"uint8": "uint8 RGB pixels 0..255, as they are (the model normalizes them itself)",
                  "int8": "int8 = pixel - 128 for RGB pixels 0..255",
                  "float32": "float32 = (pixel - 128) / 128 for RGB pixels 0..255"}
-_OUTPUT_MEANING = {"uint8": "probabilities (a softmax in the graph), one per class in labels.txt order, summing to 1",
-                   "int8": "int8 logits, one per class in labels.txt order; the argmax is the predicted class, "
-                           "softmax((q - zero_point) * scale) gives probabilities",
-                   "float32": "probabilities (a softmax in the graph), one per class in labels.txt order, "
-                              "summing to 1"}

@@ -248,10 +248,10 @@ def test_an_int8_model_losing_too_much_fails_with_three_figures_and_no_bundle(ti
                                                                               tmp_path, monkeypatch):
     import export.pipeline
 
-    def real_loss(reference, shipped):  # as if the int8 model lost 40 of the 360 test images for certain
+    def real_loss(head, reference, shipped):  # as if the int8 model lost 40 of the 360 test images for certain
         return {"points": 11.1, "low": 8.0, "high": 14.2, "images": len(reference), "lost": 45, "gained": 5}
 
-    monkeypatch.setattr(export.pipeline, "paired_drop", real_loss)
+    monkeypatch.setattr(export.pipeline.task_export("classification"), "drop", real_loss)
     out = tmp_path / "bundle"
     with pytest.raises(FactoryError) as info:
         export_workdir(Workdir(tiny_workdir), SUBNETS["smallest"], host, tiny_table, out,

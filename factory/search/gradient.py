@@ -147,8 +147,8 @@ def _traced(supernet, resolution: int, devices: tuple[str, ...], penalty: str):
         """One update of the logits; ``terms``: the penalty's weight, and FBNet's alpha and beta."""
         with tf.GradientTape() as tape:
             logits = arch.forward(supernet, resize(x, resolution), arch.gumbel(arch.block_logits, temperature),
-                                  arch.gumbel(arch.depth_logits, temperature))
-            ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+                                  arch.gumbel(arch.depth_logits, temperature), output_size=tf.shape(x)[1:3])
+            ce = supernet.task_head.loss(supernet.task_head.labels(y), logits)
             latency = tf.stack([arch.expected_latency()[d] for d in devices])
             if penalty == "fbnet":
                 loss = ce * tf.reduce_sum(terms[1] * tf.math.log(latency) ** terms[2])

@@ -60,11 +60,12 @@ class Architecture:
             out[device] = tf.math.polyval(tf.unstack(correction), raw)
         return out
 
-    def forward(self, supernet, images, block_weights, depth_weights):
+    def forward(self, supernet, images, block_weights, depth_weights, output_size=None):
         """Logits of the mixed network: every option of every block, weighted; each stage's output the mix of its
-        outputs after each allowed depth."""
+        outputs after each allowed depth. A per-pixel head's logits come at ``output_size`` (the images')."""
         sp, m = self.space, self.space.max_depth
         x = supernet.bottom(images, training=True)
+        features = []
         for s in range(len(sp.stages)):
             after = []
             for i in range(m):
@@ -74,7 +75,8 @@ class Architecture:
                 if i + 1 in sp.depths:
                     after.append(x)
             x = tf.add_n([depth_weights[s, j] * out for j, out in enumerate(after)])
-        return supernet.top(x, training=True)
+            features.append(x)
+        return supernet.top(features, tf.shape(images)[1:3] if output_size is None else output_size, training=True)
 
     def subnet(self, block_choice, depth_choice) -> SubnetConfig:
         sp, m = self.space, self.space.max_depth

@@ -123,6 +123,10 @@ class ClassificationHead:
 
         return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(soft, logits))
 
+    def align(self, soft, logits):
+        """A teacher's probabilities as ``logits`` are laid out: per image already."""
+        return soft
+
     def train_metric(self, name: str):
         from factory.core.backend import keras
 

@@ -155,6 +155,12 @@ class SegmentationHead:
 
         return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(soft, logits))
 
+    def align(self, soft, logits):
+        """A teacher's per-pixel probabilities at ``logits``' size (a teacher runs at its own resolution)."""
+        from factory.core.backend import tf
+
+        return tf.image.resize(soft, tf.shape(logits)[1:3])
+
     def train_metric(self, name: str):
         from factory.core.backend import keras
 
