@@ -19,7 +19,7 @@ from pathlib import Path
 from export.config import PRETRAINED_QAT_EPOCHS, ExportConfig
 from factory.core.errors import FactoryError, fault_line
 from factory.core.files import writable_dir
-from factory.training.portable.images import DEFAULT_RESIZE, RESIZE_POLICIES, check_data
+from factory.training.portable.images import DEFAULT_RESIZE, RESIZE_POLICIES, check_data, data_task
 from factory.training.portable.recipe import SCHEDULES, TRANSFER_DEFAULTS, TrainConfig
 from factory.nas.pretrained import DEFAULT_PRETRAINED, PRETRAINED, load_pretrained
 from factory.nas.heads import TASKS, make_head
@@ -65,7 +65,7 @@ def pretrained_choice(data: str, pretrained: str | None, space: str | None, init
     sets keep their small spaces) unless another space or a work directory to start from is named."""
     if pretrained is not None:
         return "" if pretrained == "none" else pretrained
-    if data in ("digits", "cifar10") or init_from:
+    if data in ("digits", "digits-seg", "cifar10") or init_from:
         return ""
     preset = PRETRAINED[DEFAULT_PRETRAINED]
     return preset.name if space in (None, preset.space) else ""
@@ -93,6 +93,7 @@ def _space_and_recipe(args) -> tuple:
 
 def _train(args):
     check_data(args.data)
+    data_task(args.data, args.task)
     space, config = _space_and_recipe(args)
     workdir = Workdir(writable_dir(args.workdir, "--workdir"), wait=args.wait)
 
@@ -289,6 +290,7 @@ def _make(args):
     space, train = None, TrainConfig()
     if not workdir.trained:  # a trained work directory knows its own data and space
         check_data(args.data)
+        data_task(args.data, args.task)
         space, train = _space_and_recipe(args)
     pretrained = workdir.pretrained is not None if workdir.trained else bool(train.pretrained)
     profiles = _profiles(args.device)
@@ -302,8 +304,12 @@ def _make(args):
 
 
 def _predict(args):
-    from export.predict import predict
+    from export.predict import is_segmenter, predict, segment
 
+    if is_segmenter(args.bundle):
+        for path, (mask, shares) in zip(args.images, segment(args.bundle, args.images)):
+            print(f"{path}: mask {mask}; " + ", ".join(f"{label} {100 * p:.1f}%" for label, p in shares))
+        return
     for path, top in zip(args.images, predict(args.bundle, args.images, args.top_k)):
         print(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
 
@@ -410,6 +416,11 @@ def _resize_option(parser):
                              "in the work directory and the model card")
 
 
+def _task_option(parser):
+    parser.add_argument("--task", choices=sorted(TASKS), help="what the model does; the data decide it (masks: "
+                                                              "segmentation), this checks they hold it")
+
+
 def _space_option(parser):
     parser.add_argument("--space", help=SPACE_HELP + " (default: default, or the --init-from supernet's)")
 
@@ -466,7 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = command("train", "train a supernet with the sandwich rule")
     train.add_argument("--data", default="digits",
-                       help="'digits' (offline default), 'cifar10' (downloads) or an image folder")
+                       help="'digits' (offline default), 'digits-seg' (segmentation), 'cifar10' (downloads) or an "
+                            "image folder: class folders, or images/ and masks/")
+    _task_option(train)
     _space_option(train)
     _resize_option(train)
     _recipe_options(train)
@@ -553,7 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     pareto.set_defaults(run=_pareto)
 
     make = command("make", "the whole factory: tables, train, search, export a bundle per budget")
-    make.add_argument("--data", default="digits", help="'digits' (offline default), 'cifar10' or an image folder")
+    make.add_argument("--data", default="digits",
+                      help="'digits' (offline default), 'digits-seg' (segmentation), 'cifar10' or an image folder: "
+                           "class folders, or images/ and masks/")
+    _task_option(make)
     make.add_argument("--device", nargs="+", required=True)
     make.add_argument("--budget-ms", nargs="+", type=POSITIVE, required=True)
     make.add_argument("--workdir", required=True)
@@ -586,7 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", required=True)
     bench.set_defaults(run=_bench)
 
-    predict = command("predict", "classify image files with a bundle: top-k labels with probabilities")
+    predict = command("predict", "classify image files with a bundle (top-k labels with probabilities), or "
+                                 "segment them (a coloured mask PNG beside each, each class's share of pixels)")
     predict.add_argument("bundle", help="a bundle folder (or its model.tflite)")
     predict.add_argument("images", nargs="+", help="image files of any size (JPEG, PNG, BMP, GIF, WebP)")
     predict.add_argument("--top-k", type=POSITIVE_INT, default=3)

@@ -16,11 +16,11 @@ from export.bundle import is_complete
 from export.config import ExportConfig
 from factory.app.stages import export_within_budget, search_workdir
 from factory.core.files import read_json, write_json
-from factory.nas.heads import ClassificationHead
+from factory.nas.heads import make_head
 from factory.nas.space import SearchSpace
 from factory.search.strategies import MAKE_SEARCH, Constraints, SearchConfig, check_budgets
 from factory.training.data import load_data
-from factory.training.portable.images import DEFAULT_RESIZE, check_data
+from factory.training.portable.images import DEFAULT_RESIZE, check_data, data_task
 from factory.training.portable.recipe import TrainConfig
 from factory.training.train import train_supernet
 from factory.training.workdir import Workdir, writes_workdir
@@ -73,7 +73,9 @@ def make(data: str, profiles: list[DeviceProfile], budgets_ms: list[float], work
     clock = StageClock()
     trained = workdir.trained
     space = workdir.space() if trained else space
-    head = ClassificationHead(len(workdir.data_record()["classes"]) if trained else len(check_data(data)))
+    record = workdir.data_record() if trained else None
+    head = make_head(record.get("task", "classification"), len(record["classes"])) if trained else \
+        make_head(data_task(data), len(check_data(data)))
 
     clock.stage("1/4 latency tables")  # first: a budget no subnet can meet fails before any training
     tables = {p.name: ensure_table(space, p, workdir.table_file(space, p.name, head),

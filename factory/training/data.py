@@ -320,12 +320,45 @@ def image_files(folder):
 """
 
 
+_MASK_FILES = """def mask_pairs(folder):
+    \"\"\"(image, mask) paths of folder/images/ and folder/masks/<stem>.png, images sorted.\"\"\"
+    return [(path, folder / "masks" / (path.stem + ".png")) for path in sorted((folder / "images").iterdir())
+            if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in SUFFIXES]
+"""
+
+
+def _mask_split_code(data: ImageData) -> str:
+    """A segmentation test split's code: ``test_images`` and ``test_masks`` (class-index arrays)."""
+    import inspect
+
+    from factory.training.portable import masks
+
+    if data.test_split == "digits-seg":
+        return (f"{inspect.getsource(masks.digits_segmentation)}\n"
+                "from sklearn.model_selection import train_test_split\n\n"
+                f"scenes, scene_masks = digits_segmentation({DIGITS_SEG_SCENES}, seed=0)\n"
+                "_, test_images, _, test_masks = train_test_split(\n"
+                f"    scenes, scene_masks, test_size={data.test_fraction:g}, random_state={data.seed})\n")
+    head = (f"from pathlib import Path\n\nfrom PIL import Image\n\nSUFFIXES = {IMAGE_SUFFIXES!r}\n\n\n"
+            f"{_MASK_FILES}\n")
+    pairs = (f"pairs = mask_pairs(Path({data.source!r}) / \"test\")\n" if data.test_split == "folder" else
+             "from sklearn.model_selection import train_test_split\n\n"
+             f"_, pairs = train_test_split(mask_pairs(Path({data.source!r})), test_size={data.test_fraction:g}, "
+             f"random_state={data.seed})\n")
+    return (head + pairs + "test_images = [Image.open(image) for image, _ in pairs]\n"
+            "test_masks = [np.asarray(Image.open(mask)) for _, mask in pairs]\n")
+
+
 def test_split_code(data: ImageData) -> str:
     """Python that rebuilds ``data``'s test split, as the factory draws it, into ``test_images``
-    (PIL images or uint8 arrays, before resizing) and ``test_labels``; ``labels`` is labels.txt."""
+    (PIL images or uint8 arrays, before resizing) and ``test_labels`` (or ``test_masks``); ``labels`` is
+    labels.txt."""
     import inspect
 
     from factory.training.portable import images
+
+    if data.task == "segmentation":
+        return _mask_split_code(data)
 
     if data.test_split == "digits":
         return (f"{inspect.getsource(images.digits_images)}\n"
@@ -357,6 +390,17 @@ def test_split_code(data: ImageData) -> str:
 
 def test_split_description(data: ImageData) -> str:
     """In words, how ``data``'s test split is drawn (the model card's)."""
+    if data.test_split == "digits-seg":
+        return (f"factory.training.portable.masks.digits_segmentation({DIGITS_SEG_SCENES}, seed=0): scikit-learn's "
+                "digits pasted on textured backgrounds, 32x32, a smoke-test set; the test split is "
+                f"sklearn.model_selection.train_test_split(test_size={data.test_fraction:g}, random_state={data.seed})"
+                " of them")
+    if data.task == "segmentation":
+        where = (f"every image of {data.source}/test/images/ with its mask" if data.test_split == "folder" else
+                 f"the images of {data.source}/images/ with their masks (sorted by name), split by "
+                 f"sklearn.model_selection.train_test_split(test_size={data.test_fraction:g}, "
+                 f"random_state={data.seed})")
+        return where
     if data.test_split == "digits":
         return (f"scikit-learn's digits (1,797 8x8 images, values 0..16), each made an RGB image by "
                 f"round(v * 255 / 16) as uint8 then PIL bilinear to 32x32, grey in R, G and B; the test split is "

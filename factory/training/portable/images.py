@@ -163,6 +163,19 @@ def check_data(spec: str) -> list[str]:
     return check_mask_folder(root) if is_mask_folder(root) else check_folder(root)
 
 
+def data_task(spec: str, task: str | None = None) -> str:
+    """The task a data argument holds (masks: segmentation; labels: classification), refusing a ``task`` asked for
+    that it does not hold."""
+    from factory.training.portable.masks import is_mask_folder
+
+    held = "segmentation" if spec == "digits-seg" or is_mask_folder(Path(spec).expanduser()) else "classification"
+    if task is not None and task != held:
+        what = {"segmentation": "masks (images/ and masks/, or digits-seg)",
+                "classification": "a label per image (class folders, digits or cifar10)"}
+        raise FactoryError(f"--task {task} needs {what[task]}; --data {spec} holds {what[held]}")
+    return held
+
+
 def check_folder(root: Path) -> list[str]:
     """The class names of an image folder: train/ and test/ with the same classes, or <class>/ folders."""
     if not root.is_dir():

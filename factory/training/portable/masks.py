@@ -138,10 +138,11 @@ def check_sizes(images: list[Path], masks: list[Path]) -> None:
 
 
 def digits_segmentation(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` smoke-test scenes: one to three of scikit-learn's 8x8 digits, scaled to 10-16 pixels, pasted onto
-    a textured background (a smooth colour gradient with noise and stripes); each digit's inked pixels labelled
-    with its class + 1, the rest background (0). RGB uint8 ``(n, size, size, 3)`` and masks ``(n, size, size)``.
-    Not a benchmark of real segmentation: it checks that the pipeline learns and ships masks."""
+    """``n`` smoke-test scenes: one or two of scikit-learn's 8x8 digits, scaled to 14-22 pixels, inked in a
+    colour far from a textured background (a smooth colour gradient with faint stripes and noise); each digit's
+    inked pixels labelled with its class + 1, the rest background (0). RGB uint8 ``(n, size, size, 3)`` and masks
+    ``(n, size, size)``. Not a benchmark of real segmentation: it checks that the pipeline learns and ships
+    masks."""
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -151,19 +152,19 @@ def digits_segmentation(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarr
     masks = np.zeros((n, size, size), np.uint8)
     yy, xx = np.mgrid[0:size, 0:size] / size
     for i in range(n):
-        a, b = rng.uniform(40, 200, (2, 3))
+        a, b = rng.uniform(60, 190, (2, 3))
         angle = rng.uniform(0, np.pi)
         ramp = np.cos(angle) * xx + np.sin(angle) * yy
-        stripes = 20 * np.sin(2 * np.pi * rng.uniform(2, 6) * (np.sin(angle) * xx - np.cos(angle) * yy))
-        scene = a + (b - a) * ramp[..., None] + stripes[..., None] + rng.normal(0, 10, (size, size, 3))
-        for _ in range(rng.integers(1, 4)):
+        stripes = 8 * np.sin(2 * np.pi * rng.uniform(2, 6) * (np.sin(angle) * xx - np.cos(angle) * yy))
+        scene = a + (b - a) * ramp[..., None] + stripes[..., None] + rng.normal(0, 6, (size, size, 3))
+        for _ in range(rng.integers(1, 3)):
             k = rng.integers(len(digits.target))
-            side = int(rng.integers(10, 17))
+            side = int(rng.integers(14, min(23, size + 1)))
             ink = np.asarray(Image.fromarray((digits.images[k] * 255 / 16).astype(np.uint8)).resize(
                 (side, side), Image.Resampling.BILINEAR)) / 255.0
             y, x = rng.integers(0, size - side + 1, 2)
-            colour = rng.uniform(0, 255, 3)
             region = scene[y:y + side, x:x + side]
+            colour = np.where(region.mean((0, 1)) > 128, rng.uniform(0, 50, 3), rng.uniform(205, 255, 3))
             scene[y:y + side, x:x + side] = region * (1 - ink[..., None]) + colour * ink[..., None]
             masks[i, y:y + side, x:x + side][ink > 0.5] = digits.target[k] + 1
         images[i] = np.clip(scene, 0, 255).astype(np.uint8)
