@@ -1,6 +1,7 @@
 """ImageNet weights, offline: the legacy PyTorch reader, the mapping onto the lite0 space, and known answers on real
 photos (scikit-learn's sample images: the temple is ImageNet class 698 "palace", the flower 985 "daisy")."""
 
+import dataclasses
 import io
 import pickle
 import struct
@@ -192,3 +193,21 @@ def test_weights_that_do_not_fit_a_space_are_refused_in_one_line():
         load_pretrained("efficientnet-lite0", MOBILENETV3)
     with pytest.raises(FactoryError, match="unknown pretrained weights 'resnet50': use one of"):
         load_pretrained("resnet50")
+
+
+def test_a_segmenter_starts_from_the_imagenet_backbone(lite0, photos, imagenet_supernet):
+    """The segmentation backbone (output stride 16) holds the same ImageNet weights: at the stride-16 stages the
+    features are the classifier's exactly, and an anchored segmenter runs and extracts as the supernet computes."""
+    from factory.nas.extract import extract
+    from factory.nas.heads import SegmentationHead
+
+    segmenter = Supernet(LITE0, SegmentationHead(3), anchored_statistics=True)
+    load_into_supernet(segmenter, lite0)
+    for mine, theirs in zip(segmenter.blocks, imagenet_supernet.blocks):
+        assert all(np.array_equal(a, b) for a, b in zip(mine.get_weights(), theirs.get_weights()))
+    subnet = dataclasses.replace(lite0.subnet, resolution=128)
+    x = photos[:, ::2, ::2][:, :128, :128]
+    segmenter.recalibrate(subnet, [x])
+    logits = segmenter.predict_subnet(subnet, x)
+    assert logits.shape == (2, 128, 128, 3) and np.isfinite(logits).all()
+    assert np.max(np.abs(extract(segmenter, subnet)(x, training=False).numpy() - logits)) <= 1e-3
