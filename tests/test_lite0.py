@@ -92,7 +92,7 @@ def lite0_bundle(pretrained_run, host, tmp_path_factory):
     supernet, data, workdir = pretrained_run
     out = tmp_path_factory.mktemp("lite0-bundle") / "bundle"
     subnet = SubnetConfig.random(SMALL, 0)
-    export_subnet(supernet, subnet, data, host, synthetic_table("host-cpu-1t", 1.0, SMALL, 2), out, verbose=0,
+    export_subnet(supernet, subnet, data, host, synthetic_table("host-cpu-1t", 1.0, SMALL, ClassificationHead(2)), out, verbose=0,
                   supernet_training=workdir.training(),
                   config=ExportConfig(qat_epochs=1, min_qat_steps=2, batch_size=8, max_drop_points=100.0,
                                       min_agreement=0.0, representative_images=16))

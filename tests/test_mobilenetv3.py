@@ -72,7 +72,7 @@ def test_every_layer_a_table_times_builds_and_the_stem_includes_the_first_block(
     keys = all_layers(MOBILENETV3, ClassificationHead(10))
     assert {k.size for k in keys if k.kind == "stem"} == {128, 160, 192, 224}
     stem = next(k for k in keys if k.kind == "stem")
-    assert any(layer.name == "stem_block_add" for layer in layer_model(MOBILENETV3, stem).layers)
+    assert any(layer.name == "stem_block_add" for layer in layer_model(MOBILENETV3, ClassificationHead(10), stem).layers)
     # a subnet's layers are all in the table's list: its prediction never misses an entry
     for seed in range(5):
         assert set(subnet_layers(MOBILENETV3, SubnetConfig.random(MOBILENETV3, seed), ClassificationHead(10))) <= set(keys)
@@ -96,7 +96,7 @@ def test_a_small_copy_trains_and_a_128px_subnet_ships_fully_int8(tmp_path, host)
     assert json.loads(workdir.train_log.read_text().splitlines()[1].split(",")[0]) == 0  # one epoch logged
     subnet = SubnetConfig.random(SMALL, 3)
     subnet = dataclasses.replace(subnet, resolution=128)
-    table = synthetic_table("host-cpu-1t", 1.0, SMALL, 2)
+    table = synthetic_table("host-cpu-1t", 1.0, SMALL, ClassificationHead(2))
     card = export_subnet(supernet, subnet, data, host, table, tmp_path / "bundle", verbose=0,
                          config=ExportConfig(qat_epochs=1, min_qat_steps=2, batch_size=8, max_drop_points=100.0,
                                              min_agreement=0.0, representative_images=16))
