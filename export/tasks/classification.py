@@ -9,7 +9,7 @@ import numpy as np
 
 from export.metadata import ModelInfo, TensorInfo
 from export.parity import paired_drop, top1_agreement
-from export.tasks.common import KOTLIN_PIXEL, KOTLIN_SQUARE, TO_INPUT, image_input
+from export.tasks.common import KOTLIN_PIXEL, KOTLIN_SQUARE, TO_INPUT, image_input, kotlin_litert_input
 
 _OUTPUT_MEANING = {"uint8": "probabilities (a softmax in the graph), one per class in labels.txt order, summing to 1",
                    "int8": "int8 logits, one per class in labels.txt order; the argmax is the predicted class, "
@@ -132,25 +132,8 @@ for (category in result.classificationResult().classifications()[0].categories()
     Log.i("classifier", "${{category.categoryName()}}: ${{category.score()}}")
 }}
 """ if io != "int8" else "// MediaPipe Tasks take uint8 or float32 input: export with the default --io uint8 for them\n"
-    allocate, put, out_type = KOTLIN_PIXEL[io]
-    litert = f"""// build.gradle: implementation("com.google.ai.edge.litert:litert:1.4.0"); model.tflite in src/main/assets
-import org.tensorflow.lite.Interpreter
-import java.io.FileInputStream
-import java.nio.ByteBuffer
-import java.nio.ByteOrder
-import java.nio.channels.FileChannel
-
-val file = context.assets.openFd("model.tflite")
-val model = FileInputStream(file.fileDescriptor).channel
-    .map(FileChannel.MapMode.READ_ONLY, file.startOffset, file.declaredLength)
-val interpreter = Interpreter(model, Interpreter.Options().setNumThreads({card['device']['threads']}))
-val size = {r}
-{square}
-val pixels = IntArray(size * size)
-Bitmap.createScaledBitmap(square, size, size, true).getPixels(pixels, 0, size, 0, 0, size, size)
-val input = {allocate}.order(ByteOrder.nativeOrder())
-for (p in pixels) for (v in intArrayOf(p shr 16, p shr 8, p)) {put}  // R, G, B
-val output = Array(1) {{ {out_type}({n}) }}
+    out_type = KOTLIN_PIXEL[io][2]
+    litert = kotlin_litert_input(card, square) + f"""val output = Array(1) {{ {out_type}({n}) }}
 interpreter.run(input.rewind(), output)
 val best = output[0].indices.maxByOrNull {{ output[0][it] }}!!  // index into labels.txt
 """

@@ -37,3 +37,28 @@ KOTLIN_SQUARE = {  # the card's resize policy, in Android's Bitmap calls
            "Canvas(square).apply { drawColor(Color.BLACK); drawBitmap(bitmap, ((side - bitmap.width) / 2).toFloat(), "
            "((side - bitmap.height) / 2).toFloat(), null) }",
 }
+
+
+def kotlin_litert_input(card: dict, square: str) -> str:
+    """LiteRT Kotlin up to the input buffer: the model mapped, the image made square (``square``: the card's
+    policy in Bitmap calls), scaled and packed as the model's input type wants."""
+    r = card["input"]["resolution"]
+    allocate, put, _ = KOTLIN_PIXEL[card["io"]]
+    return f"""// build.gradle: implementation("com.google.ai.edge.litert:litert:1.4.0"); model.tflite in src/main/assets
+import org.tensorflow.lite.Interpreter
+import java.io.FileInputStream
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import java.nio.channels.FileChannel
+
+val file = context.assets.openFd("model.tflite")
+val model = FileInputStream(file.fileDescriptor).channel
+    .map(FileChannel.MapMode.READ_ONLY, file.startOffset, file.declaredLength)
+val interpreter = Interpreter(model, Interpreter.Options().setNumThreads({card['device']['threads']}))
+val size = {r}
+{square}
+val pixels = IntArray(size * size)
+Bitmap.createScaledBitmap(square, size, size, true).getPixels(pixels, 0, size, 0, 0, size, size)
+val input = {allocate}.order(ByteOrder.nativeOrder())
+for (p in pixels) for (v in intArrayOf(p shr 16, p shr 8, p)) {put}  // R, G, B
+"""

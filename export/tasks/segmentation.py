@@ -16,7 +16,7 @@ import numpy as np
 
 from export.metadata import CUSTOM_PARSER_VERSION, SEGMENTER_METADATA, ModelInfo, TensorInfo, segmenter_options
 from export.parity import top1_agreement
-from export.tasks.common import KOTLIN_PIXEL, KOTLIN_SQUARE, TO_INPUT, image_input
+from export.tasks.common import KOTLIN_SQUARE, TO_INPUT, image_input, kotlin_litert_input
 
 BOOTSTRAP = 1000  # resamples of the test images behind the gate's interval on the mIoU drop
 _OUTPUT_MEANING = {
@@ -180,26 +180,8 @@ val labels = segmenter.labels  // from the model's own metadata
 val result = segmenter.segment(BitmapImageBuilder(square).build())
 val mask = ByteBufferExtractor.extract(result.categoryMask().get())  // one class index per pixel of `square`
 """
-    allocate, put, _ = KOTLIN_PIXEL[io]
     out_type = "ByteArray" if io == "int8" else "FloatArray"
-    litert = f"""// build.gradle: implementation("com.google.ai.edge.litert:litert:1.4.0"); model.tflite in src/main/assets
-import org.tensorflow.lite.Interpreter
-import java.io.FileInputStream
-import java.nio.ByteBuffer
-import java.nio.ByteOrder
-import java.nio.channels.FileChannel
-
-val file = context.assets.openFd("model.tflite")
-val model = FileInputStream(file.fileDescriptor).channel
-    .map(FileChannel.MapMode.READ_ONLY, file.startOffset, file.declaredLength)
-val interpreter = Interpreter(model, Interpreter.Options().setNumThreads({card['device']['threads']}))
-val size = {r}
-{square}
-val pixels = IntArray(size * size)
-Bitmap.createScaledBitmap(square, size, size, true).getPixels(pixels, 0, size, 0, 0, size, size)
-val input = {allocate}.order(ByteOrder.nativeOrder())
-for (p in pixels) for (v in intArrayOf(p shr 16, p shr 8, p)) {put}  // R, G, B
-val output = Array(1) {{ Array(size) {{ Array(size) {{ {out_type}({n}) }} }} }}
+    litert = kotlin_litert_input(card, square) + f"""val output = Array(1) {{ Array(size) {{ Array(size) {{ {out_type}({n}) }} }} }}
 interpreter.run(input.rewind(), output)
 val classes = Array(size) {{ y -> IntArray(size) {{ x -> output[0][y][x].indices.maxByOrNull {{ output[0][y][x][it] }}!! }} }}
 """
