@@ -9,7 +9,7 @@ import numpy as np
 
 from export.metadata import ModelInfo, TensorInfo
 from export.parity import paired_drop, top1_agreement
-from export.tasks.common import KOTLIN_PIXEL, KOTLIN_SQUARE, TO_INPUT, image_input, kotlin_litert_input
+from export.tasks.common import class_list, KOTLIN_PIXEL, KOTLIN_SQUARE, TO_INPUT, image_input, kotlin_litert_input
 
 _OUTPUT_MEANING = {"uint8": "probabilities (a softmax in the graph), one per class in labels.txt order, summing to 1",
                    "int8": "int8 logits, one per class in labels.txt order; the argmax is the predicted class, "
@@ -59,7 +59,7 @@ class ClassificationExport:
             output = TensorInfo(name="probability", description="probability of each class of the labels file",
                                 min=(0.0,), max=(1.0,), labels_file="labels.txt")
         return ModelInfo(name=name, description=f"Classifies an image into one of {len(labels)} classes: "
-                                                f"{', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''}. "
+                                                f"{class_list(labels)}. "
                                                 "Made by mobile-model-factory.",
                          version=f"space {fingerprint}, {datetime.date.today().isoformat()}",
                          author=config.author, license=config.license,
@@ -79,7 +79,7 @@ class ClassificationExport:
     def intended_use(self, card: dict) -> str:
         acc = card["accuracy"]
         return (f"classifying images like those of {acc['data']} into its {len(card['classes'])} classes\n"
-                f"  ({', '.join(card['classes'][:10])}{', ...' if len(card['classes']) > 10 else ''}) on "
+                f"  ({class_list(card['classes'])}) on "
                 f"{card['device']['name']}.\n- The figures hold for images drawn like the test split; other cameras, "
                 "lighting or framing can score lower.\n  The model always answers one of its classes: it has no "
                 '"none of these".')

@@ -6,6 +6,11 @@ from export.metadata import TensorInfo
 from factory.training.portable.images import OFFSET, SCALE, resize_policy
 
 
+def class_list(names: list[str]) -> str:
+    """The first ten class names, as the card and the metadata name them."""
+    return ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+
+
 def image_input(resolution: int, io: str, resize: str) -> TensorInfo:
     """The input tensor's metadata: an RGB image of ``io`` (uint8, int8 or float32) and its normalization."""
     mean, std = -OFFSET / SCALE, 1 / SCALE

@@ -16,7 +16,7 @@ import numpy as np
 
 from export.metadata import CUSTOM_PARSER_VERSION, SEGMENTER_METADATA, ModelInfo, TensorInfo, segmenter_options
 from export.parity import top1_agreement
-from export.tasks.common import KOTLIN_SQUARE, TO_INPUT, image_input, kotlin_litert_input
+from export.tasks.common import class_list, KOTLIN_SQUARE, TO_INPUT, image_input, kotlin_litert_input
 
 BOOTSTRAP = 1000  # resamples of the test images behind the gate's interval on the mIoU drop
 _OUTPUT_MEANING = {
@@ -90,7 +90,7 @@ class SegmentationExport:
                                 min=(0.0,), max=(1.0,), labels_file="labels.txt")
         activation = "SOFTMAX" if io == "int8" else "NONE"
         return ModelInfo(name=name, description=f"Labels every pixel of an image with one of {len(labels)} classes: "
-                                                f"{', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''}. "
+                                                f"{class_list(labels)}. "
                                                 "Made by mobile-model-factory.",
                          version=f"space {fingerprint}, {datetime.date.today().isoformat()}",
                          author=config.author, license=config.license,
@@ -115,8 +115,7 @@ class SegmentationExport:
     def intended_use(self, card: dict) -> str:
         acc = card["accuracy"]
         return (f"labelling every pixel of images like those of {acc['data']} with one of its "
-                f"{len(card['classes'])} classes\n  ({', '.join(card['classes'][:10])}"
-                f"{', ...' if len(card['classes']) > 10 else ''}) on {card['device']['name']}.\n- The figures hold "
+                f"{len(card['classes'])} classes\n  ({class_list(card['classes'])}) on {card['device']['name']}.\n- The figures hold "
                 "for images drawn like the test split; other cameras, lighting or framing can score lower.\n  Every "
                 "pixel gets one of the classes.")
 
